@@ -1,0 +1,139 @@
+//! The broker's configuration: one validated struct, declared once with its defaults.
+//! Kafka's names for Kafka's settings live in [`BrokerConfig::settings`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::topic_config;
+
+/// Broker-level settings Runnel understands besides the topic defaults
+/// (`log.segment.bytes` …, see [`topic_config::TOPIC_CONFIGS`]).
+pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
+    ("auto.create.topics.enable", "true", "Create a topic when a client asks Metadata for one that does not exist."),
+    ("num.partitions", "1", "Partitions of an auto-created topic, or of CreateTopics asking for the default (-1)."),
+    ("default.replication.factor", "1", "Replication factor of new topics (one broker: 1)."),
+    ("socket.request.max.bytes", "104857600", "Largest request frame; a larger one closes the connection."),
+];
+
+/// Everything a broker needs to start.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    /// Address to bind the Kafka listener to (`host:port`; port 0 picks a free one).
+    pub listen: String,
+    /// Address clients are told to connect to; defaults to the bound listen address.
+    pub advertised_listener: Option<String>,
+    pub data_dir: PathBuf,
+    /// Kafka-named broker settings (`auto.create.topics.enable`, `log.segment.bytes` …).
+    pub settings: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            listen: "127.0.0.1:9092".into(),
+            advertised_listener: None,
+            data_dir: PathBuf::from("runnel-data"),
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+/// A broker config that failed validation; the message says which setting and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid broker setting: {0}")]
+pub struct ConfigError(pub String);
+
+impl BrokerConfig {
+    /// Checks every setting: known name, valid value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id < 0 {
+            return Err(ConfigError(format!("node.id must be ≥ 0, got {}", self.node_id)));
+        }
+        for (name, value) in &self.settings {
+            if let Some(d) = topic_config::TOPIC_CONFIGS.iter().find(|d| d.broker_name == name) {
+                topic_config::validate(d.name, value).map_err(|e| ConfigError(format!("{name}: {e}")))?;
+            } else if BROKER_SETTINGS.iter().any(|(n, _, _)| n == name) {
+                self.check_broker_setting(name, value)?;
+            } else {
+                return Err(ConfigError(format!(
+                    "unknown setting '{name}' (known: {})",
+                    known_settings().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_broker_setting(&self, name: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = |why: &str| ConfigError(format!("{name}={value}: {why}"));
+        match name {
+            "auto.create.topics.enable" => value.parse::<bool>().map(|_| ()).map_err(|_| bad("expected true or false")),
+            "num.partitions" | "default.replication.factor" => match value.parse::<i32>() {
+                Ok(n) if n >= 1 => Ok(()),
+                _ => Err(bad("expected a whole number ≥ 1")),
+            },
+            "socket.request.max.bytes" => match value.parse::<i32>() {
+                Ok(n) if n >= 64 => Ok(()),
+                _ => Err(bad("expected a whole number of bytes ≥ 64")),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    fn setting(&self, name: &str) -> &str {
+        self.settings.get(name).map(String::as_str).unwrap_or_else(|| {
+            BROKER_SETTINGS.iter().find(|(n, _, _)| *n == name).map(|(_, d, _)| *d).unwrap_or("")
+        })
+    }
+
+    pub fn auto_create_topics(&self) -> bool {
+        self.setting("auto.create.topics.enable") == "true"
+    }
+
+    pub fn num_partitions(&self) -> u32 {
+        self.setting("num.partitions").parse().unwrap_or(1)
+    }
+
+    pub fn socket_request_max_bytes(&self) -> usize {
+        self.setting("socket.request.max.bytes").parse().unwrap_or(104_857_600)
+    }
+
+    /// All settings with their effective values, for DescribeConfigs on the broker.
+    pub fn effective_settings(&self) -> Vec<(&'static str, String, bool)> {
+        let mut out: Vec<_> = BROKER_SETTINGS
+            .iter()
+            .map(|(n, d, _)| (*n, self.settings.get(*n).cloned().unwrap_or_else(|| d.to_string()), self.settings.contains_key(*n)))
+            .collect();
+        out.extend(topic_config::TOPIC_CONFIGS.iter().map(|d| {
+            (d.broker_name, self.settings.get(d.broker_name).cloned().unwrap_or_else(|| d.default.to_string()), self.settings.contains_key(d.broker_name))
+        }));
+        out
+    }
+}
+
+/// Names of every broker setting Runnel knows.
+pub fn known_settings() -> impl Iterator<Item = &'static str> {
+    BROKER_SETTINGS.iter().map(|(n, _, _)| *n).chain(topic_config::TOPIC_CONFIGS.iter().map(|d| d.broker_name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_unknown_settings_refused() {
+        let mut c = BrokerConfig::default();
+        c.validate().unwrap();
+        assert!(c.auto_create_topics());
+        assert_eq!(c.num_partitions(), 1);
+        c.settings.insert("log.segment.bytes".into(), "1048576".into());
+        c.validate().unwrap();
+        c.settings.insert("num.partitions".into(), "0".into());
+        assert!(c.validate().is_err());
+        c.settings.remove("num.partitions");
+        c.settings.insert("bogus".into(), "1".into());
+        assert!(c.validate().unwrap_err().to_string().contains("bogus"));
+    }
+}

@@ -1,0 +1,128 @@
+//! One client connection: reads length-prefixed frames, hands each request to its handler
+//! in its own task (so requests are pipelined), and writes responses in request order.
+//!
+//! A frame whose length is negative or above `socket.request.max.bytes`, or that does not
+//! decode, closes this connection only (after the responses already due are written).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use runnel_protocol::{decode_request, encode_response, encode_unsupported_api_versions, ProtocolError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::handlers::{self, Ctx};
+use crate::state::Broker;
+
+/// How many requests one connection may have in flight before we stop reading.
+const MAX_IN_FLIGHT: usize = 128;
+
+type Pending = oneshot::Receiver<Option<Bytes>>;
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let writer = tokio::spawn(async move {
+        while let Some(pending) = rx.recv().await {
+            match pending.await {
+                Ok(Some(bytes)) => {
+                    if wr.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let max = broker.config.socket_request_max_bytes();
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            f = read_frame(&mut rd, max) => f,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(reason) => {
+                tracing::warn!(%peer, %reason, "closing connection");
+                break;
+            }
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        if tx.send(done_rx).await.is_err() {
+            break;
+        }
+        match decode_request(frame.clone(), handlers::supported) {
+            Ok(req) => {
+                let ctx = Ctx {
+                    broker: broker.clone(),
+                    shutdown: shutdown.clone(),
+                    version: req.header.request_api_version,
+                    client_id: req.header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                    peer,
+                };
+                let correlation_id = req.header.correlation_id;
+                let api_key = req.api_key;
+                tokio::spawn(async move {
+                    let version = ctx.version;
+                    match handlers::dispatch(&ctx, req.body).await {
+                        None => {
+                            let _ = done_tx.send(None);
+                        }
+                        // A response we cannot encode closes the connection (done_tx dropped).
+                        Some(body) => {
+                            if let Some(bytes) = encode(&ctx, api_key, version, correlation_id, &body) {
+                                let _ = done_tx.send(Some(bytes));
+                            }
+                        }
+                    }
+                });
+            }
+            Err(ProtocolError::UnsupportedVersion { key, version }) if key == ApiKey::ApiVersions as i16 => {
+                let (_, _, correlation_id) = runnel_protocol::codec::peek_header(&frame).unwrap_or_default();
+                tracing::debug!(%peer, version, "ApiVersions version too new; answering v0 UNSUPPORTED_VERSION");
+                let _ = done_tx.send(encode_unsupported_api_versions(correlation_id, handlers::api_versions::table()).ok());
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "bad request; closing connection");
+                drop(done_tx);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+fn encode(ctx: &Ctx, api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Option<Bytes> {
+    match encode_response(api_key, version, correlation_id, body) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(peer = %ctx.peer, client_id = %ctx.client_id, ?api_key, version, error = %e, "could not encode response");
+            None
+        }
+    }
+}
+
+/// Reads one frame. `Ok(None)` at a clean end of stream; `Err` for a frame we refuse.
+async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin), max: usize) -> Result<Option<Bytes>, String> {
+    let mut len = [0u8; 4];
+    match rd.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    let len = i32::from_be_bytes(len);
+    if len < 0 || len as usize > max {
+        return Err(format!("frame length {len} is outside 0..={max} (socket.request.max.bytes)"));
+    }
+    let mut buf = BytesMut::zeroed(len as usize);
+    rd.read_exact(&mut buf).await.map_err(|e| format!("connection closed mid-frame: {e}"))?;
+    Ok(Some(buf.freeze()))
+}

@@ -1,0 +1,140 @@
+//! Fetch (key 1) v4–v16, sessionless (we never create a fetch session, so clients send
+//! full requests; session_id 0 in every response). Topics by name, or by topic id (v13+).
+//!
+//! Long poll: if fewer than `min_bytes` are available the request parks a waiter on each
+//! partition it reads and sleeps until an append wakes it, `max_wait_ms` passes, or the
+//! broker shuts down — never a busy loop. Limits: `max_bytes` for the response and
+//! `partition_max_bytes` per partition, except that the first batch found is always
+//! returned whole, as Kafka does, so a consumer can always make progress.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use runnel_storage::StorageError;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{blocking, Ctx};
+use crate::errors::{code, KafkaError};
+use crate::partition::Partition;
+
+pub const MIN_VERSION: i16 = 4;
+pub const MAX_VERSION: i16 = 16;
+
+/// Topic ids are used from this version on (KIP-516).
+const TOPIC_ID_VERSION: i16 = 13;
+
+/// One partition of the request, resolved.
+struct Wanted {
+    topic_slot: usize,
+    index: i32,
+    fetch_offset: i64,
+    max_bytes: usize,
+    /// None when the topic or partition does not exist: the error to answer.
+    part: Result<Arc<Partition>, KafkaError>,
+}
+
+pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
+    let use_ids = ctx.version >= TOPIC_ID_VERSION;
+    let image = ctx.broker.image();
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
+    for t in req.topics {
+        let name = if use_ids {
+            image.topic_by_id(&t.topic_id).map(|ti| ti.name.clone())
+        } else {
+            Some(t.topic.0.to_string())
+        };
+        let slot = topics.len();
+        topics.push(FetchableTopicResponse::default().with_topic(if use_ids { TopicName::default() } else { t.topic.clone() }).with_topic_id(t.topic_id));
+        for p in t.partitions {
+            let part = match &name {
+                None => Err(KafkaError::UnknownTopicId),
+                Some(n) => ctx.broker.partition(n, p.partition).ok_or(KafkaError::UnknownTopicOrPartition),
+            };
+            wanted.push(Wanted {
+                topic_slot: slot,
+                index: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                part,
+            });
+        }
+    }
+    let wanted = Arc::new(wanted);
+    let max_bytes = req.max_bytes.max(0) as usize;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let waiter = Arc::new(Notify::new());
+    let results = loop {
+        // Register before reading: an append after the read still wakes us.
+        for w in wanted.iter() {
+            if let Ok(p) = &w.part {
+                p.add_waiter(&waiter);
+            }
+        }
+        let w = wanted.clone();
+        let results = blocking(move || read_all(&w, max_bytes)).await;
+        let total: usize = results.iter().map(|r| r.records.as_ref().map_or(0, |b| b.len())).sum();
+        let has_error = results.iter().any(|r| r.error_code != 0);
+        if total >= min_bytes.max(1) || has_error || wanted.is_empty() && min_bytes == 0 || Instant::now() >= deadline {
+            break results;
+        }
+        tokio::select! {
+            _ = waiter.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = ctx.shutdown.cancelled() => {}
+        }
+        if ctx.shutdown.is_cancelled() || Instant::now() >= deadline {
+            let w = wanted.clone();
+            break blocking(move || read_all(&w, max_bytes)).await;
+        }
+    };
+    for (w, r) in wanted.iter().zip(results) {
+        topics[w.topic_slot].partitions.push(r);
+    }
+    FetchResponse::default().with_responses(topics)
+}
+
+/// Reads every wanted partition within the limits. Runs on a blocking thread.
+fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionData> {
+    let mut remaining = max_bytes;
+    let mut min_one = true;
+    wanted
+        .iter()
+        .map(|w| {
+            let mut d = PartitionData::default()
+                .with_partition_index(w.index)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_records(Some(Bytes::new()));
+            let part = match &w.part {
+                Ok(p) => p,
+                Err(e) => return d.with_error_code(code(*e)),
+            };
+            let limit = w.max_bytes.min(remaining);
+            let log = part.log();
+            let (start, end) = (log.log_start_offset(), log.log_end_offset());
+            d = d.with_high_watermark(end).with_last_stable_offset(end).with_log_start_offset(start);
+            match log.read(w.fetch_offset, limit, min_one).and_then(|s| s.read_to_vec().map_err(StorageError::from)) {
+                Ok(bytes) => {
+                    if !bytes.is_empty() {
+                        min_one = false;
+                        remaining = remaining.saturating_sub(bytes.len());
+                    }
+                    d.with_records(Some(Bytes::from(bytes)))
+                }
+                Err(StorageError::OffsetOutOfRange { .. }) => d.with_error_code(code(KafkaError::OffsetOutOfRange)),
+                Err(e) => {
+                    tracing::error!(topic = %part.topic, partition = part.index, error = %e, "fetch read failed");
+                    d.with_error_code(code(KafkaError::KafkaStorageError))
+                }
+            }
+        })
+        .collect()
+}
+

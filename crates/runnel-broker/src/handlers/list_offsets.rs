@@ -1,0 +1,62 @@
+//! ListOffsets (key 2) v1–v10: earliest (-2, and -4 earliest-local), latest (-1), max
+//! timestamp (-3, v7+), and the first offset at or after a timestamp (through the time
+//! index).
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{blocking, Ctx};
+use crate::errors::{code, KafkaError};
+
+pub const MIN_VERSION: i16 = 1;
+pub const MAX_VERSION: i16 = 10;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut topics = Vec::new();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut partitions = Vec::new();
+        for p in t.partitions {
+            let mut r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_timestamp(-1).with_offset(-1);
+            match ctx.broker.partition(&name, p.partition_index) {
+                None => r.error_code = code(KafkaError::UnknownTopicOrPartition),
+                Some(part) => {
+                    let ts = p.timestamp;
+                    let found = blocking(move || {
+                        let log = part.log();
+                        match ts {
+                            LATEST => Ok(Some((-1, log.log_end_offset()))),
+                            EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
+                            MAX_TIMESTAMP => log.max_timestamp(),
+                            ts if ts >= 0 => log.offset_for_timestamp(ts).map(|o| o.map(|(off, t)| (t, off))),
+                            _ => Ok(None),
+                        }
+                    })
+                    .await;
+                    match found {
+                        Ok(Some((timestamp, offset))) => {
+                            r = r.with_timestamp(timestamp).with_offset(offset);
+                            if ctx.version >= 4 {
+                                r.leader_epoch = 0;
+                            }
+                        }
+                        // No record at or after that time (or a special timestamp we do not serve): -1.
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(topic = %name, error = %e, "list offsets failed");
+                            r.error_code = code(KafkaError::KafkaStorageError);
+                        }
+                    }
+                }
+            }
+            partitions.push(r);
+        }
+        topics.push(ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions));
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

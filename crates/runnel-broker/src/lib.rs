@@ -1,0 +1,19 @@
+//! The Runnel broker: the Kafka listener and its connections, one handler per Kafka API,
+//! fetch waiters, topic configs and the broker config.
+//!
+//! It never parses bytes by hand that `runnel-protocol` parses, and never lays out files:
+//! partition data belongs to `runnel-storage`, metadata records to `runnel-metadata`.
+
+pub mod config;
+mod connection;
+mod errors;
+mod handlers;
+mod partition;
+mod server;
+mod state;
+pub mod topic_config;
+mod topic_name;
+
+pub use config::BrokerConfig;
+pub use handlers::SUPPORTED_APIS;
+pub use server::{start, BrokerHandle};

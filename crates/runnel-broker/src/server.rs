@@ -1,0 +1,132 @@
+//! The Kafka listener: binds, accepts connections, and shuts down cleanly — stop
+//! accepting, let connections answer what they have read, flush every partition.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection;
+use crate::state::Broker;
+use crate::BrokerConfig;
+
+/// A running broker.
+pub struct BrokerHandle {
+    /// The address the Kafka listener is bound to.
+    pub local_addr: SocketAddr,
+    /// The address advertised to clients.
+    pub advertised: String,
+    /// The cluster id stored in the data dir.
+    pub cluster_id: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BrokerHandle {
+    /// Asks the broker to stop and waits until connections are drained and data flushed.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// A token that stops the broker when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the broker has stopped.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Errors that keep a broker from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen on {addr}: {source} (is another broker running there? pick another with --listen)")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("cannot open the data dir {dir}: {source}")]
+    Data { dir: String, source: crate::state::StateError },
+    #[error("invalid advertised listener '{0}': expected HOST:PORT")]
+    Advertised(String),
+}
+
+/// Opens the data dir, binds the listener and starts serving.
+pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
+    config.validate()?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
+    let advertised = match &config.advertised_listener {
+        Some(a) => a.clone(),
+        None => local_addr.to_string(),
+    };
+    let (host, port) = advertised
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<i32>().ok()?)))
+        .ok_or_else(|| StartError::Advertised(advertised.clone()))?;
+    let dir = config.data_dir.display().to_string();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config, (host, port)))
+        .await
+        .expect("broker open task")
+        .map_err(|source| StartError::Data { dir, source })?;
+    let broker = Arc::new(broker);
+    let cluster_id = broker.cluster_id.clone();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve(listener, broker, shutdown.clone()));
+    Ok(BrokerHandle { local_addr, advertised, cluster_id, shutdown, task })
+}
+
+async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut connections = JoinSet::new();
+    let flusher = tokio::spawn(flush_loop(broker.clone(), shutdown.clone()));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    tracing::info!(open = connections.len(), "shutting down: answering in-flight requests");
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        connections.abort_all();
+    }
+    let _ = flusher.await;
+    let b = broker.clone();
+    let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
+    tracing::info!("broker stopped; data flushed");
+}
+
+/// Calls `maybe_flush` on every partition once a second, for `flush.ms`.
+async fn flush_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || b.flush_due()).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The broker's shared state: config, the metadata store, and the open partitions.
+//! Topic changes go through here so that the metadata record and the partition
+//! directories change together: a record is committed first, then applied to the files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use runnel_metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage, Uuid};
+use runnel_storage::PartitionLog;
+
+use crate::partition::Partition;
+use crate::topic_config::TopicSettings;
+use crate::BrokerConfig;
+
+pub type Partitions = HashMap<(String, i32), Arc<Partition>>;
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    /// The advertised host and port.
+    pub advertised: (String, i32),
+    metadata: Mutex<MetadataStore>,
+    partitions: RwLock<Partitions>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("metadata: {0}")]
+    Metadata(#[from] runnel_metadata::MetadataError),
+    #[error("storage: {0}")]
+    Storage(#[from] runnel_storage::StorageError),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+}
+
+const METADATA_DIR: &str = "__cluster_metadata-0";
+const META_PROPERTIES: &str = "meta.properties";
+
+impl Broker {
+    /// Opens the data dir: metadata first, then every partition log (recovering each).
+    pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Self, StateError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
+        let metadata = MetadataStore::open_local(&config.data_dir.join(METADATA_DIR))?;
+        remove_orphans(&config.data_dir, metadata.image())?;
+        let mut partitions = HashMap::new();
+        for topic in metadata.image().topics() {
+            let settings = TopicSettings::resolve(&topic.configs, &config.settings);
+            for p in 0..topic.partitions as i32 {
+                let part = open_partition(&config.data_dir, &topic.name, p, &settings)?;
+                partitions.insert((topic.name.clone(), p), Arc::new(part));
+            }
+        }
+        Ok(Self { config, cluster_id, advertised, metadata: Mutex::new(metadata), partitions: RwLock::new(partitions) })
+    }
+
+    /// A consistent copy of the metadata image.
+    pub fn image(&self) -> MetadataImage {
+        self.metadata.lock().unwrap_or_else(|p| p.into_inner()).image().clone()
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicImage> {
+        self.metadata.lock().unwrap_or_else(|p| p.into_inner()).image().topic(name).cloned()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), index)).cloned()
+    }
+
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Creates a topic (already validated by the caller) and its partition logs.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Uuid, StateError> {
+        let topic_id = Uuid::new_v4();
+        let settings = TopicSettings::resolve(&configs, &self.config.settings);
+        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        if md.image().topic(name).is_some() {
+            return Err(StateError::TopicExists(name.into()));
+        }
+        md.commit(MetadataRecord::CreateTopic { name: name.into(), topic_id, partitions, configs })?;
+        self.open_new_partitions(name, 0..partitions as i32, &settings)?;
+        Ok(topic_id)
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub fn create_partitions(&self, name: &str, total: u32) -> Result<(), StateError> {
+        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(topic) = md.image().topic(name).cloned() else { return Ok(()) };
+        md.commit(MetadataRecord::CreatePartitions { name: name.into(), total })?;
+        let settings = TopicSettings::resolve(&topic.configs, &self.config.settings);
+        self.open_new_partitions(name, topic.partitions as i32..total as i32, &settings)
+    }
+
+    fn open_new_partitions(
+        &self,
+        name: &str,
+        range: std::ops::Range<i32>,
+        settings: &TopicSettings,
+    ) -> Result<(), StateError> {
+        for p in range {
+            let part = open_partition(&self.config.data_dir, name, p, settings)?;
+            self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert((name.into(), p), Arc::new(part));
+        }
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides and applies them to its open partitions.
+    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), StateError> {
+        let settings = TopicSettings::resolve(&configs, &self.config.settings);
+        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        md.commit(MetadataRecord::SetTopicConfigs { name: name.into(), configs })?;
+        let count = md.image().topic(name).map(|t| t.partitions).unwrap_or(0);
+        drop(md);
+        for p in 0..count as i32 {
+            if let Some(part) = self.partition(name, p) {
+                part.set_settings(settings.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a topic: the record first, then its data from disk.
+    pub fn delete_topic(&self, name: &str) -> Result<(), StateError> {
+        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        md.commit(MetadataRecord::DeleteTopic { name: name.into() })?;
+        let removed: Vec<Arc<Partition>> = {
+            let mut parts = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<_> = parts.keys().filter(|(t, _)| t == name).cloned().collect();
+            keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
+        };
+        drop(md);
+        for part in removed {
+            part.wake_waiters();
+            let dir = partition_dir(&self.config.data_dir, name, part.index);
+            remove_partition_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes every partition whose `flush.ms` has elapsed.
+    pub fn flush_due(&self) {
+        for part in self.all_partitions() {
+            if let Err(e) = part.log().maybe_flush() {
+                tracing::error!(topic = %part.topic, partition = part.index, error = %e, "periodic flush failed");
+            }
+        }
+    }
+
+    /// Flushes every partition and writes its recovery checkpoint (clean shutdown).
+    pub fn flush_all(&self) {
+        for part in self.all_partitions() {
+            if let Err(e) = part.log().flush() {
+                tracing::error!(topic = %part.topic, partition = part.index, error = %e, "flush at shutdown failed");
+            }
+        }
+    }
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+fn open_partition(data_dir: &Path, topic: &str, index: i32, settings: &TopicSettings) -> Result<Partition, StateError> {
+    let log = PartitionLog::open(&partition_dir(data_dir, topic, index), settings.log.clone())?;
+    Ok(Partition::new(topic.into(), index, log, settings.clone()))
+}
+
+/// Renames a partition dir out of the way (so a crash never leaves it looking live),
+/// then removes it.
+fn remove_partition_dir(dir: &Path) -> std::io::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let doomed = dir.with_file_name(format!("{name}.{}-delete", Uuid::new_v4().simple()));
+    std::fs::rename(dir, &doomed)?;
+    std::fs::remove_dir_all(&doomed)
+}
+
+/// Finishes deletions a crash interrupted: `*-delete` dirs, and partition dirs of topics
+/// (or partitions) the metadata no longer has.
+fn remove_orphans(data_dir: &Path, image: &MetadataImage) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(data_dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == METADATA_DIR {
+            continue;
+        }
+        if name.ends_with("-delete") {
+            std::fs::remove_dir_all(entry.path())?;
+            continue;
+        }
+        let Some((topic, p)) = name.rsplit_once('-') else { continue };
+        let Ok(p) = p.parse::<u32>() else { continue };
+        let live = image.topic(topic).is_some_and(|t| p < t.partitions);
+        if !live {
+            tracing::warn!(dir = %entry.path().display(), "removing partition dir of a deleted topic");
+            remove_partition_dir(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads `meta.properties` (cluster.id, node.id), creating it on first start.
+fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> std::io::Result<String> {
+    let path = data_dir.join(META_PROPERTIES);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
+            return Ok(id.trim().to_string());
+        }
+    }
+    let id = Uuid::new_v4().simple().to_string()[..22].to_string();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}

@@ -1,0 +1,205 @@
+//! The two per-segment indexes, kept in memory and mirrored to append-only files:
+//!
+//! - `.index`: sparse offset index, 8-byte entries `relative offset u32 | position u32`
+//!   (big-endian), one per `index_interval_bytes` of log. Each entry points at the start of
+//!   a batch whose base offset is `segment base + relative offset`.
+//! - `.timeindex`: 12-byte entries `timestamp i64 | relative offset u32`, appended when a
+//!   batch's `maxTimestamp` exceeds the last entry's. The offset is the base offset of
+//!   that batch, so the last entry names the segment's maximum batch timestamp and the
+//!   first batch that reached it.
+//!
+//! Indexes are derived data: the `.log` file is the truth, and an index that fails
+//! [`IndexFile::load`]'s checks is rebuilt from it. This module never reads the log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// An entry type of an index file.
+pub(crate) trait Entry: Copy + std::fmt::Debug {
+    const SIZE: usize;
+    fn encode(&self, out: &mut Vec<u8>);
+    fn decode(b: &[u8]) -> Self;
+    /// True if `self` may follow `prev` (both keys strictly increase).
+    fn follows(&self, prev: &Self) -> bool;
+}
+
+/// An offset-index entry: a batch start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OffsetEntry {
+    pub rel_offset: u32,
+    pub position: u32,
+}
+
+/// A time-index entry: the first batch whose `maxTimestamp` reached `timestamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeEntry {
+    pub timestamp: i64,
+    pub rel_offset: u32,
+}
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+impl Entry for OffsetEntry {
+    const SIZE: usize = 8;
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.rel_offset.to_be_bytes());
+        out.extend_from_slice(&self.position.to_be_bytes());
+    }
+    fn decode(b: &[u8]) -> Self {
+        OffsetEntry { rel_offset: be_u32(&b[0..4]), position: be_u32(&b[4..8]) }
+    }
+    fn follows(&self, prev: &Self) -> bool {
+        self.rel_offset > prev.rel_offset && self.position > prev.position
+    }
+}
+
+impl Entry for TimeEntry {
+    const SIZE: usize = 12;
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.rel_offset.to_be_bytes());
+    }
+    fn decode(b: &[u8]) -> Self {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&b[0..8]);
+        TimeEntry { timestamp: i64::from_be_bytes(ts), rel_offset: be_u32(&b[8..12]) }
+    }
+    fn follows(&self, prev: &Self) -> bool {
+        self.timestamp > prev.timestamp && self.rel_offset > prev.rel_offset
+    }
+}
+
+/// An index file and its entries in memory. Invariant: the file holds exactly
+/// `entries` (the file may hold garbage past them only after a failed write, and the
+/// next write overwrites it).
+#[derive(Debug)]
+pub(crate) struct IndexFile<E: Entry> {
+    file: File,
+    entries: Vec<E>,
+}
+
+impl<E: Entry> IndexFile<E> {
+    /// Opens an existing index; `Ok(None)` if it is missing or damaged (size not a
+    /// multiple of the entry size, or keys not strictly increasing).
+    pub fn load(path: &Path) -> io::Result<Option<Self>> {
+        let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        if bytes.len() % E::SIZE != 0 {
+            return Ok(None);
+        }
+        let entries: Vec<E> = bytes.chunks_exact(E::SIZE).map(E::decode).collect();
+        if entries.windows(2).any(|w| !w[1].follows(&w[0])) {
+            return Ok(None);
+        }
+        Ok(Some(IndexFile { file, entries }))
+    }
+
+    /// Creates (or overwrites) the index file with `entries`.
+    pub fn create(path: &Path, entries: Vec<E>) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
+        let mut index = IndexFile { file, entries: Vec::new() };
+        index.append(&entries)?;
+        Ok(index)
+    }
+
+    pub fn entries(&self) -> &[E] {
+        &self.entries
+    }
+
+    pub fn last(&self) -> Option<&E> {
+        self.entries.last()
+    }
+
+    /// Appends `new` in one write; on failure the file is cut back and nothing changes.
+    pub fn append(&mut self, new: &[E]) -> io::Result<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(new.len() * E::SIZE);
+        new.iter().for_each(|e| e.encode(&mut bytes));
+        let at = (self.entries.len() * E::SIZE) as u64;
+        if let Err(e) = self.file.write_all_at(&bytes, at) {
+            let _ = self.file.set_len(at);
+            return Err(e);
+        }
+        self.entries.extend_from_slice(new);
+        Ok(())
+    }
+
+    /// Keeps the first `n` entries.
+    pub fn truncate(&mut self, n: usize) -> io::Result<()> {
+        if n < self.entries.len() {
+            self.file.set_len((n * E::SIZE) as u64)?;
+            self.entries.truncate(n);
+        }
+        Ok(())
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+impl IndexFile<OffsetEntry> {
+    /// The last entry with `rel_offset <= rel` (the start point of a scan for `rel`).
+    pub fn floor(&self, rel: u32) -> Option<OffsetEntry> {
+        let n = self.entries.partition_point(|e| e.rel_offset <= rel);
+        n.checked_sub(1).map(|i| self.entries[i])
+    }
+
+    /// The last entry with `position <= position`.
+    pub fn floor_position(&self, position: u64) -> Option<OffsetEntry> {
+        let n = self.entries.partition_point(|e| u64::from(e.position) <= position);
+        n.checked_sub(1).map(|i| self.entries[i])
+    }
+}
+
+impl IndexFile<TimeEntry> {
+    /// The last entry with `timestamp < ts`: every batch up to that entry's batch has
+    /// `maxTimestamp < ts`, so a search for `ts` may start at that batch.
+    pub fn last_below(&self, ts: i64) -> Option<TimeEntry> {
+        let n = self.entries.partition_point(|e| e.timestamp < ts);
+        n.checked_sub(1).map(|i| self.entries[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_lookup_and_damage_detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.index");
+        let mut idx = IndexFile::create(&p, vec![OffsetEntry { rel_offset: 3, position: 100 }]).unwrap();
+        idx.append(&[OffsetEntry { rel_offset: 9, position: 300 }]).unwrap();
+        assert_eq!(idx.floor(2), None);
+        assert_eq!(idx.floor(8).unwrap().position, 100);
+        assert_eq!(idx.floor_position(300).unwrap().rel_offset, 9);
+        let loaded = IndexFile::<OffsetEntry>::load(&p).unwrap().unwrap();
+        assert_eq!(loaded.entries(), idx.entries());
+        idx.truncate(1).unwrap();
+        assert_eq!(IndexFile::<OffsetEntry>::load(&p).unwrap().unwrap().entries().len(), 1);
+
+        std::fs::write(&p, [0u8; 7]).unwrap();
+        assert!(IndexFile::<OffsetEntry>::load(&p).unwrap().is_none());
+        std::fs::write(&p, [0, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0, 4, 0, 0, 0, 10]).unwrap();
+        assert!(IndexFile::<OffsetEntry>::load(&p).unwrap().is_none());
+        assert!(IndexFile::<TimeEntry>::load(&dir.path().join("missing")).unwrap().is_none());
+
+        let t = dir.path().join("x.timeindex");
+        let ti = IndexFile::create(&t, vec![TimeEntry { timestamp: 10, rel_offset: 0 }, TimeEntry { timestamp: 20, rel_offset: 4 }]).unwrap();
+        assert_eq!(ti.last_below(10), None);
+        assert_eq!(ti.last_below(21).unwrap().rel_offset, 4);
+        assert_eq!(IndexFile::<TimeEntry>::load(&t).unwrap().unwrap().entries(), ti.entries());
+    }
+}

@@ -1,0 +1,22 @@
+//! Runnel's storage: one [`PartitionLog`] per partition directory, made of segments
+//! (`.log` files of verbatim v2 record batches named by 20-digit base offset, with a sparse
+//! `.index` and a `.timeindex`), plus the recovery checkpoint.
+//!
+//! Owns: appending (offset assignment, rolling, indexes), reads as file ranges of whole
+//! batches (for `sendfile`), timestamp lookups, flush and the recovery checkpoint, crash
+//! recovery to the last whole CRC-valid batch, and truncation.
+//!
+//! Must never: know about sockets or Kafka requests, keep a second copy of message data in
+//! memory (reads return file ranges; the page cache does the caching), rewrite stored
+//! batch bytes, or panic on bad bytes read from disk.
+
+pub mod config;
+pub mod error;
+mod index;
+pub mod log;
+mod recovery;
+mod segment;
+
+pub use config::LogConfig;
+pub use error::StorageError;
+pub use log::{AppendInfo, FileSlice, PartitionLog, ReadSlice};

@@ -1,0 +1,357 @@
+//! [`PartitionLog`]: one partition's ordered segments in one directory. Owns offset
+//! assignment, rolling, reads as file ranges, timestamp lookups, flushing with the
+//! recovery checkpoint, and truncation. Never parses requests or touches sockets.
+//!
+//! Invariants (checked with `debug_assert!`):
+//! - offsets are dense and strictly increasing: each batch starts at the previous batch's
+//!   last offset + 1, and each segment starts where the previous one ends;
+//! - the log end offset is the last batch's last offset + 1 (the active segment's base
+//!   offset when it is empty);
+//! - only the last segment is ever written.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use runnel_protocol::batch::{self, BatchHeader};
+
+use crate::config::LogConfig;
+use crate::error::StorageError;
+use crate::recovery::{self, CLEAN_SHUTDOWN_FILE};
+use crate::segment::Segment;
+
+/// What an append stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// Largest batch `maxTimestamp` in the append.
+    pub max_timestamp: i64,
+}
+
+/// A byte range of a segment file: whole batches, ready for `pread` or `sendfile`.
+#[derive(Debug, Clone)]
+pub struct FileSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: usize,
+}
+
+/// The result of [`PartitionLog::read`]: whole batches, in offset order.
+#[derive(Debug, Clone, Default)]
+pub struct ReadSlice {
+    pub slices: Vec<FileSlice>,
+}
+
+impl ReadSlice {
+    /// Total bytes.
+    pub fn len(&self) -> usize {
+        self.slices.iter().map(|s| s.len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slices.iter().all(|s| s.len == 0)
+    }
+
+    /// Copies the bytes out (one `pread` per slice). A segment truncated since the read
+    /// gives `UnexpectedEof`.
+    pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
+        let mut out = vec![0u8; self.len()];
+        let mut at = 0;
+        for s in &self.slices {
+            s.file.read_exact_at(&mut out[at..at + s.len], s.position)?;
+            at += s.len;
+        }
+        Ok(out)
+    }
+}
+
+/// One partition's log. See the module docs for its invariants.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset, never empty; the last one is active.
+    segments: Vec<Segment>,
+    /// Offsets below this are fsynced (and named by the checkpoint file).
+    recovery_point: i64,
+    unflushed_records: u64,
+    last_flush: Instant,
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering it to the last whole, valid batch.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, StorageError> {
+        let (segments, recovery_point) = recovery::load(dir, config.index_interval_bytes)?;
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            recovery_point,
+            unflushed_records: 0,
+            last_flush: Instant::now(),
+        };
+        log.check_invariants();
+        Ok(log)
+    }
+
+    fn check_invariants(&self) {
+        debug_assert!(!self.segments.is_empty());
+        debug_assert!(self.segments.windows(2).all(|w| w[0].next_offset() == w[1].base_offset()));
+    }
+
+    fn active(&self) -> &Segment {
+        &self.segments[self.segments.len() - 1]
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.segments[0].base_offset()
+    }
+    /// One past the last stored offset: the offset the next append gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+    /// Offsets below this are durable (fsynced).
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(Segment::size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// Appends one or more already-validated v2 batches laid end to end. Offsets are
+    /// assigned from the log end offset by patching each `baseOffset` in `batches`; the
+    /// bytes go to the active segment in one write (rolling first when needed). On error
+    /// nothing is visible and the log accepts later appends.
+    pub fn append(&mut self, batches: &mut [u8]) -> Result<AppendInfo, StorageError> {
+        if batches.is_empty() {
+            return Err(StorageError::InvalidAppend("no batches".into()));
+        }
+        let mut metas: Vec<(BatchHeader, std::ops::Range<usize>)> =
+            batch::batches(batches).collect::<Result<_, _>>()?;
+        let base_offset = self.log_end_offset();
+        let mut next = base_offset;
+        let mut max_timestamp = i64::MIN;
+        for (h, range) in &mut metas {
+            if h.last_offset_delta < 0 {
+                return Err(StorageError::InvalidAppend(format!("lastOffsetDelta {}", h.last_offset_delta)));
+            }
+            batch::set_base_offset(&mut batches[range.clone()], next);
+            h.base_offset = next;
+            next = h.last_offset() + 1;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+        }
+        let last_offset = next - 1;
+        let len = batches.len() as u64;
+        if len > u64::from(u32::MAX) || last_offset - base_offset > i64::from(u32::MAX) {
+            return Err(StorageError::InvalidAppend(format!("{len} bytes / {} offsets in one append", next - base_offset)));
+        }
+        if self.should_roll(len, last_offset) {
+            self.roll()?;
+        }
+        let interval = self.config.index_interval_bytes;
+        let last = self.segments.len() - 1;
+        self.segments[last].append(batches, &metas, interval)?;
+        debug_assert_eq!(self.log_end_offset(), last_offset + 1, "log end = last offset + 1");
+        self.unflushed_records = self.unflushed_records.saturating_add((next - base_offset) as u64);
+        if self.unflushed_records >= self.config.flush_messages {
+            self.flush()?;
+        }
+        Ok(AppendInfo { base_offset, last_offset, max_timestamp })
+    }
+
+    fn should_roll(&self, len: u64, last_offset: i64) -> bool {
+        let active = self.active();
+        if active.size() == 0 {
+            return false;
+        }
+        let too_old = active.first_append().is_some_and(|t| {
+            SystemTime::now().duration_since(t).unwrap_or_default() >= Duration::from_millis(self.config.segment_ms)
+        });
+        active.size() + len > self.config.segment_bytes || too_old || !active.can_address(len, last_offset)
+    }
+
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let base = self.log_end_offset();
+        tracing::debug!(dir = %self.dir.display(), base, "rolling segment");
+        self.segments.push(Segment::create(&self.dir, base)?);
+        self.check_invariants();
+        Ok(())
+    }
+
+    fn out_of_range(&self, requested: i64) -> StorageError {
+        StorageError::OffsetOutOfRange {
+            requested,
+            log_start: self.log_start_offset(),
+            log_end: self.log_end_offset(),
+        }
+    }
+
+    /// Index of the segment that holds `offset` (the last one starting at or below it).
+    fn segment_for(&self, offset: i64) -> usize {
+        self.segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1)
+    }
+
+    /// Whole batches from the one containing `offset`, across segments, up to `max_bytes`
+    /// in total; with `min_one` the first batch is returned even if larger. Empty at the
+    /// log end; `OffsetOutOfRange` outside `[log start, log end]`.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadSlice, StorageError> {
+        if offset < self.log_start_offset() || offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        let mut out = ReadSlice::default();
+        let mut total: u64 = 0;
+        let max = max_bytes as u64;
+        let first = self.segment_for(offset);
+        for (i, seg) in self.segments.iter().enumerate().skip(first) {
+            let start = if i == first {
+                match seg.find_batch(offset)? {
+                    Some((pos, _)) => pos,
+                    None => continue,
+                }
+            } else {
+                0
+            };
+            let mut pos = start;
+            let mut full = false;
+            if seg.size() - pos <= max - total {
+                pos = seg.size();
+            } else {
+                if let Some(b) = seg.indexed_boundary(pos, pos + (max - total)) {
+                    pos = b;
+                }
+                while pos < seg.size() {
+                    let len = seg.read_header(pos)?.total_len() as u64;
+                    let forced = min_one && total == 0 && pos == start && out.slices.is_empty();
+                    if total + (pos - start) + len > max && !forced {
+                        full = true;
+                        break;
+                    }
+                    pos += len;
+                }
+            }
+            if pos > start {
+                total += pos - start;
+                out.slices.push(FileSlice { file: Arc::clone(seg.file()), position: start, len: (pos - start) as usize });
+            }
+            if full || total >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Kafka's ListOffsets by time: `(offset, timestamp)` of the earliest record whose
+    /// timestamp is `>= ts`. Exact inside uncompressed batches; a compressed batch answers
+    /// with its base offset and `maxTimestamp`. `None` if there is no such record.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        for seg in &self.segments {
+            if let Some(found) = seg.offset_for_timestamp(ts)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `(timestamp, offset)` of the record with the largest timestamp (ties: the earliest
+    /// offset). Exact for uncompressed batches; a compressed batch answers with its last
+    /// offset. `None` for an empty log.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        let mut best: Option<(i64, &Segment)> = None;
+        for seg in &self.segments {
+            if let Some((ts, _)) = seg.max_time_entry() {
+                if !best.is_some_and(|(b, _)| ts <= b) {
+                    best = Some((ts, seg));
+                }
+            }
+        }
+        match best {
+            Some((_, seg)) => seg.max_timestamp(),
+            None => Ok(None),
+        }
+    }
+
+    /// fsyncs every segment with data above the recovery point, then moves the recovery
+    /// checkpoint to the log end offset (written atomically).
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        let end = self.log_end_offset();
+        for seg in self.segments.iter().filter(|s| s.next_offset() > self.recovery_point || s.size() == 0) {
+            seg.sync()?;
+        }
+        recovery::write_recovery_point(&self.dir, end)?;
+        self.recovery_point = end;
+        self.unflushed_records = 0;
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Flushes if `flush_ms` passed since the last flush and there is unflushed data.
+    pub fn maybe_flush(&mut self) -> Result<(), StorageError> {
+        let due = self.last_flush.elapsed() >= Duration::from_millis(self.config.flush_ms);
+        if due && (self.unflushed_records > 0 || self.recovery_point < self.log_end_offset()) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and marks a clean shutdown, so the next `open` trusts every segment.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.flush()?;
+        File::create(self.dir.join(CLEAN_SHUTDOWN_FILE))?.sync_all()?;
+        recovery::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Drops every record at or above `offset`. Truncation is at batch granularity: the
+    /// batch containing `offset` goes entirely, so afterwards the log end offset is that
+    /// batch's base offset (`<= offset`). An `offset` at or below the log start empties
+    /// the log, which then starts at `offset`. No-op at or past the log end.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let offset = offset.max(0);
+        if offset <= self.log_start_offset() {
+            for seg in self.segments.drain(..) {
+                seg.delete()?;
+            }
+            self.segments.push(Segment::create(&self.dir, offset)?);
+        } else {
+            let keep = self.segment_for(offset);
+            for seg in self.segments.drain(keep + 1..) {
+                seg.delete()?;
+            }
+            let last = self.segments.len() - 1;
+            self.segments[last].truncate_to(offset)?;
+        }
+        self.recovery_point = self.recovery_point.min(self.log_end_offset());
+        recovery::write_recovery_point(&self.dir, self.recovery_point)?;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Deletes the partition directory and everything in it.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Opening a partition directory: the recovery-point checkpoint, the clean-shutdown
+//! marker, stray-file cleanup, and loading segments so that the log ends on the last whole,
+//! CRC-valid batch.
+//!
+//! Rules: a segment wholly below the recovery point (the next segment starts at or below
+//! it), or any segment after a clean shutdown, is trusted; every other segment is scanned
+//! with CRC checks. At the first torn or corrupt batch the segment is cut there and all
+//! later segments are deleted. Segments must chain: each starts where the previous ends.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::error::StorageError;
+use crate::segment::{segment_path, LoadOutcome, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+
+/// The recovery checkpoint: offsets below it were fsynced.
+pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Present only between a clean `close` and the next `open`.
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+const TEMP_SUFFIXES: [&str; 5] = [".tmp", ".swap", ".deleted", ".cleaned", ".tmp-checkpoint"];
+
+/// Reads the recovery point; a missing or unreadable checkpoint means "trust nothing".
+pub(crate) fn read_recovery_point(dir: &Path) -> io::Result<i64> {
+    match fs::read_to_string(dir.join(RECOVERY_POINT_FILE)) {
+        Ok(s) => {
+            let mut lines = s.lines();
+            let parsed = match (lines.next(), lines.next().and_then(|l| l.trim().parse::<i64>().ok())) {
+                (Some("0"), Some(offset)) if offset >= 0 => Some(offset),
+                _ => None,
+            };
+            if parsed.is_none() {
+                tracing::warn!(dir = %dir.display(), "unreadable recovery checkpoint; recovering all segments");
+            }
+            Ok(parsed.unwrap_or(0))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the recovery point atomically: temp file, fsync, rename, fsync the directory.
+pub(crate) fn write_recovery_point(dir: &Path, offset: i64) -> io::Result<()> {
+    let tmp = dir.join(format!("{RECOVERY_POINT_FILE}.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(format!("0\n{offset}\n").as_bytes())?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(RECOVERY_POINT_FILE))?;
+    sync_dir(dir)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Lists segment base offsets (sorted) and deletes temp files and orphan indexes.
+fn scan_dir(dir: &Path) -> io::Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if TEMP_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            tracing::info!(file = name, "deleting stray file");
+            fs::remove_file(entry.path())?;
+            continue;
+        }
+        let Some((stem, ext)) = name.split_once('.') else { continue };
+        let Some(base) = (stem.len() == 20).then(|| stem.parse::<i64>().ok()).flatten() else { continue };
+        match ext {
+            LOG_EXT => bases.push(base),
+            INDEX_EXT | TIME_INDEX_EXT => index_files.push((base, entry.path())),
+            _ => {}
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in index_files {
+        if bases.binary_search(&base).is_err() {
+            tracing::info!(file = %path.display(), "deleting index without a log");
+            fs::remove_file(path)?;
+        }
+    }
+    Ok(bases)
+}
+
+/// Loads the partition directory (creating it if missing). Returns the segments (never
+/// empty) and the recovery point, capped at the log end offset.
+pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64), StorageError> {
+    fs::create_dir_all(dir)?;
+    let bases = scan_dir(dir)?;
+    let recovery_point = read_recovery_point(dir)?;
+    let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
+    let clean = clean_marker.exists();
+    if clean {
+        fs::remove_file(&clean_marker)?;
+        sync_dir(dir)?;
+    }
+    let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
+    for (i, &base) in bases.iter().enumerate() {
+        let chained = !segments.last().is_some_and(|prev| prev.next_offset() != base);
+        if !chained {
+            tracing::warn!(dir = %dir.display(), base, "segment does not continue the log; deleting it and later segments");
+            delete_from(dir, &bases[i..])?;
+            break;
+        }
+        let trusted = clean || bases.get(i + 1).is_some_and(|&next| next <= recovery_point);
+        let (segment, outcome) = Segment::load(dir, base, trusted, index_interval)?;
+        segments.push(segment);
+        if outcome == LoadOutcome::Truncated {
+            delete_from(dir, &bases[i + 1..])?;
+            break;
+        }
+    }
+    if segments.is_empty() {
+        segments.push(Segment::create(dir, 0)?);
+    }
+    let log_end = segments.last().map_or(0, Segment::next_offset);
+    Ok((segments, recovery_point.min(log_end)))
+}
+
+fn delete_from(dir: &Path, bases: &[i64]) -> io::Result<()> {
+    for &base in bases {
+        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+            match fs::remove_file(segment_path(dir, base, ext)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_round_trip_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_recovery_point(dir.path()).unwrap(), 0);
+        write_recovery_point(dir.path(), 1234).unwrap();
+        assert_eq!(read_recovery_point(dir.path()).unwrap(), 1234);
+        fs::write(dir.path().join(RECOVERY_POINT_FILE), "nonsense").unwrap();
+        assert_eq!(read_recovery_point(dir.path()).unwrap(), 0);
+    }
+
+    #[test]
+    fn strays_orphans_and_unchained_segments_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        Segment::create(d, 0).unwrap();
+        Segment::create(d, 50).unwrap(); // does not continue the (empty) first segment
+        fs::write(d.join("00000000000000000009.index"), [0u8; 8]).unwrap();
+        fs::write(d.join("00000000000000000000.log.swap"), b"x").unwrap();
+        fs::write(d.join("recovery-point.tmp"), b"x").unwrap();
+        let (segments, rp) = load(d, 4096).unwrap();
+        assert_eq!((segments.len(), rp), (1, 0));
+        let mut names: Vec<_> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["00000000000000000000.index", "00000000000000000000.log", "00000000000000000000.timeindex"]);
+    }
+}

@@ -1,0 +1,150 @@
+//! The command line: `runnel broker` with flags, `RUNNEL_*` environment variables and an
+//! optional TOML file (`--config`). Precedence: flag > environment > file > default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use runnel_broker::BrokerConfig;
+
+#[derive(Parser)]
+#[command(name = "runnel", version, about = "A distributed commit log that speaks the Apache Kafka protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker. With no flags: Kafka listener on 127.0.0.1:9092, data in ./runnel-data, node id 1.
+    Broker(BrokerArgs),
+}
+
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// TOML config file: the keys below (data-dir, listen, advertised-listener, node-id)
+    /// and any Kafka broker setting by its Kafka name, e.g. "log.segment.bytes" = 1048576.
+    #[arg(long, env = "RUNNEL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for partition logs and metadata [default: ./runnel-data]
+    #[arg(long, env = "RUNNEL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the Kafka listener, HOST:PORT (port 0 picks a free port) [default: 127.0.0.1:9092]
+    #[arg(long, env = "RUNNEL_LISTEN")]
+    listen: Option<String>,
+    /// Address clients are told to connect to, HOST:PORT [default: the listen address]
+    #[arg(long, env = "RUNNEL_ADVERTISED_LISTENER")]
+    advertised_listener: Option<String>,
+    /// This broker's node id [default: 1]
+    #[arg(long, env = "RUNNEL_NODE_ID")]
+    node_id: Option<i32>,
+    /// A Kafka broker setting, KEY=VALUE (repeatable), e.g. -o log.segment.bytes=1048576.
+    /// Environment: RUNNEL_SET="k1=v1,k2=v2".
+    #[arg(short = 'o', long = "set", value_name = "KEY=VALUE", env = "RUNNEL_SET", value_delimiter = ',')]
+    set: Vec<String>,
+    /// Log level or filter (trace, debug, info, warn, error; or a RUST_LOG-style filter)
+    #[arg(long, env = "RUNNEL_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+/// The config file: our keys, plus Kafka settings by their Kafka names.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    advertised_listener: Option<String>,
+    node_id: Option<i32>,
+    #[serde(flatten)]
+    kafka: BTreeMap<String, toml::Value>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Broker(args) => match run_broker(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("runnel: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text).with_context(|| format!("config file {} is not valid", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let defaults = BrokerConfig::default();
+    let mut settings = BTreeMap::new();
+    for (k, v) in file.kafka {
+        let v = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => bail!("config file: {k} must be a string, number or boolean, got {other}"),
+        };
+        settings.insert(k, v);
+    }
+    for kv in &args.set {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--set expects KEY=VALUE, got '{kv}'");
+        };
+        settings.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(BrokerConfig {
+        node_id: args.node_id.or(file.node_id).unwrap_or(defaults.node_id),
+        listen: args.listen.clone().or(file.listen).unwrap_or(defaults.listen),
+        advertised_listener: args.advertised_listener.clone().or(file.advertised_listener),
+        data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(defaults.data_dir),
+        settings,
+    })
+}
+
+fn run_broker(args: BrokerArgs) -> Result<()> {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log_level.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).context("invalid --log-level")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = broker_config(&args)?;
+    config.validate()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let data_dir = config.data_dir.clone();
+        let node_id = config.node_id;
+        let handle = runnel_broker::start(config).await?;
+        println!(
+            "runnel broker {} (node id {node_id}, cluster {}): Kafka listener on {} (advertised as {}), data in {}",
+            env!("CARGO_PKG_VERSION"),
+            handle.cluster_id,
+            handle.local_addr,
+            handle.advertised,
+            data_dir.display()
+        );
+        let token = handle.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received; stopping");
+            token.cancel();
+        });
+        handle.wait().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
