@@ -213,14 +213,32 @@ impl PartitionLog {
     /// in total; with `min_one` the first batch is returned even if larger. Empty at the
     /// log end; `OffsetOutOfRange` outside `[log start, log end]`.
     pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadSlice, StorageError> {
+        self.read_up_to(offset, max_bytes, min_one, i64::MAX)
+    }
+
+    /// Like [`read`](Self::read), but returns only batches that lie wholly below `upper`
+    /// (e.g. the high watermark): empty if the batch containing `offset` reaches `upper`.
+    pub fn read_up_to(&self, offset: i64, max_bytes: usize, min_one: bool, upper: i64) -> Result<ReadSlice, StorageError> {
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }
         let mut out = ReadSlice::default();
+        if offset >= upper {
+            return Ok(out);
+        }
+        // Where the data readable below `upper` ends: (segment index, position).
+        let (upper_seg, upper_pos) = if upper >= self.log_end_offset() {
+            (self.segments.len() - 1, self.active().size())
+        } else {
+            let i = self.segment_for(upper);
+            let seg = &self.segments[i];
+            (i, seg.find_batch(upper)?.map_or(seg.size(), |(pos, _)| pos))
+        };
         let mut total: u64 = 0;
         let max = max_bytes as u64;
         let first = self.segment_for(offset);
-        for (i, seg) in self.segments.iter().enumerate().skip(first) {
+        for (i, seg) in self.segments.iter().enumerate().take(upper_seg + 1).skip(first) {
+            let end = if i == upper_seg { upper_pos } else { seg.size() };
             let start = if i == first {
                 match seg.find_batch(offset)? {
                     Some((pos, _)) => pos,
@@ -231,13 +249,13 @@ impl PartitionLog {
             };
             let mut pos = start;
             let mut full = false;
-            if seg.size() - pos <= max - total {
-                pos = seg.size();
+            if end.saturating_sub(pos) <= max - total {
+                pos = end.max(start);
             } else {
-                if let Some(b) = seg.indexed_boundary(pos, pos + (max - total)) {
+                if let Some(b) = seg.indexed_boundary(pos, end.min(pos + (max - total))) {
                     pos = b;
                 }
-                while pos < seg.size() {
+                while pos < end {
                     let len = seg.read_header(pos)?.total_len() as u64;
                     let forced = min_one && total == 0 && pos == start && out.slices.is_empty();
                     if total + (pos - start) + len > max && !forced {
@@ -277,7 +295,7 @@ impl PartitionLog {
         let mut best: Option<(i64, &Segment)> = None;
         for seg in &self.segments {
             if let Some((ts, _)) = seg.max_time_entry() {
-                if !best.is_some_and(|(b, _)| ts <= b) {
+                if !matches!(best, Some((b, _)) if ts <= b) {
                     best = Some((ts, seg));
                 }
             }

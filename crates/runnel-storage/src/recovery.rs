@@ -100,7 +100,7 @@ pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64
     }
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     for (i, &base) in bases.iter().enumerate() {
-        let chained = !segments.last().is_some_and(|prev| prev.next_offset() != base);
+        let chained = !matches!(segments.last(), Some(prev) if prev.next_offset() != base);
         if !chained {
             tracing::warn!(dir = %dir.display(), base, "segment does not continue the log; deleting it and later segments");
             delete_from(dir, &bases[i..])?;

@@ -58,7 +58,7 @@ impl IndexPlan {
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += h.total_len() as u64;
-        if !self.last_ts.is_some_and(|t| h.max_timestamp <= t) {
+        if !matches!(self.last_ts, Some(t) if h.max_timestamp <= t) {
             self.times.push(TimeEntry { timestamp: h.max_timestamp, rel_offset: rel });
             self.last_ts = Some(h.max_timestamp);
         }
@@ -362,7 +362,7 @@ impl Segment {
 
     /// Earliest `(offset, timestamp)` with timestamp `>= ts` in this segment.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
-        if !self.max_time_entry().is_some_and(|(max, _)| max >= ts) {
+        if !matches!(self.max_time_entry(), Some((max, _)) if max >= ts) {
             return Ok(None);
         }
         let mut pos = match self.time_index.last_below(ts) {

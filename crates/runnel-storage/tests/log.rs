@@ -279,3 +279,22 @@ fn segment_ms_rolls_by_age() {
     }
     assert_eq!(log.segment_count(), 3);
 }
+
+#[test]
+fn read_up_to_stops_before_the_upper_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let all = fill(&mut log, 20); // batches of 1,2,3,4 records, rolling often
+    let batches: Vec<_> = runnel_protocol::batch::batches(&all).map(Result::unwrap).collect();
+    for (h, range) in &batches {
+        // Upper at a batch's base: everything before it. Inside it: the same.
+        for upper in [h.base_offset, h.last_offset()] {
+            let got = log.read_up_to(0, usize::MAX, true, upper).unwrap().read_to_vec().unwrap();
+            let expect = if upper == h.base_offset || h.last_offset_delta > 0 { &all[..range.start] } else { &all[..range.end] };
+            assert_eq!(got, expect, "upper {upper}");
+        }
+    }
+    let (h, _) = &batches[3];
+    assert!(log.read_up_to(h.base_offset, 1000, true, h.base_offset).unwrap().is_empty());
+    assert_eq!(log.read_up_to(0, usize::MAX, true, i64::MAX).unwrap().len(), all.len());
+}
