@@ -10,7 +10,11 @@ pub enum StorageError {
     Io(#[from] std::io::Error),
     /// The requested offset is outside `[log_start, log_end]`.
     #[error("offset {requested} out of range [{log_start}, {log_end}]")]
-    OffsetOutOfRange { requested: i64, log_start: i64, log_end: i64 },
+    OffsetOutOfRange {
+        requested: i64,
+        log_start: i64,
+        log_end: i64,
+    },
     /// On-disk data that cannot be interpreted.
     #[error("corrupt log data: {0}")]
     Corrupt(String),

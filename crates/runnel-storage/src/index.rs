@@ -50,7 +50,10 @@ impl Entry for OffsetEntry {
         out.extend_from_slice(&self.position.to_be_bytes());
     }
     fn decode(b: &[u8]) -> Self {
-        OffsetEntry { rel_offset: be_u32(&b[0..4]), position: be_u32(&b[4..8]) }
+        OffsetEntry {
+            rel_offset: be_u32(&b[0..4]),
+            position: be_u32(&b[4..8]),
+        }
     }
     fn follows(&self, prev: &Self) -> bool {
         self.rel_offset > prev.rel_offset && self.position > prev.position
@@ -66,7 +69,10 @@ impl Entry for TimeEntry {
     fn decode(b: &[u8]) -> Self {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&b[0..8]);
-        TimeEntry { timestamp: i64::from_be_bytes(ts), rel_offset: be_u32(&b[8..12]) }
+        TimeEntry {
+            timestamp: i64::from_be_bytes(ts),
+            rel_offset: be_u32(&b[8..12]),
+        }
     }
     fn follows(&self, prev: &Self) -> bool {
         self.timestamp > prev.timestamp && self.rel_offset > prev.rel_offset
@@ -105,8 +111,16 @@ impl<E: Entry> IndexFile<E> {
 
     /// Creates (or overwrites) the index file with `entries`.
     pub fn create(path: &Path, entries: Vec<E>) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-        let mut index = IndexFile { file, entries: Vec::new() };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let mut index = IndexFile {
+            file,
+            entries: Vec::new(),
+        };
         index.append(&entries)?;
         Ok(index)
     }
@@ -158,7 +172,9 @@ impl IndexFile<OffsetEntry> {
 
     /// The last entry with `position <= position`.
     pub fn floor_position(&self, position: u64) -> Option<OffsetEntry> {
-        let n = self.entries.partition_point(|e| u64::from(e.position) <= position);
+        let n = self
+            .entries
+            .partition_point(|e| u64::from(e.position) <= position);
         n.checked_sub(1).map(|i| self.entries[i])
     }
 }
@@ -180,26 +196,62 @@ mod tests {
     fn round_trip_lookup_and_damage_detection() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.index");
-        let mut idx = IndexFile::create(&p, vec![OffsetEntry { rel_offset: 3, position: 100 }]).unwrap();
-        idx.append(&[OffsetEntry { rel_offset: 9, position: 300 }]).unwrap();
+        let mut idx = IndexFile::create(
+            &p,
+            vec![OffsetEntry {
+                rel_offset: 3,
+                position: 100,
+            }],
+        )
+        .unwrap();
+        idx.append(&[OffsetEntry {
+            rel_offset: 9,
+            position: 300,
+        }])
+        .unwrap();
         assert_eq!(idx.floor(2), None);
         assert_eq!(idx.floor(8).unwrap().position, 100);
         assert_eq!(idx.floor_position(300).unwrap().rel_offset, 9);
         let loaded = IndexFile::<OffsetEntry>::load(&p).unwrap().unwrap();
         assert_eq!(loaded.entries(), idx.entries());
         idx.truncate(1).unwrap();
-        assert_eq!(IndexFile::<OffsetEntry>::load(&p).unwrap().unwrap().entries().len(), 1);
+        assert_eq!(
+            IndexFile::<OffsetEntry>::load(&p)
+                .unwrap()
+                .unwrap()
+                .entries()
+                .len(),
+            1
+        );
 
         std::fs::write(&p, [0u8; 7]).unwrap();
         assert!(IndexFile::<OffsetEntry>::load(&p).unwrap().is_none());
         std::fs::write(&p, [0, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0, 4, 0, 0, 0, 10]).unwrap();
         assert!(IndexFile::<OffsetEntry>::load(&p).unwrap().is_none());
-        assert!(IndexFile::<TimeEntry>::load(&dir.path().join("missing")).unwrap().is_none());
+        assert!(IndexFile::<TimeEntry>::load(&dir.path().join("missing"))
+            .unwrap()
+            .is_none());
 
         let t = dir.path().join("x.timeindex");
-        let ti = IndexFile::create(&t, vec![TimeEntry { timestamp: 10, rel_offset: 0 }, TimeEntry { timestamp: 20, rel_offset: 4 }]).unwrap();
+        let ti = IndexFile::create(
+            &t,
+            vec![
+                TimeEntry {
+                    timestamp: 10,
+                    rel_offset: 0,
+                },
+                TimeEntry {
+                    timestamp: 20,
+                    rel_offset: 4,
+                },
+            ],
+        )
+        .unwrap();
         assert_eq!(ti.last_below(10), None);
         assert_eq!(ti.last_below(21).unwrap().rel_offset, 4);
-        assert_eq!(IndexFile::<TimeEntry>::load(&t).unwrap().unwrap().entries(), ti.entries());
+        assert_eq!(
+            IndexFile::<TimeEntry>::load(&t).unwrap().unwrap().entries(),
+            ti.entries()
+        );
     }
 }

@@ -102,7 +102,10 @@ impl PartitionLog {
 
     fn check_invariants(&self) {
         debug_assert!(!self.segments.is_empty());
-        debug_assert!(self.segments.windows(2).all(|w| w[0].next_offset() == w[1].base_offset()));
+        debug_assert!(self
+            .segments
+            .windows(2)
+            .all(|w| w[0].next_offset() == w[1].base_offset()));
     }
 
     fn active(&self) -> &Segment {
@@ -151,7 +154,10 @@ impl PartitionLog {
         let mut max_timestamp = i64::MIN;
         for (h, range) in &mut metas {
             if h.last_offset_delta < 0 {
-                return Err(StorageError::InvalidAppend(format!("lastOffsetDelta {}", h.last_offset_delta)));
+                return Err(StorageError::InvalidAppend(format!(
+                    "lastOffsetDelta {}",
+                    h.last_offset_delta
+                )));
             }
             batch::set_base_offset(&mut batches[range.clone()], next);
             h.base_offset = next;
@@ -161,7 +167,10 @@ impl PartitionLog {
         let last_offset = next - 1;
         let len = batches.len() as u64;
         if len > u64::from(u32::MAX) || last_offset - base_offset > i64::from(u32::MAX) {
-            return Err(StorageError::InvalidAppend(format!("{len} bytes / {} offsets in one append", next - base_offset)));
+            return Err(StorageError::InvalidAppend(format!(
+                "{len} bytes / {} offsets in one append",
+                next - base_offset
+            )));
         }
         if self.should_roll(len, last_offset) {
             self.roll()?;
@@ -169,12 +178,22 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         let last = self.segments.len() - 1;
         self.segments[last].append(batches, &metas, interval)?;
-        debug_assert_eq!(self.log_end_offset(), last_offset + 1, "log end = last offset + 1");
-        self.unflushed_records = self.unflushed_records.saturating_add((next - base_offset) as u64);
+        debug_assert_eq!(
+            self.log_end_offset(),
+            last_offset + 1,
+            "log end = last offset + 1"
+        );
+        self.unflushed_records = self
+            .unflushed_records
+            .saturating_add((next - base_offset) as u64);
         if self.unflushed_records >= self.config.flush_messages {
             self.flush()?;
         }
-        Ok(AppendInfo { base_offset, last_offset, max_timestamp })
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            max_timestamp,
+        })
     }
 
     fn should_roll(&self, len: u64, last_offset: i64) -> bool {
@@ -183,9 +202,12 @@ impl PartitionLog {
             return false;
         }
         let too_old = active.first_append().is_some_and(|t| {
-            SystemTime::now().duration_since(t).unwrap_or_default() >= Duration::from_millis(self.config.segment_ms)
+            SystemTime::now().duration_since(t).unwrap_or_default()
+                >= Duration::from_millis(self.config.segment_ms)
         });
-        active.size() + len > self.config.segment_bytes || too_old || !active.can_address(len, last_offset)
+        active.size() + len > self.config.segment_bytes
+            || too_old
+            || !active.can_address(len, last_offset)
     }
 
     fn roll(&mut self) -> Result<(), StorageError> {
@@ -206,19 +228,32 @@ impl PartitionLog {
 
     /// Index of the segment that holds `offset` (the last one starting at or below it).
     fn segment_for(&self, offset: i64) -> usize {
-        self.segments.partition_point(|s| s.base_offset() <= offset).saturating_sub(1)
+        self.segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1)
     }
 
     /// Whole batches from the one containing `offset`, across segments, up to `max_bytes`
     /// in total; with `min_one` the first batch is returned even if larger. Empty at the
     /// log end; `OffsetOutOfRange` outside `[log start, log end]`.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadSlice, StorageError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadSlice, StorageError> {
         self.read_up_to(offset, max_bytes, min_one, i64::MAX)
     }
 
     /// Like [`read`](Self::read), but returns only batches that lie wholly below `upper`
     /// (e.g. the high watermark): empty if the batch containing `offset` reaches `upper`.
-    pub fn read_up_to(&self, offset: i64, max_bytes: usize, min_one: bool, upper: i64) -> Result<ReadSlice, StorageError> {
+    pub fn read_up_to(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        upper: i64,
+    ) -> Result<ReadSlice, StorageError> {
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }
@@ -237,8 +272,18 @@ impl PartitionLog {
         let mut total: u64 = 0;
         let max = max_bytes as u64;
         let first = self.segment_for(offset);
-        for (i, seg) in self.segments.iter().enumerate().take(upper_seg + 1).skip(first) {
-            let end = if i == upper_seg { upper_pos } else { seg.size() };
+        for (i, seg) in self
+            .segments
+            .iter()
+            .enumerate()
+            .take(upper_seg + 1)
+            .skip(first)
+        {
+            let end = if i == upper_seg {
+                upper_pos
+            } else {
+                seg.size()
+            };
             let start = if i == first {
                 match seg.find_batch(offset)? {
                     Some((pos, _)) => pos,
@@ -267,7 +312,11 @@ impl PartitionLog {
             }
             if pos > start {
                 total += pos - start;
-                out.slices.push(FileSlice { file: Arc::clone(seg.file()), position: start, len: (pos - start) as usize });
+                out.slices.push(FileSlice {
+                    file: Arc::clone(seg.file()),
+                    position: start,
+                    len: (pos - start) as usize,
+                });
             }
             if full || total >= max {
                 break;
@@ -310,7 +359,11 @@ impl PartitionLog {
     /// checkpoint to the log end offset (written atomically).
     pub fn flush(&mut self) -> Result<(), StorageError> {
         let end = self.log_end_offset();
-        for seg in self.segments.iter().filter(|s| s.next_offset() > self.recovery_point || s.size() == 0) {
+        for seg in self
+            .segments
+            .iter()
+            .filter(|s| s.next_offset() > self.recovery_point || s.size() == 0)
+        {
             seg.sync()?;
         }
         recovery::write_recovery_point(&self.dir, end)?;

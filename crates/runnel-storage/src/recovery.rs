@@ -25,7 +25,10 @@ pub(crate) fn read_recovery_point(dir: &Path) -> io::Result<i64> {
     match fs::read_to_string(dir.join(RECOVERY_POINT_FILE)) {
         Ok(s) => {
             let mut lines = s.lines();
-            let parsed = match (lines.next(), lines.next().and_then(|l| l.trim().parse::<i64>().ok())) {
+            let parsed = match (
+                lines.next(),
+                lines.next().and_then(|l| l.trim().parse::<i64>().ok()),
+            ) {
                 (Some("0"), Some(offset)) if offset >= 0 => Some(offset),
                 _ => None,
             };
@@ -68,8 +71,15 @@ fn scan_dir(dir: &Path) -> io::Result<Vec<i64>> {
             fs::remove_file(entry.path())?;
             continue;
         }
-        let Some((stem, ext)) = name.split_once('.') else { continue };
-        let Some(base) = (stem.len() == 20).then(|| stem.parse::<i64>().ok()).flatten() else { continue };
+        let Some((stem, ext)) = name.split_once('.') else {
+            continue;
+        };
+        let Some(base) = (stem.len() == 20)
+            .then(|| stem.parse::<i64>().ok())
+            .flatten()
+        else {
+            continue;
+        };
         match ext {
             LOG_EXT => bases.push(base),
             INDEX_EXT | TIME_INDEX_EXT => index_files.push((base, entry.path())),
@@ -158,8 +168,18 @@ mod tests {
         fs::write(d.join("recovery-point.tmp"), b"x").unwrap();
         let (segments, rp) = load(d, 4096).unwrap();
         assert_eq!((segments.len(), rp), (1, 0));
-        let mut names: Vec<_> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut names: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         names.sort();
-        assert_eq!(names, ["00000000000000000000.index", "00000000000000000000.log", "00000000000000000000.timeindex"]);
+        assert_eq!(
+            names,
+            [
+                "00000000000000000000.index",
+                "00000000000000000000.log",
+                "00000000000000000000.timeindex"
+            ]
+        );
     }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use runnel_protocol::batch::{self, BatchHeader, Compression, BATCH_HEADER_LEN, MAGIC_V2};
+use runnel_protocol::batch::{self, BatchHeader, BATCH_HEADER_LEN, MAGIC_V2};
 
 use crate::error::StorageError;
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
@@ -54,12 +54,18 @@ impl IndexPlan {
     fn add(&mut self, base: i64, pos: u64, h: &BatchHeader, interval: u64) {
         let rel = (h.base_offset - base) as u32;
         if pos > 0 && self.bytes_since_index >= interval {
-            self.offsets.push(OffsetEntry { rel_offset: rel, position: pos as u32 });
+            self.offsets.push(OffsetEntry {
+                rel_offset: rel,
+                position: pos as u32,
+            });
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += h.total_len() as u64;
         if !matches!(self.last_ts, Some(t) if h.max_timestamp <= t) {
-            self.times.push(TimeEntry { timestamp: h.max_timestamp, rel_offset: rel });
+            self.times.push(TimeEntry {
+                timestamp: h.max_timestamp,
+                rel_offset: rel,
+            });
             self.last_ts = Some(h.max_timestamp);
         }
     }
@@ -80,7 +86,12 @@ pub(crate) struct Segment {
 }
 
 fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .open(path)
 }
 
 impl Segment {
@@ -93,8 +104,14 @@ impl Segment {
             log: Arc::new(log),
             size: 0,
             next_offset: base_offset,
-            offset_index: IndexFile::create(&segment_path(dir, base_offset, INDEX_EXT), Vec::new())?,
-            time_index: IndexFile::create(&segment_path(dir, base_offset, TIME_INDEX_EXT), Vec::new())?,
+            offset_index: IndexFile::create(
+                &segment_path(dir, base_offset, INDEX_EXT),
+                Vec::new(),
+            )?,
+            time_index: IndexFile::create(
+                &segment_path(dir, base_offset, TIME_INDEX_EXT),
+                Vec::new(),
+            )?,
             bytes_since_index: 0,
             first_append: None,
         })
@@ -104,10 +121,17 @@ impl Segment {
     /// keeps its indexes if they pass sanity checks and a header walk from the last index
     /// entry ends exactly at the file end; otherwise, or if not trusted, the whole file is
     /// scanned with CRC checks, cut at the first bad batch, and the indexes are rebuilt.
-    pub fn load(dir: &Path, base_offset: i64, trusted: bool, interval: u64) -> Result<(Self, LoadOutcome), StorageError> {
+    pub fn load(
+        dir: &Path,
+        base_offset: i64,
+        trusted: bool,
+        interval: u64,
+    ) -> Result<(Self, LoadOutcome), StorageError> {
         let log = open_rw(&segment_path(dir, base_offset, LOG_EXT), false)?;
         let meta = log.metadata()?;
-        let first_append = (meta.len() > 0).then(|| meta.created().or_else(|_| meta.modified()).ok()).flatten();
+        let first_append = (meta.len() > 0)
+            .then(|| meta.created().or_else(|_| meta.modified()).ok())
+            .flatten();
         let index_path = segment_path(dir, base_offset, INDEX_EXT);
         let time_path = segment_path(dir, base_offset, TIME_INDEX_EXT);
         let (offset_index, time_index) = if trusted {
@@ -143,11 +167,19 @@ impl Segment {
     /// Checks loaded indexes against the log and sets `next_offset` from a header walk.
     fn indexes_match_log(&mut self) -> Result<bool, StorageError> {
         let size = self.size;
-        if self.offset_index.entries().iter().any(|e| u64::from(e.position) >= size) {
+        if self
+            .offset_index
+            .entries()
+            .iter()
+            .any(|e| u64::from(e.position) >= size)
+        {
             return Ok(false);
         }
         let (mut pos, mut expected) = match self.offset_index.last() {
-            Some(e) => (u64::from(e.position), self.base_offset + i64::from(e.rel_offset)),
+            Some(e) => (
+                u64::from(e.position),
+                self.base_offset + i64::from(e.rel_offset),
+            ),
             None => (0, self.base_offset),
         };
         let mut header = [0u8; BATCH_HEADER_LEN];
@@ -156,23 +188,36 @@ impl Segment {
                 return Ok(false);
             }
             self.log.read_exact_at(&mut header, pos)?;
-            let Ok(h) = BatchHeader::parse(&header) else { return Ok(false) };
+            let Ok(h) = BatchHeader::parse(&header) else {
+                return Ok(false);
+            };
             let end = pos + h.total_len() as u64;
-            if h.magic != MAGIC_V2 || h.base_offset != expected || h.last_offset_delta < 0 || end > size {
+            if h.magic != MAGIC_V2
+                || h.base_offset != expected
+                || h.last_offset_delta < 0
+                || end > size
+            {
                 return Ok(false);
             }
             expected = h.last_offset() + 1;
             pos = end;
         }
         let rel_end = expected - self.base_offset;
-        if self.time_index.last().is_some_and(|e| i64::from(e.rel_offset) >= rel_end)
+        if self
+            .time_index
+            .last()
+            .is_some_and(|e| i64::from(e.rel_offset) >= rel_end)
             || (size == 0 && !self.time_index.entries().is_empty())
             || (size > 0 && self.time_index.entries().is_empty())
         {
             return Ok(false);
         }
         self.next_offset = expected;
-        self.bytes_since_index = size - self.offset_index.last().map_or(0, |e| u64::from(e.position));
+        self.bytes_since_index = size
+            - self
+                .offset_index
+                .last()
+                .map_or(0, |e| u64::from(e.position));
         Ok(true)
     }
 
@@ -191,7 +236,9 @@ impl Segment {
                 break Some(pos);
             }
             self.log.read_exact_at(&mut header, pos)?;
-            let Ok(h) = BatchHeader::parse(&header) else { break Some(pos) };
+            let Ok(h) = BatchHeader::parse(&header) else {
+                break Some(pos);
+            };
             let len = h.total_len() as u64;
             let rel_last = h.last_offset() - self.base_offset;
             if pos + len > self.size
@@ -218,14 +265,24 @@ impl Segment {
             self.log.sync_all()?;
             self.size = at;
         }
-        self.offset_index = IndexFile::create(&segment_path(&self.dir, self.base_offset, INDEX_EXT), plan.offsets)?;
-        self.time_index = IndexFile::create(&segment_path(&self.dir, self.base_offset, TIME_INDEX_EXT), plan.times)?;
+        self.offset_index = IndexFile::create(
+            &segment_path(&self.dir, self.base_offset, INDEX_EXT),
+            plan.offsets,
+        )?;
+        self.time_index = IndexFile::create(
+            &segment_path(&self.dir, self.base_offset, TIME_INDEX_EXT),
+            plan.times,
+        )?;
         self.next_offset = expected;
         self.bytes_since_index = plan.bytes_since_index;
         if self.size == 0 {
             self.first_append = None;
         }
-        Ok(if cut.is_some() { LoadOutcome::Truncated } else { LoadOutcome::Clean })
+        Ok(if cut.is_some() {
+            LoadOutcome::Truncated
+        } else {
+            LoadOutcome::Clean
+        })
     }
 
     pub fn base_offset(&self) -> i64 {
@@ -248,14 +305,24 @@ impl Segment {
     /// True if `extra` more bytes up to `last_offset` still fit the u32 positions and
     /// relative offsets of the indexes.
     pub fn can_address(&self, extra: u64, last_offset: i64) -> bool {
-        self.size + extra <= u64::from(u32::MAX) && last_offset - self.base_offset <= i64::from(u32::MAX)
+        self.size + extra <= u64::from(u32::MAX)
+            && last_offset - self.base_offset <= i64::from(u32::MAX)
     }
 
     /// Appends whole batches (`data`, with each batch's header and range in `data`) in one
     /// write, then their index entries. On any error, files are cut back and nothing
     /// changes. Callers guarantee offsets continue from `next_offset` and fit (`can_address`).
-    pub fn append(&mut self, data: &[u8], batches: &[(BatchHeader, std::ops::Range<usize>)], interval: u64) -> io::Result<()> {
-        debug_assert_eq!(batches.first().map(|b| b.0.base_offset), Some(self.next_offset), "offsets must be dense");
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        batches: &[(BatchHeader, std::ops::Range<usize>)],
+        interval: u64,
+    ) -> io::Result<()> {
+        debug_assert_eq!(
+            batches.first().map(|b| b.0.base_offset),
+            Some(self.next_offset),
+            "offsets must be dense"
+        );
         let start = self.size;
         let mut plan = IndexPlan {
             bytes_since_index: self.bytes_since_index,
@@ -269,8 +336,14 @@ impl Segment {
             let _ = self.log.set_len(start);
             return Err(e);
         }
-        let (n_offsets, n_times) = (self.offset_index.entries().len(), self.time_index.entries().len());
-        let indexed = self.offset_index.append(&plan.offsets).and_then(|()| self.time_index.append(&plan.times));
+        let (n_offsets, n_times) = (
+            self.offset_index.entries().len(),
+            self.time_index.entries().len(),
+        );
+        let indexed = self
+            .offset_index
+            .append(&plan.offsets)
+            .and_then(|()| self.time_index.append(&plan.times));
         if let Err(e) = indexed {
             let _ = self.offset_index.truncate(n_offsets);
             let _ = self.time_index.truncate(n_times);
@@ -288,7 +361,12 @@ impl Segment {
 
     /// Reads and checks the batch header at `pos`.
     pub fn read_header(&self, pos: u64) -> Result<BatchHeader, StorageError> {
-        let corrupt = |what: &str| StorageError::Corrupt(format!("segment {} position {pos}: {what}", self.base_offset));
+        let corrupt = |what: &str| {
+            StorageError::Corrupt(format!(
+                "segment {} position {pos}: {what}",
+                self.base_offset
+            ))
+        };
         if pos + BATCH_HEADER_LEN as u64 > self.size {
             return Err(corrupt("batch header past the end"));
         }
@@ -314,7 +392,10 @@ impl Segment {
             return Ok(None);
         }
         let rel = (offset - self.base_offset) as u32;
-        let mut pos = self.offset_index.floor(rel).map_or(0, |e| u64::from(e.position));
+        let mut pos = self
+            .offset_index
+            .floor(rel)
+            .map_or(0, |e| u64::from(e.position));
         while pos < self.size {
             let h = self.read_header(pos)?;
             if h.last_offset() >= offset {
@@ -328,7 +409,10 @@ impl Segment {
     /// The last batch boundary in `(from, limit]` known from the offset index, if any:
     /// lets a read skip header-by-header scanning.
     pub fn indexed_boundary(&self, from: u64, limit: u64) -> Option<u64> {
-        self.offset_index.floor_position(limit).map(|e| u64::from(e.position)).filter(|&p| p > from)
+        self.offset_index
+            .floor_position(limit)
+            .map(|e| u64::from(e.position))
+            .filter(|&p| p > from)
     }
 
     /// Cuts the segment before the batch containing `offset` (dropping that whole batch).
@@ -341,76 +425,28 @@ impl Segment {
             _ => (0, self.base_offset),
         };
         self.log.set_len(pos)?;
-        let keep = self.offset_index.entries().partition_point(|e| u64::from(e.position) < pos);
+        let keep = self
+            .offset_index
+            .entries()
+            .partition_point(|e| u64::from(e.position) < pos);
         self.offset_index.truncate(keep)?;
         let rel_end = new_next - self.base_offset;
-        let keep = self.time_index.entries().partition_point(|e| i64::from(e.rel_offset) < rel_end);
+        let keep = self
+            .time_index
+            .entries()
+            .partition_point(|e| i64::from(e.rel_offset) < rel_end);
         self.time_index.truncate(keep)?;
         self.size = pos;
         self.next_offset = new_next;
-        self.bytes_since_index = pos - self.offset_index.last().map_or(0, |e| u64::from(e.position));
+        self.bytes_since_index = pos
+            - self
+                .offset_index
+                .last()
+                .map_or(0, |e| u64::from(e.position));
         if pos == 0 {
             self.first_append = None;
         }
         Ok(())
-    }
-
-    /// The largest batch `maxTimestamp` here and the first batch that reached it.
-    pub fn max_time_entry(&self) -> Option<(i64, i64)> {
-        self.time_index.last().map(|e| (e.timestamp, self.base_offset + i64::from(e.rel_offset)))
-    }
-
-    /// Earliest `(offset, timestamp)` with timestamp `>= ts` in this segment.
-    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
-        if !matches!(self.max_time_entry(), Some((max, _)) if max >= ts) {
-            return Ok(None);
-        }
-        let mut pos = match self.time_index.last_below(ts) {
-            Some(e) => self.find_batch(self.base_offset + i64::from(e.rel_offset))?.map_or(0, |(p, _)| p),
-            None => 0,
-        };
-        while pos < self.size {
-            let h = self.read_header(pos)?;
-            if h.max_timestamp >= ts {
-                if let Some(found) = self.first_record_where(pos, &h, |t| t >= ts)? {
-                    return Ok(Some(found));
-                }
-            }
-            pos += h.total_len() as u64;
-        }
-        Ok(None)
-    }
-
-    /// `(timestamp, offset)` of the earliest record with the segment's largest timestamp.
-    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
-        let Some((max, offset)) = self.max_time_entry() else { return Ok(None) };
-        let Some((pos, h)) = self.find_batch(offset)? else {
-            return Err(StorageError::Corrupt(format!("time index names offset {offset} not in segment {}", self.base_offset)));
-        };
-        Ok(Some(match self.first_record_where(pos, &h, |t| t == max)? {
-            Some((o, _)) if h.compression() == Ok(Compression::None) => (max, o),
-            _ => (max, h.last_offset()),
-        }))
-    }
-
-    /// The first record of the batch at `pos` whose timestamp satisfies `pred`, as
-    /// `(offset, timestamp)`. Compressed (or unwalkable) batches answer at batch
-    /// granularity: `(base offset, maxTimestamp)`.
-    fn first_record_where(&self, pos: u64, h: &BatchHeader, pred: impl Fn(i64) -> bool) -> Result<Option<(i64, i64)>, StorageError> {
-        let batch_level = Some((h.base_offset, h.max_timestamp));
-        if h.compression() != Ok(Compression::None) {
-            return Ok(batch_level.filter(|&(_, t)| pred(t)));
-        }
-        let bytes = self.read_batch(pos, h)?;
-        let Ok(records) = batch::records(&bytes) else { return Ok(batch_level.filter(|&(_, t)| pred(t))) };
-        for r in records {
-            match r {
-                Ok(r) if pred(r.timestamp) => return Ok(Some((r.offset, r.timestamp))),
-                Ok(_) => {}
-                Err(_) => return Ok(batch_level.filter(|&(_, t)| pred(t))),
-            }
-        }
-        Ok(None)
     }
 
     /// fsyncs the log and both indexes.
@@ -432,66 +468,7 @@ impl Segment {
     }
 }
 
+mod timestamps;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use runnel_protocol::batch::{encode_batch, NewRecord};
-
-    fn batch_at(base: i64, n: usize, ts: i64) -> Vec<u8> {
-        let recs: Vec<NewRecord> = (0..n).map(|i| NewRecord { timestamp: ts + i as i64, value: Some(b"v"), ..Default::default() }).collect();
-        encode_batch(base, 0, &recs)
-    }
-
-    fn append(seg: &mut Segment, base: i64, n: usize, ts: i64) -> Vec<u8> {
-        let b = batch_at(base, n, ts);
-        let metas: Vec<_> = batch::batches(&b).map(Result::unwrap).collect();
-        seg.append(&b, &metas, 1).unwrap();
-        b
-    }
-
-    #[test]
-    fn append_find_truncate_and_reload() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), 10).unwrap();
-        let a = append(&mut seg, 10, 3, 100);
-        append(&mut seg, 13, 2, 50);
-        append(&mut seg, 15, 1, 200);
-        assert_eq!((seg.next_offset(), seg.offset_index.entries().len()), (16, 2));
-        assert_eq!(seg.time_index.entries().len(), 2, "only increasing max timestamps are indexed");
-        assert_eq!(seg.find_batch(14).unwrap().map(|(p, h)| (p, h.base_offset)), Some((a.len() as u64, 13)));
-        assert!(seg.find_batch(16).unwrap().is_none() && seg.find_batch(9).unwrap().is_none());
-        assert_eq!(seg.offset_for_timestamp(101).unwrap(), Some((11, 101)));
-        assert_eq!(seg.offset_for_timestamp(103).unwrap(), Some((15, 200)));
-        assert_eq!(seg.max_timestamp().unwrap(), Some((200, 15)));
-
-        let (loaded, outcome) = Segment::load(dir.path(), 10, true, 1).unwrap();
-        assert_eq!((loaded.next_offset(), loaded.size(), outcome), (16, seg.size(), LoadOutcome::Clean));
-        assert_eq!(loaded.offset_index.entries(), seg.offset_index.entries());
-
-        seg.truncate_to(14).unwrap();
-        assert_eq!((seg.next_offset(), seg.offset_index.entries().len(), seg.time_index.entries().len()), (13, 0, 1));
-        let (rebuilt, _) = Segment::load(dir.path(), 10, false, 1).unwrap();
-        assert_eq!((rebuilt.next_offset(), rebuilt.size()), (13, a.len() as u64));
-    }
-
-    #[test]
-    fn untrusted_load_cuts_at_offset_gap() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), 0).unwrap();
-        let a = append(&mut seg, 0, 2, 1);
-        // A CRC-valid batch that does not continue the offsets is not part of the log.
-        let stray = batch_at(7, 1, 1);
-        seg.log.write_all_at(&stray, a.len() as u64).unwrap();
-        let (seg, outcome) = Segment::load(dir.path(), 0, false, 1).unwrap();
-        assert_eq!((seg.next_offset(), seg.size(), outcome), (2, a.len() as u64, LoadOutcome::Truncated));
-    }
-
-    #[test]
-    fn garbage_reads_are_errors_not_panics() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(segment_path(dir.path(), 0, LOG_EXT), [0xffu8; 100]).unwrap();
-        let (seg, outcome) = Segment::load(dir.path(), 0, true, 1).unwrap();
-        assert_eq!((seg.size(), outcome), (0, LoadOutcome::Truncated));
-        assert!(seg.read_header(0).is_err());
-    }
-}
+mod tests;

@@ -17,7 +17,10 @@ fn append_read_round_trip_across_rolls() {
     for i in 0..20 {
         let mut b = batch(1 + i % 3, 30);
         let info = log.append(&mut b).unwrap();
-        assert_eq!(info.base_offset, expected.iter().map(|(_, n)| n).sum::<i64>());
+        assert_eq!(
+            info.base_offset,
+            expected.iter().map(|(_, n)| n).sum::<i64>()
+        );
         assert_eq!(info.last_offset, info.base_offset + (i % 3) as i64);
         assert_eq!(validate_batch(&b).unwrap().base_offset, info.base_offset);
         expected.push((b, 1 + (i % 3) as i64));
@@ -29,7 +32,10 @@ fn append_read_round_trip_across_rolls() {
     assert_eq!(log.log_end_offset(), 39);
     for f in fs::read_dir(dir.path()).unwrap() {
         let name = f.unwrap().file_name().into_string().unwrap();
-        assert!(name.len() == 24 || name.len() == 26 || name.len() == 30, "{name}");
+        assert!(
+            name.len() == 24 || name.len() == 26 || name.len() == 30,
+            "{name}"
+        );
     }
     assert!(dir.path().join("00000000000000000000.log").exists());
 }
@@ -51,13 +57,23 @@ fn read_inside_a_batch_returns_that_batch_first() {
 #[test]
 fn max_bytes_and_min_one() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig { index_interval_bytes: 100, ..LogConfig::default() }).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig {
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        },
+    )
+    .unwrap();
     let len = batch(1, 100).len();
     for _ in 0..10 {
         append(&mut log, &batch(1, 100));
     }
     assert_eq!(log.read(0, len * 3, false).unwrap().len(), len * 3);
-    assert_eq!(log.read(0, len * 3 + len / 2, false).unwrap().len(), len * 3);
+    assert_eq!(
+        log.read(0, len * 3 + len / 2, false).unwrap().len(),
+        len * 3
+    );
     assert_eq!(log.read(4, len - 1, false).unwrap().len(), 0);
     let one = log.read(4, len - 1, true).unwrap();
     assert_eq!(one.len(), len);
@@ -75,14 +91,24 @@ fn out_of_range_and_log_end() {
     assert!(log.read(3, 100, true).unwrap().is_empty());
     assert!(matches!(
         log.read(4, 100, true),
-        Err(StorageError::OffsetOutOfRange { requested: 4, log_start: 0, log_end: 3 })
+        Err(StorageError::OffsetOutOfRange {
+            requested: 4,
+            log_start: 0,
+            log_end: 3
+        })
     ));
-    assert!(matches!(log.read(-1, 100, true), Err(StorageError::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.read(-1, 100, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
     log.truncate_to(0).unwrap();
     assert!(log.append(&mut []).is_err());
     let mut torn = batch(1, 5);
     torn.pop();
-    assert!(matches!(log.append(&mut torn), Err(StorageError::InvalidBatch(_))));
+    assert!(matches!(
+        log.append(&mut torn),
+        Err(StorageError::InvalidBatch(_))
+    ));
     assert_eq!(log.log_end_offset(), 0);
 }
 
@@ -134,7 +160,13 @@ fn log_append_time_batches_use_max_timestamp() {
 }
 
 fn fill(log: &mut PartitionLog, n: usize) -> Vec<u8> {
-    (0..n).flat_map(|i| { let mut b = batch(1 + i % 4, 20); log.append(&mut b).unwrap(); b }).collect()
+    (0..n)
+        .flat_map(|i| {
+            let mut b = batch(1 + i % 4, 20);
+            log.append(&mut b).unwrap();
+            b
+        })
+        .collect()
 }
 
 #[test]
@@ -159,7 +191,11 @@ fn reopen_after_close_and_after_crash_keeps_everything() {
 }
 
 fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut logs: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+    let mut logs: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
     logs.sort();
     logs.pop().unwrap()
 }
@@ -167,10 +203,16 @@ fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn log_cut_mid_batch_recovers_to_last_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig { index_interval_bytes: 64, ..LogConfig::default() };
+    let cfg = LogConfig {
+        index_interval_bytes: 64,
+        ..LogConfig::default()
+    };
     let mut log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     let all = fill(&mut log, 6);
-    let last = runnel_protocol::batch::batches(&all).last().unwrap().unwrap();
+    let last = runnel_protocol::batch::batches(&all)
+        .last()
+        .unwrap()
+        .unwrap();
     log.close().unwrap(); // even a clean marker must not hide a torn tail
     let path = last_segment(dir.path());
     let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -192,7 +234,12 @@ fn corrupted_byte_in_last_batch_truncates_it() {
     drop(log);
     let path = last_segment(dir.path());
     let mut bytes = fs::read(&path).unwrap();
-    let last_start = runnel_protocol::batch::batches(&bytes).last().unwrap().unwrap().1.start;
+    let last_start = runnel_protocol::batch::batches(&bytes)
+        .last()
+        .unwrap()
+        .unwrap()
+        .1
+        .start;
     let last_header = BatchHeader::parse(&bytes[last_start..]).unwrap();
     let n = bytes.len();
     bytes[n - 2] ^= 0x40;
@@ -200,7 +247,10 @@ fn corrupted_byte_in_last_batch_truncates_it() {
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.log_end_offset(), last_header.base_offset);
     assert!(log.log_end_offset() < end);
-    assert_eq!(read_all(&log, 0), all[..all.len() - last_header.total_len()]);
+    assert_eq!(
+        read_all(&log, 0),
+        all[..all.len() - last_header.total_len()]
+    );
 }
 
 #[test]
@@ -225,12 +275,18 @@ fn damaged_or_missing_indexes_are_rebuilt() {
     let mut offset = 0;
     for (h, _) in runnel_protocol::batch::batches(&all).map(Result::unwrap) {
         for o in h.base_offset..=h.last_offset() {
-            assert_eq!(bases(&log.read(o, 1, true).unwrap().read_to_vec().unwrap()), vec![h.base_offset]);
+            assert_eq!(
+                bases(&log.read(o, 1, true).unwrap().read_to_vec().unwrap()),
+                vec![h.base_offset]
+            );
         }
         offset = h.last_offset() + 1;
     }
     assert_eq!(log.log_end_offset(), offset);
-    assert_eq!(log.offset_for_timestamp(1003).unwrap().map(|(_, t)| t), Some(1003));
+    assert_eq!(
+        log.offset_for_timestamp(1003).unwrap().map(|(_, t)| t),
+        Some(1003)
+    );
 }
 
 #[test]
@@ -239,9 +295,12 @@ fn truncate_to_drops_the_containing_batch_and_later() {
     let mut log = PartitionLog::open(dir.path(), small_config()).unwrap();
     let all = fill(&mut log, 20);
     let segs = log.segment_count();
-    let batches: Vec<_> = runnel_protocol::batch::batches(&all).map(Result::unwrap).collect();
+    let batches: Vec<_> = runnel_protocol::batch::batches(&all)
+        .map(Result::unwrap)
+        .collect();
     let (h, range) = &batches[5];
-    log.truncate_to(h.base_offset + 1.min(h.last_offset_delta as i64)).unwrap();
+    log.truncate_to(h.base_offset + 1.min(h.last_offset_delta as i64))
+        .unwrap();
     assert_eq!(log.log_end_offset(), h.base_offset);
     assert!(log.segment_count() < segs);
     assert_eq!(read_all(&log, 0), all[..range.start]);
@@ -250,7 +309,14 @@ fn truncate_to_drops_the_containing_batch_and_later() {
     let mut log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_eq!(log.log_end_offset(), h.base_offset + 1);
     log.truncate_to(0).unwrap();
-    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count()), (0, 0, 1));
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.segment_count()
+        ),
+        (0, 0, 1)
+    );
     log.delete().unwrap();
     assert!(!dir.path().exists());
 }
@@ -258,7 +324,10 @@ fn truncate_to_drops_the_containing_batch_and_later() {
 #[test]
 fn flush_messages_and_maybe_flush_move_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig { flush_messages: 5, ..LogConfig::default() };
+    let cfg = LogConfig {
+        flush_messages: 5,
+        ..LogConfig::default()
+    };
     let mut log = PartitionLog::open(dir.path(), cfg.clone()).unwrap();
     append(&mut log, &batch(3, 1));
     assert_eq!(log.recovery_point(), 0);
@@ -273,7 +342,14 @@ fn flush_messages_and_maybe_flush_move_the_checkpoint() {
 #[test]
 fn segment_ms_rolls_by_age() {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = PartitionLog::open(dir.path(), LogConfig { segment_ms: 0, ..LogConfig::default() }).unwrap();
+    let mut log = PartitionLog::open(
+        dir.path(),
+        LogConfig {
+            segment_ms: 0,
+            ..LogConfig::default()
+        },
+    )
+    .unwrap();
     for _ in 0..3 {
         append(&mut log, &batch(1, 1));
     }
@@ -285,16 +361,32 @@ fn read_up_to_stops_before_the_upper_bound() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), small_config()).unwrap();
     let all = fill(&mut log, 20); // batches of 1,2,3,4 records, rolling often
-    let batches: Vec<_> = runnel_protocol::batch::batches(&all).map(Result::unwrap).collect();
+    let batches: Vec<_> = runnel_protocol::batch::batches(&all)
+        .map(Result::unwrap)
+        .collect();
     for (h, range) in &batches {
         // Upper at a batch's base: everything before it. Inside it: the same.
         for upper in [h.base_offset, h.last_offset()] {
-            let got = log.read_up_to(0, usize::MAX, true, upper).unwrap().read_to_vec().unwrap();
-            let expect = if upper == h.base_offset || h.last_offset_delta > 0 { &all[..range.start] } else { &all[..range.end] };
+            let got = log
+                .read_up_to(0, usize::MAX, true, upper)
+                .unwrap()
+                .read_to_vec()
+                .unwrap();
+            let expect = if upper == h.base_offset || h.last_offset_delta > 0 {
+                &all[..range.start]
+            } else {
+                &all[..range.end]
+            };
             assert_eq!(got, expect, "upper {upper}");
         }
     }
     let (h, _) = &batches[3];
-    assert!(log.read_up_to(h.base_offset, 1000, true, h.base_offset).unwrap().is_empty());
-    assert_eq!(log.read_up_to(0, usize::MAX, true, i64::MAX).unwrap().len(), all.len());
+    assert!(log
+        .read_up_to(h.base_offset, 1000, true, h.base_offset)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        log.read_up_to(0, usize::MAX, true, i64::MAX).unwrap().len(),
+        all.len()
+    );
 }

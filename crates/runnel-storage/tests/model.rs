@@ -14,7 +14,9 @@ use runnel_storage::{LogConfig, PartitionLog};
 enum Op {
     /// One append of several batches: (records, value bytes) each.
     Append(Vec<(usize, usize)>),
-    Reopen { clean: bool },
+    Reopen {
+        clean: bool,
+    },
     /// Crash, then cut this many bytes (bounded by the last segment) off the last segment.
     TearTail(usize),
     Truncate(prop::sample::Index),
@@ -42,7 +44,9 @@ fn last_log_file(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn end_of(model: &[Vec<u8>]) -> i64 {
-    model.last().map_or(0, |b| BatchHeader::parse(b).unwrap().last_offset() + 1)
+    model
+        .last()
+        .map_or(0, |b| BatchHeader::parse(b).unwrap().last_offset() + 1)
 }
 
 proptest! {

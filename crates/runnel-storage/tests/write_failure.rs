@@ -8,7 +8,10 @@ use common::*;
 use runnel_storage::{LogConfig, PartitionLog};
 
 fn set_file_size_limit(limit: libc::rlim_t) {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain syscalls on a valid, owned struct.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut rl), 0);
@@ -37,7 +40,12 @@ fn failed_write_is_rolled_back_and_later_appends_succeed() {
     assert!(err.is_err(), "write past the limit must fail");
     assert_eq!(log.log_end_offset(), 6);
     assert_eq!(log.size_bytes(), size);
-    assert_eq!(std::fs::metadata(dir.path().join("00000000000000000000.log")).unwrap().len(), size);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("00000000000000000000.log"))
+            .unwrap()
+            .len(),
+        size
+    );
     assert_eq!(read_all(&log, 0), all);
 
     let mut b = batch(1, 10);

@@ -7,8 +7,15 @@ use runnel_storage::{LogConfig, PartitionLog};
 /// An uncompressed batch of `values.len()` records with the given timestamps.
 pub fn batch_with(timestamps: &[i64], value_len: usize) -> Vec<u8> {
     let value = vec![7u8; value_len];
-    let recs: Vec<NewRecord> =
-        timestamps.iter().map(|&t| NewRecord { timestamp: t, key: None, value: Some(&value), headers: &[] }).collect();
+    let recs: Vec<NewRecord> = timestamps
+        .iter()
+        .map(|&t| NewRecord {
+            timestamp: t,
+            key: None,
+            value: Some(&value),
+            headers: &[],
+        })
+        .collect();
     encode_batch(0, 0, &recs)
 }
 
@@ -27,7 +34,11 @@ pub fn fake_compressed(timestamps: &[i64]) -> Vec<u8> {
 }
 
 pub fn small_config() -> LogConfig {
-    LogConfig { segment_bytes: 400, index_interval_bytes: 64, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 400,
+        index_interval_bytes: 64,
+        ..LogConfig::default()
+    }
 }
 
 pub fn append(log: &mut PartitionLog, b: &[u8]) -> runnel_storage::AppendInfo {
@@ -37,10 +48,15 @@ pub fn append(log: &mut PartitionLog, b: &[u8]) -> runnel_storage::AppendInfo {
 
 /// Reads everything from `offset` as bytes.
 pub fn read_all(log: &PartitionLog, offset: i64) -> Vec<u8> {
-    log.read(offset, usize::MAX, true).unwrap().read_to_vec().unwrap()
+    log.read(offset, usize::MAX, true)
+        .unwrap()
+        .read_to_vec()
+        .unwrap()
 }
 
 /// Base offsets of the batches in `bytes`.
 pub fn bases(bytes: &[u8]) -> Vec<i64> {
-    runnel_protocol::batch::batches(bytes).map(|b| b.unwrap().0.base_offset).collect()
+    runnel_protocol::batch::batches(bytes)
+        .map(|b| b.unwrap().0.base_offset)
+        .collect()
 }
