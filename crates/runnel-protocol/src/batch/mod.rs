@@ -206,8 +206,10 @@ pub fn check_integrity(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 }
 
 /// Full validation of one produced batch: [`check_integrity`], a known codec,
-/// `recordsCount > 0`, `recordsCount == lastOffsetDelta + 1`, and for uncompressed
-/// batches a walk of every record (dense offset deltas, exact lengths, exact count).
+/// `recordsCount > 0`, `recordsCount == lastOffsetDelta + 1`, and a walk of every record
+/// (dense offset deltas, exact lengths, exact count). Compressed batches are decompressed
+/// for the walk, with a cap ([`decompress::MAX_DECOMPRESSED`]); only then does validation
+/// allocate.
 pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = check_integrity(batch)?;
     let compression = header.compression()?;
@@ -220,9 +222,17 @@ pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
             header.records_count, header.last_offset_delta
         )));
     }
-    if compression == Compression::None {
+    let section = &batch[BATCH_HEADER_LEN..];
+    let decompressed;
+    let records = if compression == Compression::None {
+        section
+    } else {
+        decompressed = decompress::decompress(compression, section, decompress::MAX_DECOMPRESSED)?;
+        &decompressed[..]
+    };
+    {
         let mut n: i32 = 0;
-        for record in Records::new(&header, &batch[BATCH_HEADER_LEN..]) {
+        for record in Records::new(&header, records) {
             let record = record?;
             if record.offset - header.base_offset != i64::from(n) {
                 return Err(invalid(format!("record {n} has offset delta {}", record.offset - header.base_offset)));
@@ -299,6 +309,7 @@ pub fn update_crc(batch: &mut [u8]) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+pub mod decompress;
 mod encode;
 mod records;
 #[cfg(test)]
