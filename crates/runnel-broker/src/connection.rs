@@ -1,5 +1,8 @@
 //! One client connection: reads length-prefixed frames, hands each request to its handler
 //! in its own task (so requests are pipelined), and writes responses in request order.
+//! Produce requests of one connection are applied in request order, each after the one
+//! before it has finished: Kafka clients with several produce requests in flight (librdkafka,
+//! kafka-python, without idempotence) count on that for per-partition order.
 //!
 //! A frame whose length is negative or above `socket.request.max.bytes`, or that does not
 //! decode, closes this connection only (after the responses already due are written).
@@ -41,6 +44,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         let _ = wr.shutdown().await;
     });
     let max = broker.config.socket_request_max_bytes();
+    // Completes when the last Produce handed to a task has been handled.
+    let mut last_produce: Option<oneshot::Receiver<()>> = None;
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -69,9 +74,23 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
                 };
                 let correlation_id = req.header.correlation_id;
                 let api_key = req.api_key;
+                let (produce_done, after) = if api_key == ApiKey::Produce {
+                    let (done, next) = oneshot::channel::<()>();
+                    (Some(done), std::mem::replace(&mut last_produce, Some(next)))
+                } else {
+                    (None, None)
+                };
                 tokio::spawn(async move {
+                    if let Some(previous) = after {
+                        // Err: that task ended without finishing (it panicked); go on.
+                        let _ = previous.await;
+                    }
                     let version = ctx.version;
-                    match handlers::dispatch(&ctx, req.body).await {
+                    let response = handlers::dispatch(&ctx, req.body).await;
+                    if let Some(done) = produce_done {
+                        let _ = done.send(());
+                    }
+                    match response {
                         None => {
                             let _ = done_tx.send(None);
                         }
