@@ -13,6 +13,12 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("num.partitions", "1", "Partitions of an auto-created topic, or of CreateTopics asking for the default (-1)."),
     ("default.replication.factor", "1", "Replication factor of new topics (one broker: 1)."),
     ("socket.request.max.bytes", "104857600", "Largest request frame; a larger one closes the connection."),
+    ("group.min.session.timeout.ms", "6000", "Smallest session timeout a group member may ask for."),
+    ("group.max.session.timeout.ms", "1800000", "Largest session timeout a group member may ask for."),
+    ("group.initial.rebalance.delay.ms", "3000", "How long the first rebalance of an empty group waits for more members to join."),
+    ("offsets.retention.minutes", "10080", "Committed offsets of a group that has been empty this long are removed."),
+    ("offsets.retention.check.interval.ms", "600000", "How often expired committed offsets are looked for."),
+    ("offset.metadata.max.bytes", "4096", "Largest metadata string of a committed offset."),
 ];
 
 /// Everything a broker needs to start.
@@ -63,7 +69,7 @@ impl BrokerConfig {
                 )));
             }
         }
-        Ok(())
+        self.check_group_settings()
     }
 
     fn check_broker_setting(&self, name: &str, value: &str) -> Result<(), ConfigError> {
@@ -78,8 +84,28 @@ impl BrokerConfig {
                 Ok(n) if n >= 64 => Ok(()),
                 _ => Err(bad("expected a whole number of bytes ≥ 64")),
             },
+            "group.min.session.timeout.ms" | "group.max.session.timeout.ms" | "group.initial.rebalance.delay.ms"
+            | "offset.metadata.max.bytes" => match value.parse::<i32>() {
+                Ok(n) if n >= 0 => Ok(()),
+                _ => Err(bad("expected a whole number ≥ 0")),
+            },
+            "offsets.retention.minutes" | "offsets.retention.check.interval.ms" => match value.parse::<i32>() {
+                Ok(n) if n >= 1 => Ok(()),
+                _ => Err(bad("expected a whole number ≥ 1")),
+            },
             _ => Ok(()),
         }
+    }
+
+    /// Cross-setting checks: the session timeout range must not be empty.
+    fn check_group_settings(&self) -> Result<(), ConfigError> {
+        let (min, max) = (self.group_min_session_timeout_ms(), self.group_max_session_timeout_ms());
+        if min > max {
+            return Err(ConfigError(format!(
+                "group.min.session.timeout.ms ({min}) is above group.max.session.timeout.ms ({max})"
+            )));
+        }
+        Ok(())
     }
 
     fn setting(&self, name: &str) -> &str {
@@ -98,6 +124,35 @@ impl BrokerConfig {
 
     pub fn socket_request_max_bytes(&self) -> usize {
         self.setting("socket.request.max.bytes").parse().unwrap_or(104_857_600)
+    }
+
+    fn int_setting(&self, name: &str, default: i64) -> i64 {
+        self.setting(name).parse().unwrap_or(default)
+    }
+
+    pub fn group_min_session_timeout_ms(&self) -> i32 {
+        self.int_setting("group.min.session.timeout.ms", 6000) as i32
+    }
+
+    pub fn group_max_session_timeout_ms(&self) -> i32 {
+        self.int_setting("group.max.session.timeout.ms", 1_800_000) as i32
+    }
+
+    pub fn group_initial_rebalance_delay_ms(&self) -> i32 {
+        self.int_setting("group.initial.rebalance.delay.ms", 3000) as i32
+    }
+
+    /// `offsets.retention.minutes`, in milliseconds.
+    pub fn offsets_retention_ms(&self) -> i64 {
+        self.int_setting("offsets.retention.minutes", 10080) * 60_000
+    }
+
+    pub fn offsets_retention_check_interval_ms(&self) -> i64 {
+        self.int_setting("offsets.retention.check.interval.ms", 600_000)
+    }
+
+    pub fn offset_metadata_max_bytes(&self) -> usize {
+        self.int_setting("offset.metadata.max.bytes", 4096) as usize
     }
 
     /// All settings with their effective values, for DescribeConfigs on the broker.
@@ -133,6 +188,15 @@ mod tests {
         c.settings.insert("num.partitions".into(), "0".into());
         assert!(c.validate().is_err());
         c.settings.remove("num.partitions");
+        c.settings.insert("group.min.session.timeout.ms".into(), "10".into());
+        c.validate().unwrap();
+        assert_eq!(c.group_min_session_timeout_ms(), 10);
+        c.settings.insert("group.max.session.timeout.ms".into(), "5".into());
+        assert!(c.validate().is_err());
+        c.settings.remove("group.max.session.timeout.ms");
+        c.settings.insert("offsets.retention.minutes".into(), "0".into());
+        assert!(c.validate().is_err());
+        c.settings.remove("offsets.retention.minutes");
         c.settings.insert("bogus".into(), "1".into());
         assert!(c.validate().unwrap_err().to_string().contains("bogus"));
     }

@@ -6,6 +6,11 @@
 //!
 //! A frame whose length is negative or above `socket.request.max.bytes`, or that does not
 //! decode, closes this connection only (after the responses already due are written).
+//!
+//! Memory per connection is bounded: the bytes of the requests in flight (read, not yet
+//! answered) never exceed `socket.request.max.bytes`; past that we stop reading, and the
+//! client's further requests wait in its socket, as Kafka's muted channels do. Without it
+//! one client could pipeline 128 frames of 100 MiB each.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use kafka_protocol::messages::{ApiKey, ResponseKind};
 use runnel_protocol::{decode_request, encode_response, encode_unsupported_api_versions, ProtocolError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, Ctx};
@@ -24,13 +29,15 @@ use crate::state::Broker;
 /// How many requests one connection may have in flight before we stop reading.
 const MAX_IN_FLIGHT: usize = 128;
 
-type Pending = oneshot::Receiver<Option<Bytes>>;
+/// A response to come, and the share of the in-flight byte budget its request holds
+/// until the response is written.
+type Pending = (oneshot::Receiver<Option<Bytes>>, OwnedSemaphorePermit);
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
     let writer = tokio::spawn(async move {
-        while let Some(pending) = rx.recv().await {
+        while let Some((pending, _budget)) = rx.recv().await {
             match pending.await {
                 Ok(Some(bytes)) => {
                     if wr.write_all(&bytes).await.is_err() {
@@ -44,15 +51,16 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
         let _ = wr.shutdown().await;
     });
     let max = broker.config.socket_request_max_bytes();
+    let budget = Arc::new(Semaphore::new(max));
     // Completes when the last Produce handed to a task has been handled.
     let mut last_produce: Option<oneshot::Receiver<()>> = None;
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break,
-            f = read_frame(&mut rd, max) => f,
+            f = read_frame(&mut rd, max, &budget) => f,
         };
-        let frame = match frame {
-            Ok(Some(f)) => f,
+        let (frame, permit) = match frame {
+            Ok(Some(frame_and_permit)) => frame_and_permit,
             Ok(None) => break,
             Err(reason) => {
                 tracing::warn!(%peer, %reason, "closing connection");
@@ -60,7 +68,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
             }
         };
         let (done_tx, done_rx) = oneshot::channel();
-        if tx.send(done_rx).await.is_err() {
+        if tx.send((done_rx, permit)).await.is_err() {
             break;
         }
         match decode_request(frame.clone(), handlers::supported) {
@@ -130,7 +138,13 @@ fn encode(ctx: &Ctx, api_key: ApiKey, version: i16, correlation_id: i32, body: &
 }
 
 /// Reads one frame. `Ok(None)` at a clean end of stream; `Err` for a frame we refuse.
-async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin), max: usize) -> Result<Option<Bytes>, String> {
+/// Before reading a body, takes its length from the connection's in-flight `budget`
+/// (waiting, without reading, until earlier requests are answered).
+async fn read_frame(
+    rd: &mut (impl AsyncReadExt + Unpin),
+    max: usize,
+    budget: &Arc<Semaphore>,
+) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
         Ok(_) => {}
@@ -141,7 +155,10 @@ async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin), max: usize) -> Result<
     if len < 0 || len as usize > max {
         return Err(format!("frame length {len} is outside 0..={max} (socket.request.max.bytes)"));
     }
+    // `len <= max` = the budget's size, so this always completes once earlier requests are
+    // answered; it fails only if the semaphore were closed, which we never do.
+    let permit = budget.clone().acquire_many_owned(len as u32).await.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::zeroed(len as usize);
     rd.read_exact(&mut buf).await.map_err(|e| format!("connection closed mid-frame: {e}"))?;
-    Ok(Some(buf.freeze()))
+    Ok(Some((buf.freeze(), permit)))
 }

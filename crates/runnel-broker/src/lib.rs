@@ -1,5 +1,5 @@
 //! The Runnel broker: the Kafka listener and its connections, one handler per Kafka API,
-//! fetch waiters, topic configs and the broker config.
+//! fetch waiters, the group coordinator, topic configs and the broker config.
 //!
 //! It never parses bytes by hand that `runnel-protocol` parses, and never lays out files:
 //! partition data belongs to `runnel-storage`, metadata records to `runnel-metadata`.
@@ -7,6 +7,7 @@
 pub mod config;
 mod connection;
 mod errors;
+mod group;
 mod handlers;
 mod partition;
 mod server;

@@ -86,6 +86,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
 async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
     let mut connections = JoinSet::new();
     let flusher = tokio::spawn(flush_loop(broker.clone(), shutdown.clone()));
+    let group_timers = tokio::spawn(broker.groups().clone().run_timers(shutdown.clone()));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -112,6 +113,7 @@ async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellatio
         connections.abort_all();
     }
     let _ = flusher.await;
+    let _ = group_timers.await;
     let b = broker.clone();
     let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
     tracing::info!("broker stopped; data flushed");

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use runnel_metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage, Uuid};
 use runnel_storage::PartitionLog;
 
+use crate::group::{Coordinator, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::topic_config::TopicSettings;
 use crate::BrokerConfig;
@@ -22,6 +23,8 @@ pub struct Broker {
     pub advertised: (String, i32),
     metadata: Mutex<MetadataStore>,
     partitions: RwLock<Partitions>,
+    /// The group coordinator; set once `__consumer_offsets` is open (in [`Broker::open`]).
+    groups: Option<Arc<Coordinator>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,8 @@ pub enum StateError {
     Storage(#[from] runnel_storage::StorageError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{OFFSETS_TOPIC}: partition 0 is missing")]
+    NoOffsetsPartition,
     #[error("topic '{0}' already exists")]
     TopicExists(String),
 }
@@ -54,7 +59,20 @@ impl Broker {
                 partitions.insert((topic.name.clone(), p), Arc::new(part));
             }
         }
-        Ok(Self { config, cluster_id, advertised, metadata: Mutex::new(metadata), partitions: RwLock::new(partitions) })
+        let mut broker =
+            Self { config, cluster_id, advertised, metadata: Mutex::new(metadata), partitions: RwLock::new(partitions), groups: None };
+        if broker.topic(OFFSETS_TOPIC).is_none() {
+            broker.create_topic(OFFSETS_TOPIC, 1, BTreeMap::new())?;
+            tracing::info!(topic = OFFSETS_TOPIC, "created the internal topic");
+        }
+        let log = broker.partition(OFFSETS_TOPIC, 0).ok_or(StateError::NoOffsetsPartition)?;
+        broker.groups = Some(Arc::new(Coordinator::load(log, &broker.config)?));
+        Ok(broker)
+    }
+
+    /// The group coordinator.
+    pub fn groups(&self) -> &Arc<Coordinator> {
+        self.groups.as_ref().expect("the coordinator is set in Broker::open")
     }
 
     /// A consistent copy of the metadata image.

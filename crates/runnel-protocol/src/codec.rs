@@ -2,8 +2,8 @@
 //! handled by the connection, which reads it; responses are returned with their prefix).
 //!
 //! Decoding goes through `kafka-protocol`. Its decoders pre-allocate arrays from lengths
-//! read off the wire, so the binary installs an allocator under which an absurd
-//! reservation costs nothing until touched; decoding then fails cleanly on the short
+//! read off the wire, so the binary installs [`crate::alloc::NoReserveHuge`], under which
+//! an absurd reservation costs nothing until touched; decoding then fails cleanly on the short
 //! frame. Decoding is also run under `catch_unwind` so a panic inside the crate is a
 //! malformed frame, not a dead broker.
 
@@ -98,8 +98,15 @@ pub fn encode_unsupported_api_versions(
 
 #[cfg(test)]
 mod tests {
+    //! Decoding must turn any frame into `Ok` or `Err` — never a panic, never an abort.
+    //! These run under `alloc::NoReserveHuge` (installed for this crate's tests in lib.rs),
+    //! as the broker binary does, so frames claiming 2^31-element arrays are exercised for
+    //! real.
     use super::*;
-    use kafka_protocol::messages::MetadataRequest;
+    use crate::batch::{encode_batch, NewRecord};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use proptest::prelude::*;
 
     fn frame_of(key: i16, version: i16, header_version: i16, body: &impl Encodable) -> Bytes {
         let mut buf = BytesMut::new();
@@ -135,5 +142,466 @@ mod tests {
         let frame = frame_of(3, 12, 2, &MetadataRequest::default().with_topics(Some(vec![Default::default()])));
         let cut = frame.slice(..frame.len() - 3);
         assert!(matches!(decode_request(cut, |_, _| true), Err(ProtocolError::Malformed { .. })));
+    }
+
+    /// What the broker serves: a copy of `runnel_broker::handlers::SUPPORTED_APIS` (that
+    /// crate depends on this one). Keep in step; `every_served_version_has_a_valid_frame`
+    /// fails if a version here cannot be encoded by `kafka-protocol`.
+    const SERVED: &[(ApiKey, i16, i16)] = &[
+        (ApiKey::Produce, 3, 11),
+        (ApiKey::Fetch, 4, 16),
+        (ApiKey::ListOffsets, 1, 10),
+        (ApiKey::Metadata, 0, 12),
+        (ApiKey::ApiVersions, 0, 4),
+        (ApiKey::CreateTopics, 2, 7),
+        (ApiKey::DeleteTopics, 1, 6),
+        (ApiKey::DescribeConfigs, 1, 4),
+        (ApiKey::AlterConfigs, 0, 2),
+        (ApiKey::CreatePartitions, 0, 3),
+        (ApiKey::IncrementalAlterConfigs, 0, 1),
+        (ApiKey::DescribeCluster, 0, 2),
+        (ApiKey::FindCoordinator, 0, 6),
+        (ApiKey::JoinGroup, 0, 9),
+        (ApiKey::SyncGroup, 0, 5),
+        (ApiKey::Heartbeat, 0, 4),
+        (ApiKey::LeaveGroup, 0, 5),
+        (ApiKey::OffsetCommit, 2, 9),
+        (ApiKey::OffsetFetch, 1, 9),
+        (ApiKey::DescribeGroups, 0, 6),
+        (ApiKey::ListGroups, 0, 5),
+        (ApiKey::DeleteGroups, 0, 2),
+        (ApiKey::OffsetDelete, 0, 0),
+    ];
+
+    fn served(key: ApiKey, version: i16) -> bool {
+        SERVED.iter().any(|(k, min, max)| *k == key && (*min..=*max).contains(&version))
+    }
+
+    fn served_pairs() -> Vec<(ApiKey, i16)> {
+        SERVED.iter().flat_map(|(k, min, max)| (*min..=*max).map(move |v| (*k, v))).collect()
+    }
+
+    fn sb(s: &str) -> StrBytes {
+        StrBytes::from_string(s.to_string())
+    }
+
+    fn topic(s: &str) -> TopicName {
+        TopicName(sb(s))
+    }
+
+    /// A request of `key` at `version` with every array non-empty where the version
+    /// allows, so mutations hit nested lengths too.
+    fn sample(key: ApiKey, version: i16) -> RequestKind {
+        use kafka_protocol::messages::*;
+        match key {
+            ApiKey::Produce => {
+                let records = encode_batch(0, 0, &[NewRecord { timestamp: 1, key: Some(b"k"), value: Some(b"value"), headers: &[] }]);
+                let part = produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.into()));
+                let t = produce_request::TopicProduceData::default().with_name(topic("t")).with_partition_data(vec![part]);
+                RequestKind::Produce(ProduceRequest::default().with_acks(1).with_timeout_ms(1000).with_topic_data(vec![t]))
+            }
+            ApiKey::Fetch => {
+                let p = fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(5).with_partition_max_bytes(1 << 20);
+                let mut t = fetch_request::FetchTopic::default().with_partitions(vec![p]);
+                let mut f = fetch_request::ForgottenTopic::default().with_partitions(vec![1, 2]);
+                if version >= 13 {
+                    t.topic_id = uuid_of(1);
+                    f.topic_id = uuid_of(2);
+                } else {
+                    t.topic = topic("t");
+                    f.topic = topic("u");
+                }
+                let mut r = FetchRequest::default().with_max_wait_ms(100).with_min_bytes(1).with_max_bytes(1 << 20).with_topics(vec![t]);
+                if version >= 7 {
+                    r.forgotten_topics_data = vec![f];
+                }
+                RequestKind::Fetch(r)
+            }
+            ApiKey::ListOffsets => {
+                let p = list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1);
+                let t = list_offsets_request::ListOffsetsTopic::default().with_name(topic("t")).with_partitions(vec![p]);
+                RequestKind::ListOffsets(ListOffsetsRequest::default().with_topics(vec![t]))
+            }
+            ApiKey::Metadata => {
+                let t = |n: &str| metadata_request::MetadataRequestTopic::default().with_name(Some(topic(n)));
+                RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![t("a"), t("bb")])))
+            }
+            ApiKey::ApiVersions => {
+                let mut r = ApiVersionsRequest::default();
+                if version >= 3 {
+                    r = r.with_client_software_name(sb("runnel-test")).with_client_software_version(sb("1.0"));
+                }
+                RequestKind::ApiVersions(r)
+            }
+            ApiKey::CreateTopics => {
+                let a = create_topics_request::CreatableReplicaAssignment::default().with_partition_index(0).with_broker_ids(vec![BrokerId(1)]);
+                let c = create_topics_request::CreatableTopicConfig::default().with_name(sb("retention.ms")).with_value(Some(sb("1000")));
+                let t = create_topics_request::CreatableTopic::default()
+                    .with_name(topic("t"))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_assignments(vec![a])
+                    .with_configs(vec![c]);
+                RequestKind::CreateTopics(CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(1000))
+            }
+            ApiKey::DeleteTopics => {
+                let r = if version >= 6 {
+                    DeleteTopicsRequest::default().with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(topic("t")))])
+                } else {
+                    DeleteTopicsRequest::default().with_topic_names(vec![topic("t"), topic("u")])
+                };
+                RequestKind::DeleteTopics(r.with_timeout_ms(1000))
+            }
+            ApiKey::DescribeConfigs => {
+                let res = describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(sb("t"))
+                    .with_configuration_keys(Some(vec![sb("retention.ms"), sb("cleanup.policy")]));
+                RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![res]))
+            }
+            ApiKey::AlterConfigs => {
+                let c = alter_configs_request::AlterableConfig::default().with_name(sb("retention.ms")).with_value(Some(sb("1")));
+                let res = alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(sb("t")).with_configs(vec![c]);
+                RequestKind::AlterConfigs(AlterConfigsRequest::default().with_resources(vec![res]))
+            }
+            ApiKey::CreatePartitions => {
+                let a = create_partitions_request::CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1)]);
+                let t = create_partitions_request::CreatePartitionsTopic::default().with_name(topic("t")).with_count(2).with_assignments(Some(vec![a]));
+                RequestKind::CreatePartitions(CreatePartitionsRequest::default().with_topics(vec![t]).with_timeout_ms(1000))
+            }
+            ApiKey::IncrementalAlterConfigs => {
+                let c = incremental_alter_configs_request::AlterableConfig::default().with_name(sb("retention.ms")).with_value(Some(sb("1")));
+                let res = incremental_alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(sb("t")).with_configs(vec![c]);
+                RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default().with_resources(vec![res]))
+            }
+            ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+            // Group APIs: default bodies (their arrays are empty, their lengths still there
+            // for the mutations to blow up).
+            ApiKey::FindCoordinator => RequestKind::FindCoordinator(Default::default()),
+            ApiKey::JoinGroup => RequestKind::JoinGroup(Default::default()),
+            ApiKey::SyncGroup => RequestKind::SyncGroup(Default::default()),
+            ApiKey::Heartbeat => RequestKind::Heartbeat(Default::default()),
+            ApiKey::LeaveGroup => RequestKind::LeaveGroup(Default::default()),
+            ApiKey::OffsetCommit => RequestKind::OffsetCommit(Default::default()),
+            ApiKey::OffsetFetch => RequestKind::OffsetFetch(Default::default()),
+            ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
+            ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
+            ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
+            ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+            other => panic!("no sample for {other:?}"),
+        }
+    }
+
+    fn uuid_of(n: u8) -> uuid::Uuid {
+        uuid::Uuid::from_bytes([n; 16])
+    }
+
+    /// A valid frame (no length prefix) for a served (key, version), and where its body
+    /// starts.
+    fn valid_frame(key: ApiKey, version: i16) -> (Bytes, usize) {
+        let mut buf = BytesMut::new();
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(0x1234)
+            .with_client_id(Some(sb("fuzz")));
+        header.encode(&mut buf, key.request_header_version(version)).unwrap();
+        let body_at = buf.len();
+        sample(key, version)
+            .encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("sample {key:?} v{version} does not encode: {e}"));
+        (buf.freeze(), body_at)
+    }
+
+    /// Decodes under the broker's rules; a panic inside `kafka-protocol` (caught by
+    /// `decode_request`) is reported as a failure too, so we learn about it.
+    fn must_not_panic(frame: Bytes) -> Result<Request, ProtocolError> {
+        let r = decode_request(frame.clone(), served);
+        if let Err(ProtocolError::Malformed { reason, .. }) = &r {
+            assert!(reason != "decoder panicked", "kafka-protocol panicked on {:02x?}", &frame[..]);
+        }
+        r
+    }
+
+    #[test]
+    fn every_served_version_has_a_valid_frame() {
+        for (key, version) in served_pairs() {
+            let (frame, _) = valid_frame(key, version);
+            let req = decode_request(frame.clone(), served).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+            assert_eq!((req.api_key, req.header.correlation_id), (key, 0x1234));
+            // And it round-trips.
+            let mut again = BytesMut::new();
+            req.body.encode(&mut again, version).unwrap();
+            assert_eq!(&again[..], &frame[frame.len() - again.len()..], "{key:?} v{version}");
+        }
+    }
+
+    /// A varint claiming `u32::MAX`: a compact array/string/bytes of 2^32 - 2 elements.
+    const HUGE_UVARINT: [u8; 5] = [0xff, 0xff, 0xff, 0xff, 0x0f];
+    const HUGE_I32: [u8; 4] = 0x7fff_ffffu32.to_be_bytes();
+
+    fn header(key: ApiKey, version: i16) -> Vec<u8> {
+        let mut h = Vec::new();
+        h.extend_from_slice(&(key as i16).to_be_bytes());
+        h.extend_from_slice(&version.to_be_bytes());
+        h.extend_from_slice(&99i32.to_be_bytes());
+        h.extend_from_slice(&[0xff, 0xff]); // null client id
+        if key.request_header_version(version) >= 2 {
+            h.push(0); // no tagged fields
+        }
+        h
+    }
+
+    fn assert_malformed(frame: Vec<u8>) {
+        match must_not_panic(Bytes::from(frame.clone())) {
+            Err(ProtocolError::Malformed { .. }) => {}
+            other => panic!("expected Malformed for {frame:02x?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn metadata_v1_claiming_two_billion_topics() {
+        // The 14-byte request from DESIGN.md.
+        let mut f = header(ApiKey::Metadata, 1);
+        f.extend_from_slice(&HUGE_I32);
+        assert_eq!(f.len(), 14);
+        assert_malformed(f);
+    }
+
+    #[test]
+    fn metadata_v12_claiming_four_billion_topics() {
+        let mut f = header(ApiKey::Metadata, 12);
+        f.extend_from_slice(&HUGE_UVARINT);
+        assert_malformed(f);
+    }
+
+    #[test]
+    fn produce_with_a_huge_records_length() {
+        // v9 (flexible): null transactional id, acks, timeout, 1 topic "t", 1 partition 0,
+        // records compact bytes claiming 2^32 - 2 bytes.
+        let mut f = header(ApiKey::Produce, 9);
+        f.extend_from_slice(&[0, 0, 1, 0, 0, 0x03, 0xe8, 2, 2, b't', 2, 0, 0, 0, 0]);
+        f.extend_from_slice(&HUGE_UVARINT);
+        assert_malformed(f);
+        // v3: the same with int32 lengths.
+        let mut f = header(ApiKey::Produce, 3);
+        f.extend_from_slice(&[0xff, 0xff, 0, 1, 0, 0, 0x03, 0xe8, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 1, 0, 0, 0, 0]);
+        f.extend_from_slice(&HUGE_I32);
+        assert_malformed(f);
+        // v9 claiming 2^32 - 2 topics and, separately, partitions.
+        let mut f = header(ApiKey::Produce, 9);
+        f.extend_from_slice(&[0, 0, 1, 0, 0, 0x03, 0xe8]);
+        f.extend_from_slice(&HUGE_UVARINT);
+        assert_malformed(f);
+        let mut f = header(ApiKey::Produce, 9);
+        f.extend_from_slice(&[0, 0, 1, 0, 0, 0x03, 0xe8, 2, 2, b't']);
+        f.extend_from_slice(&HUGE_UVARINT);
+        assert_malformed(f);
+    }
+
+    #[test]
+    fn create_topics_with_a_huge_configs_array() {
+        // v5 (flexible): 1 topic "t", partitions -1, replication -1, no assignments,
+        // configs compact array claiming 2^32 - 2 entries.
+        let mut f = header(ApiKey::CreateTopics, 5);
+        f.extend_from_slice(&[2, 2, b't', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1]);
+        f.extend_from_slice(&HUGE_UVARINT);
+        assert_malformed(f);
+        // v2: the same with int32 lengths.
+        let mut f = header(ApiKey::CreateTopics, 2);
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 1, b't', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(&HUGE_I32);
+        assert_malformed(f);
+    }
+
+    #[test]
+    fn huge_lengths_right_after_the_header_of_every_served_version() {
+        for (key, version) in served_pairs() {
+            let flexible = key.request_header_version(version) >= 2;
+            let mut f = header(key, version);
+            if flexible {
+                f.extend_from_slice(&HUGE_UVARINT);
+            } else {
+                f.extend_from_slice(&HUGE_I32);
+            }
+            // Ok is possible (e.g. a leading scalar field), but never a panic or abort.
+            let _ = must_not_panic(Bytes::from(f));
+        }
+    }
+
+    /// Every offset of every served valid frame, overwritten with a 2^31-1 int32 and
+    /// (separately) with a u32::MAX varint spliced in: whatever length field lands there
+    /// claims a huge array, string or byte run.
+    #[test]
+    fn huge_lengths_at_every_offset_of_every_served_version() {
+        for (key, version) in served_pairs() {
+            let (frame, body_at) = valid_frame(key, version);
+            for at in body_at..frame.len() {
+                let mut f = frame.to_vec();
+                let end = (at + 4).min(f.len());
+                f[at..end].copy_from_slice(&HUGE_I32[..end - at]);
+                let _ = must_not_panic(Bytes::from(f));
+
+                let mut f = frame.to_vec();
+                f.splice(at..at, HUGE_UVARINT);
+                let _ = must_not_panic(Bytes::from(f));
+
+                let mut f = frame.to_vec();
+                f[at..end].fill(0xff); // -1 lengths, or 2^32 - 1 varint prefixes
+                let _ = must_not_panic(Bytes::from(f));
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_of_every_served_version_is_refused() {
+        for (key, version) in served_pairs() {
+            let (frame, _) = valid_frame(key, version);
+            for cut in 0..frame.len() {
+                let r = must_not_panic(frame.slice(..cut));
+                // A cut that leaves trailing optional tagged fields out may still decode
+                // for some versions; anything else must be an error.
+                if let Ok(req) = r {
+                    panic!("{key:?} v{version} cut at {cut}/{} decoded: {:?}", frame.len(), req.body);
+                }
+            }
+        }
+    }
+
+    /// One mutation of a valid frame.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Flip { at: prop::sample::Index, xor: u8 },
+        Overwrite { at: prop::sample::Index, bytes: Vec<u8> },
+        Insert { at: prop::sample::Index, bytes: Vec<u8> },
+        Remove { at: prop::sample::Index, n: usize },
+        Truncate { at: prop::sample::Index },
+    }
+
+    fn interesting_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(HUGE_I32.to_vec()),
+            Just(HUGE_UVARINT.to_vec()),
+            Just(vec![0xff; 4]),
+            Just(vec![0x80; 5]),
+            Just(vec![0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]), // over-long varint
+            Just(vec![0, 0]),
+            Just((-2i32).to_be_bytes().to_vec()),
+            Just(0x8000_0000u32.to_be_bytes().to_vec()),
+            prop::collection::vec(any::<u8>(), 1..8),
+        ]
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            3 => (any::<prop::sample::Index>(), 1u8..=255).prop_map(|(at, xor)| Mutation::Flip { at, xor }),
+            3 => (any::<prop::sample::Index>(), interesting_bytes()).prop_map(|(at, bytes)| Mutation::Overwrite { at, bytes }),
+            2 => (any::<prop::sample::Index>(), interesting_bytes()).prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+            1 => (any::<prop::sample::Index>(), 1usize..6).prop_map(|(at, n)| Mutation::Remove { at, n }),
+            1 => any::<prop::sample::Index>().prop_map(|at| Mutation::Truncate { at }),
+        ]
+    }
+
+    /// Applies `m` to the body part (`body_at..`) of `f`, or to the header if `header`.
+    fn apply(f: &mut Vec<u8>, body_at: usize, m: &Mutation) {
+        if f.len() <= body_at {
+            return;
+        }
+        let span = f.len() - body_at;
+        match m {
+            Mutation::Flip { at, xor } => {
+                let i = body_at + at.index(span);
+                f[i] ^= xor;
+            }
+            Mutation::Overwrite { at, bytes } => {
+                let i = body_at + at.index(span);
+                let n = bytes.len().min(f.len() - i);
+                f[i..i + n].copy_from_slice(&bytes[..n]);
+            }
+            Mutation::Insert { at, bytes } => {
+                let i = body_at + at.index(span + 1);
+                f.splice(i..i, bytes.iter().copied());
+            }
+            Mutation::Remove { at, n } => {
+                let i = body_at + at.index(span);
+                let end = (i + n).min(f.len());
+                f.drain(i..end);
+            }
+            Mutation::Truncate { at } => f.truncate(body_at + at.index(span)),
+        }
+    }
+
+    fn served_pair() -> impl Strategy<Value = (ApiKey, i16)> {
+        prop::sample::select(served_pairs())
+    }
+
+    fn any_known_pair() -> impl Strategy<Value = (ApiKey, i16)> {
+        let pairs: Vec<(ApiKey, i16)> = ApiKey::iter()
+            .flat_map(|k| {
+                let r = k.valid_versions();
+                (r.min - 1..=r.max + 1).map(move |v| (k, v))
+            })
+            .collect();
+        prop::sample::select(pairs)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// Valid frames of served versions, mutated one to four times in the body.
+        #[test]
+        fn mutated_valid_frames_never_panic(
+            (key, version) in served_pair(),
+            muts in prop::collection::vec(mutation(), 1..5),
+        ) {
+            let (frame, body_at) = valid_frame(key, version);
+            let mut f = frame.to_vec();
+            for m in &muts {
+                apply(&mut f, body_at, m);
+            }
+            let _ = must_not_panic(Bytes::from(f));
+        }
+
+        /// Mutations that reach into the header too (api key, version, client id, tags).
+        #[test]
+        fn mutated_headers_never_panic(
+            (key, version) in served_pair(),
+            muts in prop::collection::vec(mutation(), 1..4),
+        ) {
+            let (frame, _) = valid_frame(key, version);
+            let mut f = frame.to_vec();
+            for m in &muts {
+                apply(&mut f, 0, m);
+            }
+            let _ = must_not_panic(Bytes::from(f));
+        }
+
+        /// A valid header of any (key, version) the crate knows, then random bytes; decoded
+        /// as if every version were served, so every body decoder in the crate is reached.
+        #[test]
+        fn random_bodies_for_every_known_api_never_panic(
+            (key, version) in any_known_pair(),
+            body in prop::collection::vec(any::<u8>(), 0..64),
+            huge_first in any::<bool>(),
+        ) {
+            let hv = key.request_header_version(version);
+            let mut f = header(key, version);
+            if hv < 2 && !(1..=2).contains(&hv) { f.truncate(10); }
+            if huge_first {
+                f.extend_from_slice(if hv >= 2 { &HUGE_UVARINT[..] } else { &HUGE_I32[..] });
+            }
+            f.extend_from_slice(&body);
+            let r = decode_request(Bytes::from(f.clone()), |_, _| true);
+            if let Err(ProtocolError::Malformed { reason, .. }) = &r {
+                prop_assert!(reason != "decoder panicked", "{key:?} v{version}: {f:02x?}");
+            }
+        }
+
+        /// Pure junk.
+        #[test]
+        fn random_frames_never_panic(f in prop::collection::vec(any::<u8>(), 0..128)) {
+            let _ = must_not_panic(Bytes::from(f.clone()));
+            let _ = decode_request(Bytes::from(f), |_, _| true);
+        }
     }
 }

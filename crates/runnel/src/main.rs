@@ -2,11 +2,13 @@
 //! config file and environment, logging setup and signal handling; the broker itself is
 //! the `runnel-broker` crate.
 
-mod alloc;
 mod cli;
 
+/// Huge blocks are reserved with `mmap(MAP_NORESERVE)` so that `kafka-protocol`'s
+/// pre-allocation from wire lengths cannot abort the process
+/// (see `runnel_protocol::alloc`).
 #[global_allocator]
-static GLOBAL: alloc::Allocator = alloc::Allocator;
+static GLOBAL: runnel_protocol::alloc::NoReserveHuge = runnel_protocol::alloc::NoReserveHuge;
 
 fn main() -> std::process::ExitCode {
     cli::main()

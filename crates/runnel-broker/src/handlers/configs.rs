@@ -81,7 +81,7 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRespon
                     .filter(|(n, _, _)| wanted(n))
                     .map(|(n, v, set)| {
                         let source = if set { ConfigSource::StaticBroker } else { ConfigSource::Default };
-                        entry(ctx, n, &v, source, true, 2, "", false)
+                        entry(ctx, n, &v, source, true, broker_setting_type(n, &v) as i8, "", false)
                     })
                     .collect()),
                 RESOURCE_BROKER => Err((KafkaError::InvalidRequest, format!("broker '{name}' is not this broker ({})", b.config.node_id))),
@@ -98,6 +98,20 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRespon
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// The type of a broker setting: a topic default's own type, else read off its value.
+fn broker_setting_type(name: &str, value: &str) -> topic_config::ConfigType {
+    use topic_config::ConfigType;
+    if let Some(d) = TOPIC_CONFIGS.iter().find(|d| d.broker_name == name) {
+        return d.config_type;
+    }
+    match value {
+        "true" | "false" => ConfigType::Boolean,
+        v if v.parse::<i32>().is_ok() => ConfigType::Int,
+        v if v.parse::<i64>().is_ok() => ConfigType::Long,
+        _ => ConfigType::String,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -118,9 +132,7 @@ fn entry(
         .with_config_source(source as i8);
     if ctx.version >= 3 {
         e.config_type = config_type;
-        if include_doc {
-            e.documentation = Some(sb(doc));
-        }
+        e.documentation = include_doc.then(|| sb(doc));
     }
     e
 }

@@ -20,6 +20,10 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
                 "topic '{name}' has {} partitions; the new count must be larger, got {}",
                 topic.partitions, t.count
             ))),
+            Some(_) if t.count > super::create_topics::MAX_PARTITIONS_PER_TOPIC => Err((KafkaError::InvalidPartitions, format!(
+                "a topic may have at most {} partitions, got {}",
+                super::create_topics::MAX_PARTITIONS_PER_TOPIC, t.count
+            ))),
             Some(topic) => {
                 let added = (t.count - topic.partitions as i32) as usize;
                 match &t.assignments {

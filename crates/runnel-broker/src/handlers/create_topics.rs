@@ -16,6 +16,11 @@ use crate::topic_name;
 pub const MIN_VERSION: i16 = 2;
 pub const MAX_VERSION: i16 = 7;
 
+/// The most partitions a topic may have. Every partition is a directory with open files,
+/// so a request for more (say 2^31 - 1, one int32 on the wire) is refused up front with
+/// INVALID_PARTITIONS instead of running the broker out of file descriptors.
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
 /// A refusal: Kafka's error and a message for the user.
 pub type Refusal = (KafkaError, String);
 
@@ -111,7 +116,12 @@ pub fn create_checked(
     topic_name::validate(name).map_err(|m| (KafkaError::InvalidTopicException, m))?;
     let partitions = match partitions {
         -1 => broker.config.num_partitions() as i32,
-        p if p >= 1 => p,
+        p if (1..=MAX_PARTITIONS_PER_TOPIC).contains(&p) => p,
+        p if p > MAX_PARTITIONS_PER_TOPIC => {
+            return Err((KafkaError::InvalidPartitions, format!(
+                "number of partitions must be at most {MAX_PARTITIONS_PER_TOPIC}, got {p}"
+            )))
+        }
         p => return Err((KafkaError::InvalidPartitions, format!("number of partitions must be ≥ 1, got {p}"))),
     };
     match replication_factor {

@@ -80,7 +80,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         let results = blocking(move || read_all(&w, max_bytes)).await;
         let total: usize = results.iter().map(|r| r.records.as_ref().map_or(0, |b| b.len())).sum();
         let has_error = results.iter().any(|r| r.error_code != 0);
-        if total >= min_bytes.max(1) || has_error || wanted.is_empty() && min_bytes == 0 || Instant::now() >= deadline {
+        if total >= min_bytes || has_error || Instant::now() >= deadline {
             break results;
         }
         tokio::select! {

@@ -1,0 +1,59 @@
+//! FindCoordinator (key 10) v0–v6: this broker coordinates every group. Batched keys
+//! (v4+) are answered one by one. Transactions are not built, so a transaction
+//! coordinator lookup gets COORDINATOR_NOT_AVAILABLE; share groups (key type 2) are
+//! refused with INVALID_REQUEST.
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+
+use super::{sb, Ctx};
+use crate::errors::{code, KafkaError};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 6;
+
+/// Batched `coordinator_keys` from this version on.
+const BATCHED_VERSION: i16 = 4;
+
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// The one place FindCoordinator refusals are decided.
+fn refusal(key_type: i8) -> Option<(KafkaError, &'static str)> {
+    match key_type {
+        KEY_TYPE_GROUP => None,
+        KEY_TYPE_TRANSACTION => Some((KafkaError::CoordinatorNotAvailable, "transactions are not supported by this broker")),
+        _ => Some((KafkaError::InvalidRequest, "unsupported coordinator key type")),
+    }
+}
+
+pub fn handle(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let b = &ctx.broker;
+    let node = BrokerId(b.config.node_id);
+    let host = sb(b.advertised.0.clone());
+    let port = b.advertised.1;
+    let refused = refusal(req.key_type);
+    if ctx.version >= BATCHED_VERSION {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let c = Coordinator::default().with_key(key);
+                match refused {
+                    None => c.with_node_id(node).with_host(host.clone()).with_port(port),
+                    Some((e, msg)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code(e)).with_error_message(Some(sb(msg))),
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let resp = FindCoordinatorResponse::default();
+    match refused {
+        None => resp.with_node_id(node).with_host(host).with_port(port).with_error_message(None),
+        Some((e, msg)) => resp
+            .with_error_code(code(e))
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_message(if ctx.version >= 1 { Some(sb(msg)) } else { None }),
+    }
+}

@@ -1,0 +1,49 @@
+//! OffsetDelete (key 47) v0: removes committed offsets of a group. Refused per partition
+//! with GROUP_SUBSCRIBED_TO_TOPIC while a live consumer group subscribes to the topic,
+//! UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist; GROUP_ID_NOT_FOUND for
+//! an unknown group, NON_EMPTY_GROUP for a live group of another protocol type.
+
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+use super::{blocking, Ctx};
+use crate::errors::{code, KafkaError};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 0;
+
+pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = req.group_id.0.to_string();
+    let mut known = Vec::new();
+    let mut slots: Vec<(usize, i32, Option<KafkaError>)> = Vec::new();
+    let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::with_capacity(req.topics.len());
+    for (slot, t) in req.topics.into_iter().enumerate() {
+        let name = t.name.0.to_string();
+        topics.push(OffsetDeleteResponseTopic::default().with_name(t.name.clone()));
+        for p in t.partitions {
+            if ctx.broker.partition(&name, p.partition_index).is_some() {
+                known.push((name.clone(), p.partition_index));
+                slots.push((slot, p.partition_index, None));
+            } else {
+                slots.push((slot, p.partition_index, Some(KafkaError::UnknownTopicOrPartition)));
+            }
+        }
+    }
+    let coordinator = ctx.broker.groups().clone();
+    let outcome = blocking(move || coordinator.delete_offsets(&group, known)).await;
+    let results = match outcome {
+        Err(e) => return OffsetDeleteResponse::default().with_error_code(code(e)),
+        Ok(r) => r,
+    };
+    let mut results = results.into_iter();
+    for (slot, partition, pre) in slots {
+        let error = match pre {
+            Some(e) => Some(e),
+            None => results.next().and_then(|(_, _, e)| e),
+        };
+        topics[slot]
+            .partitions
+            .push(OffsetDeleteResponsePartition::default().with_partition_index(partition).with_error_code(error.map_or(0, code)));
+    }
+    OffsetDeleteResponse::default().with_topics(topics)
+}
