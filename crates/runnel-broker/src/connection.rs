@@ -4,6 +4,9 @@
 //! before it has finished: Kafka clients with several produce requests in flight (librdkafka,
 //! kafka-python, without idempotence) count on that for per-partition order.
 //!
+//! Fetch responses go out zero-copy: the handler leaves placeholders for record sections,
+//! and the writer `sendfile`s the segment ranges between the encoded pieces.
+//!
 //! A frame whose length is negative or above `socket.request.max.bytes`, or that does not
 //! decode, closes this connection only (after the responses already due are written).
 //!
@@ -17,8 +20,11 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
+use runnel_protocol::splice::{splice_records, FramePart};
 use runnel_protocol::{decode_request, encode_response, encode_unsupported_api_versions, ProtocolError};
+use runnel_storage::ReadSlice;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +37,10 @@ const MAX_IN_FLIGHT: usize = 128;
 
 /// A response to come, and the share of the in-flight byte budget its request holds
 /// until the response is written.
-type Pending = (oneshot::Receiver<Option<Bytes>>, OwnedSemaphorePermit);
+type Pending = (oneshot::Receiver<Option<Outgoing>>, OwnedSemaphorePermit);
+
+/// An encoded response: bytes, and record sections to send from files.
+type Outgoing = Vec<FramePart<ReadSlice>>;
 
 pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
     let (mut rd, mut wr) = stream.into_split();
@@ -39,8 +48,9 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
     let writer = tokio::spawn(async move {
         while let Some((pending, _budget)) = rx.recv().await {
             match pending.await {
-                Ok(Some(bytes)) => {
-                    if wr.write_all(&bytes).await.is_err() {
+                Ok(Some(parts)) => {
+                    if let Err(e) = write_parts(&mut wr, parts).await {
+                        tracing::debug!(%peer, error = %e, "write failed; closing connection");
                         return;
                     }
                 }
@@ -79,6 +89,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
                     version: req.header.request_api_version,
                     client_id: req.header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
                     peer,
+                    splices: Default::default(),
                 };
                 let correlation_id = req.header.correlation_id;
                 let api_key = req.api_key;
@@ -104,8 +115,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
                         }
                         // A response we cannot encode closes the connection (done_tx dropped).
                         Some(body) => {
-                            if let Some(bytes) = encode(&ctx, api_key, version, correlation_id, &body) {
-                                let _ = done_tx.send(Some(bytes));
+                            if let Some(parts) = encode(&ctx, api_key, version, correlation_id, &body) {
+                                let _ = done_tx.send(Some(parts));
                             }
                         }
                     }
@@ -114,7 +125,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
             Err(ProtocolError::UnsupportedVersion { key, version }) if key == ApiKey::ApiVersions as i16 => {
                 let (_, _, correlation_id) = runnel_protocol::codec::peek_header(&frame).unwrap_or_default();
                 tracing::debug!(%peer, version, "ApiVersions version too new; answering v0 UNSUPPORTED_VERSION");
-                let _ = done_tx.send(encode_unsupported_api_versions(correlation_id, handlers::api_versions::table()).ok());
+                let bytes = encode_unsupported_api_versions(correlation_id, handlers::api_versions::table()).ok();
+                let _ = done_tx.send(bytes.map(|b| vec![FramePart::Bytes(b)]));
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "bad request; closing connection");
@@ -127,14 +139,61 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
     let _ = writer.await;
 }
 
-fn encode(ctx: &Ctx, api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Option<Bytes> {
-    match encode_response(api_key, version, correlation_id, body) {
-        Ok(b) => Some(b),
+fn encode(ctx: &Ctx, api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Option<Outgoing> {
+    let splices = std::mem::take(&mut *ctx.splices.lock().unwrap_or_else(|p| p.into_inner()));
+    let encoded = encode_response(api_key, version, correlation_id, body)
+        .and_then(|frame| splice_records(frame, api_key.response_header_version(version) >= 1, splices));
+    match encoded {
+        Ok(parts) => Some(parts),
         Err(e) => {
             tracing::error!(peer = %ctx.peer, client_id = %ctx.client_id, ?api_key, version, error = %e, "could not encode response");
             None
         }
     }
+}
+
+/// Writes one response: encoded pieces with `write_all`, record sections with `sendfile`.
+async fn write_parts(wr: &mut OwnedWriteHalf, parts: Outgoing) -> std::io::Result<()> {
+    for part in parts {
+        match part {
+            FramePart::Bytes(b) => wr.write_all(&b).await?,
+            FramePart::Splice(slice) => {
+                for s in &slice.slices {
+                    send_file(wr.as_ref(), s).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `sendfile(2)` of one file range to the socket, waiting for writability as needed.
+/// A file shorter than the range (truncated since it was read) is an error: the frame
+/// would be short, so the connection must close.
+async fn send_file(stream: &TcpStream, slice: &runnel_storage::FileSlice) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut offset = slice.position as libc::off_t;
+    let mut left = slice.len;
+    while left > 0 {
+        stream.writable().await?;
+        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: both descriptors are open for the duration of the call (the socket is
+            // borrowed, the file is held by its Arc); `offset` is a valid pointer.
+            let n = unsafe { libc::sendfile(stream.as_raw_fd(), slice.file.as_raw_fd(), &mut offset, left) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match sent {
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file shorter than the range to send")),
+            Ok(n) => left -= n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads one frame. `Ok(None)` at a clean end of stream; `Err` for a frame we refuse.

@@ -151,7 +151,7 @@ mod tests {
         (ApiKey::Produce, 3, 11),
         (ApiKey::Fetch, 4, 16),
         (ApiKey::ListOffsets, 1, 10),
-        (ApiKey::Metadata, 0, 12),
+        (ApiKey::Metadata, 0, 13),
         (ApiKey::ApiVersions, 0, 4),
         (ApiKey::CreateTopics, 2, 7),
         (ApiKey::DeleteTopics, 1, 6),

@@ -10,6 +10,7 @@ pub mod alloc;
 pub mod batch;
 pub mod codec;
 pub mod error;
+pub mod splice;
 
 pub use codec::{decode_request, encode_response, encode_unsupported_api_versions, Request};
 pub use error::ProtocolError;

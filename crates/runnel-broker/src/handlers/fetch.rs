@@ -6,6 +6,10 @@
 //! broker shuts down — never a busy loop. Limits: `max_bytes` for the response and
 //! `partition_max_bytes` per partition, except that the first batch found is always
 //! returned whole, as Kafka does, so a consumer can always make progress.
+//!
+//! Zero copy: record bytes are never read into memory here. Each partition's records field
+//! is encoded as a placeholder, and the connection `sendfile`s the segment ranges in its
+//! place (see `runnel_protocol::splice`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use runnel_storage::StorageError;
+use runnel_metadata::Uuid;
+use runnel_protocol::splice::{Placeholder, TOKEN_LEN};
+use runnel_storage::{ReadSlice, StorageError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -78,8 +84,8 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         }
         let w = wanted.clone();
         let results = blocking(move || read_all(&w, max_bytes)).await;
-        let total: usize = results.iter().map(|r| r.records.as_ref().map_or(0, |b| b.len())).sum();
-        let has_error = results.iter().any(|r| r.error_code != 0);
+        let total: usize = results.iter().map(|(_, slice)| slice.as_ref().map_or(0, |s| s.len())).sum();
+        let has_error = results.iter().any(|(r, _)| r.error_code != 0);
         if total >= min_bytes || has_error || Instant::now() >= deadline {
             break results;
         }
@@ -93,14 +99,24 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
             break blocking(move || read_all(&w, max_bytes)).await;
         }
     };
-    for (w, r) in wanted.iter().zip(results) {
+    let mut splices = Vec::new();
+    for (w, (mut r, slice)) in wanted.iter().zip(results) {
+        if let Some(slice) = slice.filter(|s| !s.is_empty()) {
+            let token = *Uuid::new_v4().as_bytes();
+            debug_assert_eq!(token.len(), TOKEN_LEN);
+            r.records = Some(Bytes::copy_from_slice(&token));
+            splices.push(Placeholder { token, len: slice.len(), payload: slice });
+        }
         topics[w.topic_slot].partitions.push(r);
     }
+    *ctx.splices.lock().unwrap_or_else(|p| p.into_inner()) = splices;
     FetchResponse::default().with_responses(topics)
 }
 
-/// Reads every wanted partition within the limits. Runs on a blocking thread.
-fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionData> {
+/// Finds what to send of every wanted partition within the limits: the partition's
+/// answer (records still empty) and the file ranges of its records. Runs on a blocking
+/// thread; reads only batch headers, never record bytes.
+fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<(PartitionData, Option<ReadSlice>)> {
     let mut remaining = max_bytes;
     let mut min_one = true;
     wanted
@@ -114,24 +130,24 @@ fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionData> {
                 .with_records(Some(Bytes::new()));
             let part = match &w.part {
                 Ok(p) => p,
-                Err(e) => return d.with_error_code(code(*e)),
+                Err(e) => return (d.with_error_code(code(*e)), None),
             };
             let limit = w.max_bytes.min(remaining);
             let log = part.log();
             let (start, end) = (log.log_start_offset(), log.log_end_offset());
             d = d.with_high_watermark(end).with_last_stable_offset(end).with_log_start_offset(start);
-            match log.read(w.fetch_offset, limit, min_one).and_then(|s| s.read_to_vec().map_err(StorageError::from)) {
-                Ok(bytes) => {
-                    if !bytes.is_empty() {
+            match log.read(w.fetch_offset, limit, min_one) {
+                Ok(slice) => {
+                    if !slice.is_empty() {
                         min_one = false;
-                        remaining = remaining.saturating_sub(bytes.len());
+                        remaining = remaining.saturating_sub(slice.len());
                     }
-                    d.with_records(Some(Bytes::from(bytes)))
+                    (d, Some(slice))
                 }
-                Err(StorageError::OffsetOutOfRange { .. }) => d.with_error_code(code(KafkaError::OffsetOutOfRange)),
+                Err(StorageError::OffsetOutOfRange { .. }) => (d.with_error_code(code(KafkaError::OffsetOutOfRange)), None),
                 Err(e) => {
                     tracing::error!(topic = %part.topic, partition = part.index, error = %e, "fetch read failed");
-                    d.with_error_code(code(KafkaError::KafkaStorageError))
+                    (d.with_error_code(code(KafkaError::KafkaStorageError)), None)
                 }
             }
         })

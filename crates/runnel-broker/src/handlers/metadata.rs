@@ -1,4 +1,4 @@
-//! Metadata (key 3) v0–v12: this broker as the only broker and the leader of every
+//! Metadata (key 3) v0–v13: this broker as the only broker and the leader of every
 //! partition; topics by name (or by id, v10+); auto-creation per
 //! `auto.create.topics.enable` and the request's `allow_auto_topic_creation` (v4+).
 
@@ -12,7 +12,7 @@ use super::{blocking, create_topics, sb, Ctx};
 use crate::errors::{code, KafkaError};
 
 pub const MIN_VERSION: i16 = 0;
-pub const MAX_VERSION: i16 = 12;
+pub const MAX_VERSION: i16 = 13;
 
 pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
     let b = &ctx.broker;

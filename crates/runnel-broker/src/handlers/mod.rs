@@ -71,7 +71,13 @@ pub struct Ctx {
     pub version: i16,
     pub client_id: String,
     pub peer: SocketAddr,
+    /// Record sections the response leaves to the connection to send from files
+    /// (Fetch's zero-copy path): placeholders in the encoded body, in order.
+    pub splices: std::sync::Mutex<Vec<Splice>>,
 }
+
+/// A records field of a response to be sent from segment files.
+pub type Splice = runnel_protocol::splice::Placeholder<runnel_storage::ReadSlice>;
 
 /// Runs the handler for one request. `None` means no response is sent (produce acks=0).
 pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
