@@ -30,6 +30,8 @@ pub struct BrokerConfig {
     /// Address clients are told to connect to; defaults to the bound listen address.
     pub advertised_listener: Option<String>,
     pub data_dir: PathBuf,
+    /// Address of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); None: off.
+    pub admin_listen: Option<String>,
     /// Kafka-named broker settings (`auto.create.topics.enable`, `log.segment.bytes` …).
     pub settings: BTreeMap<String, String>,
 }
@@ -41,6 +43,7 @@ impl Default for BrokerConfig {
             listen: "127.0.0.1:9092".into(),
             advertised_listener: None,
             data_dir: PathBuf::from("runnel-data"),
+            admin_listen: Some("127.0.0.1:9644".into()),
             settings: BTreeMap::new(),
         }
     }

@@ -37,6 +37,10 @@ struct BrokerArgs {
     /// Address clients are told to connect to, HOST:PORT [default: the listen address]
     #[arg(long, env = "RUNNEL_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
+    /// Address of the admin HTTP listener serving /metrics, /healthz and /readyz,
+    /// HOST:PORT, or "off" [default: 127.0.0.1:9644]
+    #[arg(long, env = "RUNNEL_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
     /// This broker's node id [default: 1]
     #[arg(long, env = "RUNNEL_NODE_ID")]
     node_id: Option<i32>,
@@ -57,6 +61,7 @@ struct FileConfig {
     listen: Option<String>,
     advertised_listener: Option<String>,
     node_id: Option<i32>,
+    admin_listen: Option<String>,
     #[serde(flatten)]
     kafka: BTreeMap<String, toml::Value>,
 }
@@ -104,6 +109,11 @@ fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
         listen: args.listen.clone().or(file.listen).unwrap_or(defaults.listen),
         advertised_listener: args.advertised_listener.clone().or(file.advertised_listener),
         data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(defaults.data_dir),
+        admin_listen: match args.admin_listen.clone().or(file.admin_listen) {
+            Some(a) if a == "off" => None,
+            Some(a) => Some(a),
+            None => defaults.admin_listen,
+        },
         settings,
     })
 }

@@ -242,7 +242,8 @@ impl ChildMember {
         let a = assigned.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("ASSIGNED ") {
+                // libtest may print "test child_group_member ... " on the same line first.
+                if let Some((_, rest)) = line.split_once("ASSIGNED ") {
                     *a.lock().unwrap() = rest.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
                 }
             }

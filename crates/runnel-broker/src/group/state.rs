@@ -176,8 +176,9 @@ impl Group {
         self.protocol_type.as_deref() == Some(protocol_type) && protocols.iter().any(|(n, _)| candidates.contains(&n.as_str()))
     }
 
-    /// Kafka's selection: each member votes for its most preferred candidate; most votes
-    /// wins (ties: the first candidate in the leader's... first member's order).
+    /// Kafka's selection: each member votes for its most preferred candidate (a protocol
+    /// every member supports); most votes wins, ties go to the earlier candidate in the
+    /// first member's order.
     fn select_protocol(&self) -> Option<String> {
         let candidates = self.candidate_protocols();
         let mut votes: Vec<(&str, usize)> = candidates.iter().map(|c| (*c, 0)).collect();
@@ -481,8 +482,7 @@ impl Group {
         m.complete_sync(SyncResult::error(KafkaError::FencedInstanceId));
         tracing::info!(group = %self.id, instance, old = old_id, new = %new_id, "static member rejoined; replacing its member id");
         m.id = new_id.clone();
-        let old_protocols = std::mem::replace(&mut m.protocols, r.protocols);
-        let old_timeouts = (m.rebalance_timeout_ms, m.session_timeout_ms);
+        m.protocols = r.protocols;
         m.rebalance_timeout_ms = r.rebalance_timeout_ms;
         m.session_timeout_ms = r.session_timeout_ms;
         m.client_id = r.client_id;
@@ -498,7 +498,6 @@ impl Group {
             self.leader = Some(new_id.clone());
         }
         self.static_members.insert(instance.to_string(), new_id.clone());
-        let _ = (old_protocols, old_timeouts);
         match self.state {
             GroupState::Stable => {
                 if self.select_protocol() == self.protocol {
