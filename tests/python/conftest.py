@@ -5,7 +5,8 @@ Each test module gets its own broker with a fresh data dir (`broker`); tests ins
 module keep apart by using their own topics (`topic_name`). `start_broker` starts extra
 brokers with their own settings. Every broker is stopped with SIGTERM (SIGKILL after a
 grace period) and must exit 0: a broker that crashes or hangs on shutdown fails the test
-that owned it.
+that owned it. A test may `kill9()` a broker and `restart()` it on the same data dir (and
+port) to check what survives a crash.
 """
 
 import os
@@ -30,13 +31,18 @@ class Broker:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".stderr.log")
+        self.settings = list(settings)
+        self.killed = False
         if not os.access(RUNNEL_BIN, os.X_OK):
             pytest.fail(f"runnel binary not found at {RUNNEL_BIN}: build it or set RUNNEL_BIN")
-        args = [RUNNEL_BIN, "broker", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
-        for kv in settings:
-            args += ["-o", kv]
         self._log = open(self.log_path, "wb")
-        env = dict(os.environ, RUNNEL_LOG_LEVEL=os.environ.get("RUNNEL_TEST_LOG", "warn"))
+        self._spawn("127.0.0.1:0")
+
+    def _spawn(self, listen):
+        args = [RUNNEL_BIN, "broker", "--listen", listen, "--data-dir", str(self.data_dir)]
+        for kv in self.settings:
+            args += ["-o", kv]
+        env = dict(os.environ, RUNNEL_LOG_LEVEL=os.environ.get("RUNNEL_TEST_LOG", "warn"), RUNNEL_ADMIN_LISTEN="127.0.0.1:0")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, env=env)
         line = self._first_line(timeout=30)
         m = LISTENER_RE.search(line)
@@ -47,6 +53,22 @@ class Broker:
         self.bootstrap = f"{self.host}:{self.port}"
         # Keep draining stdout so the broker never blocks on a full pipe.
         threading.Thread(target=self._drain, daemon=True).start()
+
+    def kill9(self):
+        """SIGKILL, as a crash: no flush, no clean shutdown. `restart()` brings it back."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self._log.close()
+        self.killed = True
+
+    def restart(self):
+        """Starts the broker again on the same data dir, settings and port (after `kill9()`
+        or `stop()`)."""
+        if self.proc.poll() is None:
+            pytest.fail("restart() of a running broker: kill9() or stop() it first")
+        self._log = open(self.log_path, "ab")
+        self._spawn(self.bootstrap)
+        self.killed = False
 
     def _first_line(self, timeout):
         box = []
@@ -88,6 +110,8 @@ class Broker:
 
 
 def _stop_checked(b):
+    if b.killed:
+        return  # killed on purpose and not restarted
     alive_before = b.proc.poll() is None
     rc = b.stop()
     if not alive_before:
@@ -97,9 +121,11 @@ def _stop_checked(b):
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    """One broker per test module, with default settings."""
-    b = Broker(tmp_path_factory.mktemp("broker") / "data")
+def broker(request, tmp_path_factory):
+    """One broker per test module, with default settings or the module's
+    `BROKER_SETTINGS` (a list of "key=value")."""
+    settings = getattr(request.module, "BROKER_SETTINGS", ())
+    b = Broker(tmp_path_factory.mktemp("broker") / "data", settings)
     yield b
     _stop_checked(b)
 

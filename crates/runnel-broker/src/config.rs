@@ -19,6 +19,8 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("offsets.retention.minutes", "10080", "Committed offsets of a group that has been empty this long are removed."),
     ("offsets.retention.check.interval.ms", "600000", "How often expired committed offsets are looked for."),
     ("offset.metadata.max.bytes", "4096", "Largest metadata string of a committed offset."),
+    ("log.retention.check.interval.ms", "300000", "How often the cleaner applies retention (retention.ms, retention.bytes) to every partition."),
+    ("log.cleaner.backoff.ms", "15000", "How often the cleaner looks for compacted partitions due for cleaning."),
 ];
 
 /// Everything a broker needs to start.
@@ -92,6 +94,10 @@ impl BrokerConfig {
                 Ok(n) if n >= 0 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 0")),
             },
+            "log.retention.check.interval.ms" | "log.cleaner.backoff.ms" => match value.parse::<i64>() {
+                Ok(n) if n >= 1 => Ok(()),
+                _ => Err(bad("expected a whole number of ms ≥ 1")),
+            },
             "offsets.retention.minutes" | "offsets.retention.check.interval.ms" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
@@ -152,6 +158,14 @@ impl BrokerConfig {
 
     pub fn offsets_retention_check_interval_ms(&self) -> i64 {
         self.int_setting("offsets.retention.check.interval.ms", 600_000)
+    }
+
+    pub fn log_retention_check_interval_ms(&self) -> u64 {
+        self.int_setting("log.retention.check.interval.ms", 300_000).max(1) as u64
+    }
+
+    pub fn log_cleaner_backoff_ms(&self) -> u64 {
+        self.int_setting("log.cleaner.backoff.ms", 15_000).max(1) as u64
     }
 
     pub fn offset_metadata_max_bytes(&self) -> usize {

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, Ctx};
+use crate::metrics::{api_name, Metrics};
 use crate::state::Broker;
 
 /// How many requests one connection may have in flight before we stop reading.
@@ -42,13 +43,24 @@ type Pending = (oneshot::Receiver<Option<Outgoing>>, OwnedSemaphorePermit);
 /// An encoded response: bytes, and record sections to send from files.
 type Outgoing = Vec<FramePart<ReadSlice>>;
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+) {
+    metrics.connections.inc();
+    metrics.connections_total.inc();
+    let _open = scopeguard(metrics.clone());
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let out_metrics = metrics.clone();
     let writer = tokio::spawn(async move {
         while let Some((pending, _budget)) = rx.recv().await {
             match pending.await {
                 Ok(Some(parts)) => {
+                    out_metrics.bytes_out.inc_by(frame_len(&parts) as u64);
                     if let Err(e) = write_parts(&mut wr, parts).await {
                         tracing::debug!(%peer, error = %e, "write failed; closing connection");
                         return;
@@ -70,7 +82,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
             f = read_frame(&mut rd, max, &budget) => f,
         };
         let (frame, permit) = match frame {
-            Ok(Some(frame_and_permit)) => frame_and_permit,
+            Ok(Some(frame_and_permit)) => {
+                metrics.bytes_in.inc_by(4 + frame_and_permit.0.len() as u64);
+                frame_and_permit
+            }
             Ok(None) => break,
             Err(reason) => {
                 tracing::warn!(%peer, %reason, "closing connection");
@@ -90,6 +105,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
                     client_id: req.header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
                     peer,
                     splices: Default::default(),
+                    metrics: metrics.clone(),
                 };
                 let correlation_id = req.header.correlation_id;
                 let api_key = req.api_key;
@@ -105,7 +121,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
                         let _ = previous.await;
                     }
                     let version = ctx.version;
+                    let started = std::time::Instant::now();
                     let response = handlers::dispatch(&ctx, req.body).await;
+                    let failed = response.as_ref().is_some_and(crate::metrics::has_error);
+                    ctx.metrics.request(api_key, started.elapsed(), failed);
                     if let Some(done) = produce_done {
                         let _ = done.send(());
                     }
@@ -123,12 +142,17 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shu
                 });
             }
             Err(ProtocolError::UnsupportedVersion { key, version }) if key == ApiKey::ApiVersions as i16 => {
+                metrics.refused(api_name(ApiKey::ApiVersions));
                 let (_, _, correlation_id) = runnel_protocol::codec::peek_header(&frame).unwrap_or_default();
                 tracing::debug!(%peer, version, "ApiVersions version too new; answering v0 UNSUPPORTED_VERSION");
                 let bytes = encode_unsupported_api_versions(correlation_id, handlers::api_versions::table()).ok();
                 let _ = done_tx.send(bytes.map(|b| vec![FramePart::Bytes(b)]));
             }
             Err(e) => {
+                let api = runnel_protocol::codec::peek_header(&frame)
+                    .and_then(|(k, _, _)| ApiKey::try_from(k).ok())
+                    .map_or("Unknown", api_name);
+                metrics.refused(api);
                 tracing::warn!(%peer, error = %e, "bad request; closing connection");
                 drop(done_tx);
                 break;
@@ -150,6 +174,30 @@ fn encode(ctx: &Ctx, api_key: ApiKey, version: i16, correlation_id: i32, body: &
             None
         }
     }
+}
+
+/// Decrements the open-connections gauge when the connection ends, however it ends.
+struct OpenConnection(Arc<Metrics>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections.dec();
+    }
+}
+
+fn scopeguard(metrics: Arc<Metrics>) -> OpenConnection {
+    OpenConnection(metrics)
+}
+
+/// Bytes of an encoded response, spliced record sections included.
+fn frame_len(parts: &Outgoing) -> usize {
+    parts
+        .iter()
+        .map(|p| match p {
+            FramePart::Bytes(b) => b.len(),
+            FramePart::Splice(s) => s.len(),
+        })
+        .sum()
 }
 
 /// Writes one response: encoded pieces with `write_all`, record sections with `sendfile`.

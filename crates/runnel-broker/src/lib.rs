@@ -4,11 +4,14 @@
 //! It never parses bytes by hand that `runnel-protocol` parses, and never lays out files:
 //! partition data belongs to `runnel-storage`, metadata records to `runnel-metadata`.
 
+mod admin;
+mod cleaner;
 pub mod config;
 mod connection;
 mod errors;
 mod group;
 mod handlers;
+mod metrics;
 mod partition;
 mod server;
 mod state;

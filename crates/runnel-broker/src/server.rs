@@ -9,7 +9,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminState};
+use crate::cleaner;
 use crate::connection;
+use crate::metrics::Metrics;
 use crate::state::Broker;
 use crate::BrokerConfig;
 
@@ -21,6 +24,8 @@ pub struct BrokerHandle {
     pub advertised: String,
     /// The cluster id stored in the data dir.
     pub cluster_id: String,
+    /// The address the admin HTTP listener is bound to, if it is on.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -71,29 +76,61 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<i32>().ok()?)))
         .ok_or_else(|| StartError::Advertised(advertised.clone()))?;
+    // The admin listener comes up first, so /readyz answers 503 while the data dir opens.
+    let metrics = Arc::new(Metrics::default());
+    let admin = AdminState::new(metrics.clone());
+    let admin_stop = CancellationToken::new();
+    let admin_addr = match &config.admin_listen {
+        None => None,
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
+            let bound = l.local_addr().ok();
+            tokio::spawn(admin::serve(l, admin.clone(), admin_stop.clone()));
+            bound
+        }
+    };
     let dir = config.data_dir.display().to_string();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config, (host, port)))
+    let opened = tokio::task::spawn_blocking(move || Broker::open(config, (host, port)))
         .await
         .expect("broker open task")
-        .map_err(|source| StartError::Data { dir, source })?;
-    let broker = Arc::new(broker);
+        .map_err(|source| StartError::Data { dir, source });
+    let broker = match opened {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            admin_stop.cancel();
+            return Err(e);
+        }
+    };
+    let _ = admin.broker.set(broker.clone());
+    admin.set_ready(true);
     let cluster_id = broker.cluster_id.clone();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, broker, shutdown.clone()));
-    Ok(BrokerHandle { local_addr, advertised, cluster_id, shutdown, task })
+    let task = tokio::spawn(serve(listener, broker, shutdown.clone(), metrics, admin, admin_stop));
+    Ok(BrokerHandle { local_addr, advertised, cluster_id, admin_addr, shutdown, task })
 }
 
-async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+    admin: Arc<AdminState>,
+    admin_stop: CancellationToken,
+) {
     let mut connections = JoinSet::new();
     let flusher = tokio::spawn(flush_loop(broker.clone(), shutdown.clone()));
     let group_timers = tokio::spawn(broker.groups().clone().run_timers(shutdown.clone()));
+    let retention = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.log_retention_check_interval_ms()), shutdown.clone(), cleaner::retention_pass));
+    let compaction = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.log_cleaner_backoff_ms()), shutdown.clone(), cleaner::compaction_pass));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone()));
+                    connections.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone(), metrics.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -103,6 +140,7 @@ async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellatio
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    admin.set_ready(false);
     drop(listener);
     tracing::info!(open = connections.len(), "shutting down: answering in-flight requests");
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
@@ -114,9 +152,12 @@ async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellatio
     }
     let _ = flusher.await;
     let _ = group_timers.await;
+    let _ = retention.await;
+    let _ = compaction.await;
     let b = broker.clone();
     let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
     tracing::info!("broker stopped; data flushed");
+    admin_stop.cancel();
 }
 
 /// Calls `maybe_flush` on every partition once a second, for `flush.ms`.

@@ -62,11 +62,13 @@ impl Broker {
         let mut broker =
             Self { config, cluster_id, advertised, metadata: Mutex::new(metadata), partitions: RwLock::new(partitions), groups: None };
         if broker.topic(OFFSETS_TOPIC).is_none() {
-            broker.create_topic(OFFSETS_TOPIC, 1, BTreeMap::new())?;
+            broker.create_topic(OFFSETS_TOPIC, 1, BTreeMap::from([("cleanup.policy".into(), "compact".into())]))?;
             tracing::info!(topic = OFFSETS_TOPIC, "created the internal topic");
         }
         let log = broker.partition(OFFSETS_TOPIC, 0).ok_or(StateError::NoOffsetsPartition)?;
         broker.groups = Some(Arc::new(Coordinator::load(log, &broker.config)?));
+        // Offsets of a topic whose deletion a crash interrupted before they went.
+        broker.groups().remove_offsets_of_missing_topics(|t| broker.topic(t).is_some());
         Ok(broker)
     }
 

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use runnel_storage::LogConfig;
+use runnel_storage::{CompactionConfig, LogConfig, RetentionConfig};
 
 /// The type of a config value, as DescribeConfigs reports it (v3+ `config_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
 }
 
@@ -37,6 +38,10 @@ pub struct TopicConfigDef {
 pub enum Rule {
     OneOf(&'static [&'static str]),
     AtLeast(i64),
+    /// A comma-separated, non-empty list of distinct allowed values (any order).
+    ListOf(&'static [&'static str]),
+    /// A number in `[0, 1]`.
+    Ratio,
 }
 
 /// Every topic config Runnel honours.
@@ -46,8 +51,56 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         broker_name: "log.cleanup.policy",
         default: "delete",
         config_type: ConfigType::List,
-        rule: Rule::OneOf(&["delete"]),
-        doc: "What happens to old segments. Runnel supports 'delete' (compaction is not built yet).",
+        rule: Rule::ListOf(&["delete", "compact"]),
+        doc: "What happens to old segments: 'delete' (retention.ms, retention.bytes), 'compact' (keep the latest record per key), or both.",
+    },
+    TopicConfigDef {
+        name: "retention.ms",
+        broker_name: "log.retention.ms",
+        default: "604800000",
+        config_type: ConfigType::Long,
+        rule: Rule::AtLeast(-1),
+        doc: "With cleanup.policy=delete, a closed segment whose newest record is older than this is deleted (-1: no time limit).",
+    },
+    TopicConfigDef {
+        name: "retention.bytes",
+        broker_name: "log.retention.bytes",
+        default: "-1",
+        config_type: ConfigType::Long,
+        rule: Rule::AtLeast(-1),
+        doc: "With cleanup.policy=delete, the oldest closed segments are deleted while the partition stays at least this big without them (-1: no size limit).",
+    },
+    TopicConfigDef {
+        name: "delete.retention.ms",
+        broker_name: "log.cleaner.delete.retention.ms",
+        default: "86400000",
+        config_type: ConfigType::Long,
+        rule: Rule::AtLeast(0),
+        doc: "How long a tombstone (null value) stays readable on a compacted topic before the cleaner removes it.",
+    },
+    TopicConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        broker_name: "log.cleaner.min.cleanable.ratio",
+        default: "0.5",
+        config_type: ConfigType::Double,
+        rule: Rule::Ratio,
+        doc: "A compacted partition is cleaned once its not-yet-cleaned bytes reach this share of its cleanable bytes.",
+    },
+    TopicConfigDef {
+        name: "min.compaction.lag.ms",
+        broker_name: "log.cleaner.min.compaction.lag.ms",
+        default: "0",
+        config_type: ConfigType::Long,
+        rule: Rule::AtLeast(0),
+        doc: "Segments with records newer than this are not compacted yet.",
+    },
+    TopicConfigDef {
+        name: "max.compaction.lag.ms",
+        broker_name: "log.cleaner.max.compaction.lag.ms",
+        default: "9223372036854775807",
+        config_type: ConfigType::Long,
+        rule: Rule::AtLeast(1),
+        doc: "Records not yet compacted for this long force a compaction whatever the dirty ratio.",
     },
     TopicConfigDef {
         name: "segment.bytes",
@@ -141,6 +194,22 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
                 Err(format!("invalid value '{value}' for {name}; allowed: {}", allowed.join(", ")))
             }
         }
+        Rule::ListOf(allowed) => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            let distinct = items.iter().enumerate().all(|(i, v)| !items[..i].contains(v));
+            if !value.trim().is_empty() && distinct && items.iter().all(|v| allowed.contains(v)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "invalid value '{value}' for {name}; a comma-separated list of distinct values among: {}",
+                    allowed.join(", ")
+                ))
+            }
+        }
+        Rule::Ratio => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(format!("{name}={value} is not a number between 0 and 1")),
+        },
         Rule::AtLeast(min) => match value.trim().parse::<i64>() {
             Ok(v) if v >= min => {
                 if d.config_type == ConfigType::Int && v > i32::MAX as i64 {
@@ -184,6 +253,12 @@ pub struct TopicSettings {
     pub log: LogConfig,
     pub max_message_bytes: usize,
     pub log_append_time: bool,
+    /// `cleanup.policy` has `delete`: retention applies.
+    pub delete: bool,
+    /// `cleanup.policy` has `compact`: the cleaner compacts, produce requires keys.
+    pub compact: bool,
+    pub retention: RetentionConfig,
+    pub compaction: CompactionConfig,
 }
 
 impl TopicSettings {
@@ -191,6 +266,9 @@ impl TopicSettings {
     pub fn resolve(overrides: &BTreeMap<String, String>, broker: &BTreeMap<String, String>) -> Self {
         let get = |name: &str| resolve(def(name).expect("known config"), overrides, broker).0;
         let num = |name: &str| get(name).trim().parse::<i64>().unwrap_or(i64::MAX).max(0) as u64;
+        // -1 (any negative) is "no limit".
+        let limit = |name: &str| get(name).trim().parse::<i64>().ok().and_then(|v| u64::try_from(v).ok());
+        let policy: Vec<&str> = get("cleanup.policy").split(',').map(str::trim).collect();
         TopicSettings {
             log: LogConfig {
                 segment_bytes: num("segment.bytes"),
@@ -201,6 +279,18 @@ impl TopicSettings {
             },
             max_message_bytes: num("max.message.bytes") as usize,
             log_append_time: get("message.timestamp.type") == "LogAppendTime",
+            delete: policy.contains(&"delete"),
+            compact: policy.contains(&"compact"),
+            retention: RetentionConfig {
+                retention_ms: limit("retention.ms"),
+                retention_bytes: limit("retention.bytes"),
+            },
+            compaction: CompactionConfig {
+                delete_retention_ms: num("delete.retention.ms"),
+                min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").trim().parse().unwrap_or(0.5),
+                min_compaction_lag_ms: num("min.compaction.lag.ms"),
+                max_compaction_lag_ms: num("max.compaction.lag.ms"),
+            },
         }
     }
 }
@@ -218,6 +308,16 @@ mod tests {
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate("message.timestamp.type", "Later").is_err());
         assert!(validate("no.such.config", "1").is_err());
+        for ok in ["delete", "compact", "compact,delete", "delete, compact"] {
+            assert!(validate("cleanup.policy", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "shred", "compact,compact", "delete,"] {
+            assert!(validate("cleanup.policy", bad).is_err(), "{bad}");
+        }
+        assert!(validate("min.cleanable.dirty.ratio", "0.1").is_ok());
+        assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate("retention.ms", "-1").is_ok());
+        assert!(validate("retention.ms", "-2").is_err());
     }
 
     #[test]
@@ -231,5 +331,13 @@ mod tests {
         o.insert("segment.bytes".into(), "1000".into());
         assert_eq!(resolve(d, &o, &b), ("1000", ConfigSource::Topic));
         assert_eq!(TopicSettings::resolve(&o, &b).log.segment_bytes, 1000);
+        let s = TopicSettings::resolve(&o, &b);
+        assert!(s.delete && !s.compact);
+        assert_eq!((s.retention.retention_ms, s.retention.retention_bytes), (Some(604_800_000), None));
+        o.insert("cleanup.policy".into(), "compact,delete".into());
+        o.insert("retention.ms".into(), "-1".into());
+        let s = TopicSettings::resolve(&o, &b);
+        assert!(s.delete && s.compact && s.retention.retention_ms.is_none());
+        assert_eq!(s.compaction.min_cleanable_dirty_ratio, 0.5);
     }
 }

@@ -155,6 +155,7 @@ mod tests {
         (ApiKey::ApiVersions, 0, 4),
         (ApiKey::CreateTopics, 2, 7),
         (ApiKey::DeleteTopics, 1, 6),
+        (ApiKey::DeleteRecords, 0, 2),
         (ApiKey::DescribeConfigs, 1, 4),
         (ApiKey::AlterConfigs, 0, 2),
         (ApiKey::CreatePartitions, 0, 3),
@@ -251,6 +252,11 @@ mod tests {
                     DeleteTopicsRequest::default().with_topic_names(vec![topic("t"), topic("u")])
                 };
                 RequestKind::DeleteTopics(r.with_timeout_ms(1000))
+            }
+            ApiKey::DeleteRecords => {
+                let p = delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(5);
+                let t = delete_records_request::DeleteRecordsTopic::default().with_name(topic("t")).with_partitions(vec![p]);
+                RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![t]).with_timeout_ms(1000))
             }
             ApiKey::DescribeConfigs => {
                 let res = describe_configs_request::DescribeConfigsResource::default()

@@ -4,19 +4,24 @@
 //!
 //! Owns: appending (offset assignment, rolling, indexes), reads as file ranges of whole
 //! batches (for `sendfile`), timestamp lookups, flush and the recovery checkpoint, crash
-//! recovery to the last whole CRC-valid batch, and truncation.
+//! recovery to the last whole CRC-valid batch, truncation, retention and DeleteRecords
+//! (the log start offset and its checkpoint), and compaction with crash-safe swaps.
 //!
 //! Must never: know about sockets or Kafka requests, keep a second copy of message data in
 //! memory (reads return file ranges; the page cache does the caching), rewrite stored
-//! batch bytes, or panic on bad bytes read from disk.
+//! batch bytes outside compaction, or panic on bad bytes read from disk.
 
+pub mod compaction;
 pub mod config;
 pub mod error;
 mod index;
 pub mod log;
 mod recovery;
+pub mod retention;
 mod segment;
 
-pub use config::LogConfig;
+pub use compaction::{CompactionJob, CompactionOutput, CompactionStats};
+pub use config::{CompactionConfig, LogConfig, RetentionConfig};
 pub use error::StorageError;
-pub use log::{AppendInfo, FileSlice, PartitionLog, ReadSlice};
+pub use retention::RetentionOutcome;
+pub use log::{AppendInfo, FileSlice, FsyncStats, PartitionLog, ReadSlice};

@@ -1,13 +1,18 @@
 //! [`PartitionLog`]: one partition's ordered segments in one directory. Owns offset
 //! assignment, rolling, reads as file ranges, timestamp lookups, flushing with the
-//! recovery checkpoint, and truncation. Never parses requests or touches sockets.
+//! recovery checkpoint, the log start offset (with its checkpoint) and truncation.
+//! Retention lives in [`crate::retention`], compaction in [`crate::compaction`]. Never
+//! parses requests or touches sockets.
 //!
 //! Invariants (checked with `debug_assert!`):
-//! - offsets are dense and strictly increasing: each batch starts at the previous batch's
-//!   last offset + 1, and each segment starts where the previous one ends;
+//! - offsets strictly increase: each appended batch starts at the previous batch's last
+//!   offset + 1; compaction may remove batches (and records inside batches), leaving gaps,
+//!   so a segment starts at or after the offset where the previous one ends;
 //! - the log end offset is the last batch's last offset + 1 (the active segment's base
 //!   offset when it is empty);
-//! - only the last segment is ever written.
+//! - `first segment base <= log start offset <= log end offset`; reads below the log start
+//!   are refused;
+//! - only the last segment is ever appended to; compaction only rewrites other segments.
 
 use std::fs::File;
 use std::io;
@@ -20,7 +25,7 @@ use runnel_protocol::batch::{self, BatchHeader};
 
 use crate::config::LogConfig;
 use crate::error::StorageError;
-use crate::recovery::{self, CLEAN_SHUTDOWN_FILE};
+use crate::recovery::{self, CLEANER_POINT_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE};
 use crate::segment::Segment;
 
 /// What an append stored.
@@ -74,38 +79,65 @@ impl ReadSlice {
 /// One partition's log. See the module docs for its invariants.
 #[derive(Debug)]
 pub struct PartitionLog {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     /// Sorted by base offset, never empty; the last one is active.
-    segments: Vec<Segment>,
+    pub(crate) segments: Vec<Segment>,
     /// Offsets below this are fsynced (and named by the checkpoint file).
     recovery_point: i64,
+    /// The first readable offset (checkpointed in `log-start-offset`).
+    pub(crate) log_start: i64,
+    /// Offsets below this were compacted at least once (checkpointed in `cleaner-offset`).
+    pub(crate) cleaner_point: i64,
     unflushed_records: u64,
     last_flush: Instant,
+    /// fsyncs done by [`PartitionLog::flush`] and the time they took, for metrics.
+    fsyncs: FsyncStats,
+}
+
+/// How many flushes (fsyncs) a log has done and how long they took in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FsyncStats {
+    pub count: u64,
+    pub total: Duration,
 }
 
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering it to the last whole, valid batch.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Self, StorageError> {
         let (segments, recovery_point) = recovery::load(dir, config.index_interval_bytes)?;
-        let log = PartitionLog {
+        let first_base = segments[0].base_offset();
+        let log_end = segments[segments.len() - 1].next_offset();
+        let log_start = recovery::read_checkpoint(dir, LOG_START_FILE)?
+            .unwrap_or(0)
+            .max(first_base)
+            .min(log_end);
+        let cleaner_point = recovery::read_checkpoint(dir, CLEANER_POINT_FILE)?.unwrap_or(0);
+        let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
             segments,
             recovery_point,
+            log_start,
+            cleaner_point,
             unflushed_records: 0,
             last_flush: Instant::now(),
+            fsyncs: FsyncStats::default(),
         };
+        // A crash between moving the log start and deleting what lies below it.
+        log.delete_segments_below_start()?;
         log.check_invariants();
         Ok(log)
     }
 
-    fn check_invariants(&self) {
+    pub(crate) fn check_invariants(&self) {
         debug_assert!(!self.segments.is_empty());
         debug_assert!(self
             .segments
             .windows(2)
-            .all(|w| w[0].next_offset() == w[1].base_offset()));
+            .all(|w| w[0].next_offset() <= w[1].base_offset()));
+        debug_assert!(self.segments[0].base_offset() <= self.log_start);
+        debug_assert!(self.log_start <= self.log_end_offset());
     }
 
     fn active(&self) -> &Segment {
@@ -118,8 +150,9 @@ impl PartitionLog {
     pub fn config(&self) -> &LogConfig {
         &self.config
     }
+    /// The first readable offset: the log's low watermark.
     pub fn log_start_offset(&self) -> i64 {
-        self.segments[0].base_offset()
+        self.log_start
     }
     /// One past the last stored offset: the offset the next append gets.
     pub fn log_end_offset(&self) -> i64 {
@@ -330,8 +363,11 @@ impl PartitionLog {
     /// with its base offset and `maxTimestamp`. `None` if there is no such record.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
         for seg in &self.segments {
-            if let Some(found) = seg.offset_for_timestamp(ts)? {
-                return Ok(Some(found));
+            if seg.next_offset() <= self.log_start {
+                continue;
+            }
+            if let Some((offset, t)) = seg.offset_for_timestamp(ts)? {
+                return Ok(Some((offset.max(self.log_start), t)));
             }
         }
         Ok(None)
@@ -358,6 +394,7 @@ impl PartitionLog {
     /// fsyncs every segment with data above the recovery point, then moves the recovery
     /// checkpoint to the log end offset (written atomically).
     pub fn flush(&mut self) -> Result<(), StorageError> {
+        let started = Instant::now();
         let end = self.log_end_offset();
         for seg in self
             .segments
@@ -370,7 +407,14 @@ impl PartitionLog {
         self.recovery_point = end;
         self.unflushed_records = 0;
         self.last_flush = Instant::now();
+        self.fsyncs.count += 1;
+        self.fsyncs.total += started.elapsed();
         Ok(())
+    }
+
+    /// Flushes done so far and their total duration.
+    pub fn fsync_stats(&self) -> FsyncStats {
+        self.fsyncs
     }
 
     /// Flushes if `flush_ms` passed since the last flush and there is unflushed data.
@@ -404,6 +448,7 @@ impl PartitionLog {
                 seg.delete()?;
             }
             self.segments.push(Segment::create(&self.dir, offset)?);
+            self.set_log_start(offset)?;
         } else {
             let keep = self.segment_for(offset);
             for seg in self.segments.drain(keep + 1..) {
@@ -416,6 +461,56 @@ impl PartitionLog {
         recovery::write_recovery_point(&self.dir, self.recovery_point)?;
         self.check_invariants();
         Ok(())
+    }
+
+    /// Moves the log start offset (checkpointed first, so a crash never resurrects
+    /// records below it).
+    pub(crate) fn set_log_start(&mut self, offset: i64) -> Result<(), StorageError> {
+        if offset != self.log_start {
+            recovery::write_checkpoint(&self.dir, LOG_START_FILE, offset)?;
+            self.log_start = offset;
+        }
+        Ok(())
+    }
+
+    /// Deletes every segment that lies wholly below the log start offset (its successor
+    /// starts at or below it). Never the active segment. Returns how many were deleted.
+    pub(crate) fn delete_segments_below_start(&mut self) -> Result<usize, StorageError> {
+        let n = self
+            .segments
+            .windows(2)
+            .take_while(|w| w[1].base_offset() <= self.log_start)
+            .count();
+        self.delete_oldest(n)?;
+        Ok(n)
+    }
+
+    /// Deletes the `n` oldest segments (never the active one), oldest first, then moves
+    /// the log start up to the new first segment if it was below it.
+    pub(crate) fn delete_oldest(&mut self, n: usize) -> Result<(), StorageError> {
+        let n = n.min(self.segments.len() - 1);
+        if n == 0 {
+            return Ok(());
+        }
+        let mut deleted = Ok(());
+        for _ in 0..n {
+            let seg = self.segments.remove(0);
+            tracing::debug!(dir = %self.dir.display(), base = seg.base_offset(), "deleting segment");
+            if let Err(e) = seg.delete() {
+                // Its files are below the log start now; `open` deletes them.
+                deleted = Err(e);
+                break;
+            }
+        }
+        // In memory first: the checkpoint may lag (`open` takes the larger of the
+        // checkpoint and the first segment's base).
+        let start = self.log_start.max(self.segments[0].base_offset());
+        let old = std::mem::replace(&mut self.log_start, start);
+        self.check_invariants();
+        if start != old {
+            recovery::write_checkpoint(&self.dir, LOG_START_FILE, start)?;
+        }
+        Ok(deleted?)
     }
 
     /// Deletes the partition directory and everything in it.

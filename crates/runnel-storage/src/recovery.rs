@@ -5,11 +5,18 @@
 //! Rules: a segment wholly below the recovery point (the next segment starts at or below
 //! it), or any segment after a clean shutdown, is trusted; every other segment is scanned
 //! with CRC checks. At the first torn or corrupt batch the segment is cut there and all
-//! later segments are deleted. Segments must chain: each starts where the previous ends.
+//! later segments are deleted. Segments must chain: each starts at or after the offset
+//! where the previous one ends (compaction leaves gaps, never overlaps).
+//!
+//! A compaction swap interrupted by a crash is finished or rolled back before segments are
+//! loaded: a `<base>-<end>.log.swap` file is a committed cleaned segment that replaces every
+//! segment with a base offset in `[base, end)`, so the replaced segments are deleted and the
+//! swap file takes the name `<base>.log` (its indexes are rebuilt); a `.cleaned` file was
+//! never committed and is deleted like any other temp file.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
 use crate::segment::{segment_path, LoadOutcome, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
@@ -20,9 +27,14 @@ pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
 pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 const TEMP_SUFFIXES: [&str; 5] = [".tmp", ".swap", ".deleted", ".cleaned", ".tmp-checkpoint"];
 
-/// Reads the recovery point; a missing or unreadable checkpoint means "trust nothing".
-pub(crate) fn read_recovery_point(dir: &Path) -> io::Result<i64> {
-    match fs::read_to_string(dir.join(RECOVERY_POINT_FILE)) {
+/// The log start checkpoint: offsets below it were deleted (retention, DeleteRecords).
+pub(crate) const LOG_START_FILE: &str = "log-start-offset";
+/// The cleaner checkpoint: offsets below it were compacted at least once.
+pub(crate) const CLEANER_POINT_FILE: &str = "cleaner-offset";
+
+/// Reads an offset checkpoint (`0\n<offset>\n`); `None` if missing or unreadable.
+pub(crate) fn read_checkpoint(dir: &Path, name: &str) -> io::Result<Option<i64>> {
+    match fs::read_to_string(dir.join(name)) {
         Ok(s) => {
             let mut lines = s.lines();
             let parsed = match (
@@ -33,25 +45,94 @@ pub(crate) fn read_recovery_point(dir: &Path) -> io::Result<i64> {
                 _ => None,
             };
             if parsed.is_none() {
-                tracing::warn!(dir = %dir.display(), "unreadable recovery checkpoint; recovering all segments");
+                tracing::warn!(dir = %dir.display(), file = name, "unreadable checkpoint; ignoring it");
             }
-            Ok(parsed.unwrap_or(0))
+            Ok(parsed)
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// Writes the recovery point atomically: temp file, fsync, rename, fsync the directory.
-pub(crate) fn write_recovery_point(dir: &Path, offset: i64) -> io::Result<()> {
-    let tmp = dir.join(format!("{RECOVERY_POINT_FILE}.tmp"));
+/// Writes an offset checkpoint atomically: temp file, fsync, rename, fsync the directory.
+pub(crate) fn write_checkpoint(dir: &Path, name: &str, offset: i64) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut f = File::create(&tmp)?;
         f.write_all(format!("0\n{offset}\n").as_bytes())?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, dir.join(RECOVERY_POINT_FILE))?;
+    fs::rename(&tmp, dir.join(name))?;
     sync_dir(dir)
+}
+
+/// Reads the recovery point; a missing or unreadable checkpoint means "trust nothing".
+pub(crate) fn read_recovery_point(dir: &Path) -> io::Result<i64> {
+    Ok(read_checkpoint(dir, RECOVERY_POINT_FILE)?.unwrap_or(0))
+}
+
+/// Writes the recovery point atomically.
+pub(crate) fn write_recovery_point(dir: &Path, offset: i64) -> io::Result<()> {
+    write_checkpoint(dir, RECOVERY_POINT_FILE, offset)
+}
+
+/// `<base>-<end>.log.<suffix>`: a cleaned segment replacing the segments in `[base, end)`.
+pub(crate) fn swap_path(dir: &Path, base: i64, end: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base:020}-{end:020}.{LOG_EXT}.{suffix}"))
+}
+
+fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
+    let stem = name.strip_suffix(&format!(".{LOG_EXT}.swap"))?;
+    let (base, end) = stem.split_once('-')?;
+    (base.len() == 20 && end.len() == 20).then_some(())?;
+    Some((base.parse().ok()?, end.parse().ok()?))
+}
+
+/// Makes the committed swap `<base>-<end>.log.swap` the segment `<base>.log`: deletes the
+/// indexes of every segment in `[base, end)` and the logs of all but `<base>.log`, then
+/// renames the swap file over `<base>.log` and fsyncs the directory. Idempotent: a crash
+/// at any step leaves the swap file in place, and running it again finishes the job.
+pub(crate) fn complete_swap(dir: &Path, base: i64, end: i64) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some((stem, ext)) = name.split_once('.') else {
+            continue;
+        };
+        let Some(b) = (stem.len() == 20).then(|| stem.parse::<i64>().ok()).flatten() else {
+            continue;
+        };
+        let replaced = (base..end).contains(&b);
+        let doomed = match ext {
+            INDEX_EXT | TIME_INDEX_EXT => replaced,
+            LOG_EXT => replaced && b != base,
+            _ => false,
+        };
+        if doomed {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    sync_dir(dir)?;
+    fs::rename(swap_path(dir, base, end, "swap"), segment_path(dir, base, LOG_EXT))?;
+    sync_dir(dir)
+}
+
+/// Finishes every committed swap found in `dir` (see the module docs).
+fn finish_swaps(dir: &Path) -> io::Result<()> {
+    let mut swaps = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(range) = name.to_str().and_then(parse_swap_name) {
+            swaps.push(range);
+        }
+    }
+    swaps.sort_unstable();
+    for (base, end) in swaps {
+        tracing::info!(dir = %dir.display(), base, end, "finishing an interrupted compaction swap");
+        complete_swap(dir, base, end)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -100,6 +181,7 @@ fn scan_dir(dir: &Path) -> io::Result<Vec<i64>> {
 /// empty) and the recovery point, capped at the log end offset.
 pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64), StorageError> {
     fs::create_dir_all(dir)?;
+    finish_swaps(dir)?;
     let bases = scan_dir(dir)?;
     let recovery_point = read_recovery_point(dir)?;
     let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
@@ -110,7 +192,7 @@ pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64
     }
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     for (i, &base) in bases.iter().enumerate() {
-        let chained = !matches!(segments.last(), Some(prev) if prev.next_offset() != base);
+        let chained = !matches!(segments.last(), Some(prev) if prev.next_offset() > base);
         if !chained {
             tracing::warn!(dir = %dir.display(), base, "segment does not continue the log; deleting it and later segments");
             delete_from(dir, &bases[i..])?;
@@ -161,13 +243,19 @@ mod tests {
     fn strays_orphans_and_unchained_segments_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        Segment::create(d, 0).unwrap();
-        Segment::create(d, 50).unwrap(); // does not continue the (empty) first segment
+        let recs = vec![runnel_protocol::batch::NewRecord::default(); 60];
+        fs::write(
+            segment_path(d, 0, LOG_EXT),
+            runnel_protocol::batch::encode_batch(0, 0, &recs),
+        )
+        .unwrap();
+        Segment::create(d, 50).unwrap(); // overlaps the first segment (offsets 0..60)
         fs::write(d.join("00000000000000000009.index"), [0u8; 8]).unwrap();
         fs::write(d.join("00000000000000000000.log.swap"), b"x").unwrap();
         fs::write(d.join("recovery-point.tmp"), b"x").unwrap();
         let (segments, rp) = load(d, 4096).unwrap();
         assert_eq!((segments.len(), rp), (1, 0));
+        assert_eq!(segments[0].next_offset(), 60);
         let mut names: Vec<_> = fs::read_dir(d)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -8,8 +8,9 @@
 //! that is [`crate::log::PartitionLog`]'s job.
 //!
 //! Invariants: `[base_offset, next_offset)` are the offsets stored; batches are laid end
-//! to end in `[0, size)`; the first batch starts at `base_offset` and each next batch at
-//! the previous batch's last offset + 1.
+//! to end in `[0, size)`; batch offsets strictly increase: an appended batch starts at the
+//! previous batch's last offset + 1, and a compacted segment may have gaps between batches
+//! (and before its first batch), never overlaps.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -193,7 +194,7 @@ impl Segment {
             };
             let end = pos + h.total_len() as u64;
             if h.magic != MAGIC_V2
-                || h.base_offset != expected
+                || h.base_offset < expected
                 || h.last_offset_delta < 0
                 || end > size
             {
@@ -242,7 +243,7 @@ impl Segment {
             let len = h.total_len() as u64;
             let rel_last = h.last_offset() - self.base_offset;
             if pos + len > self.size
-                || h.base_offset != expected
+                || h.base_offset < expected
                 || h.last_offset_delta < 0
                 || rel_last > i64::from(u32::MAX)
                 || pos + len > u64::from(u32::MAX)

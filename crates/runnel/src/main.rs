@@ -1,6 +1,8 @@
-//! `runnel`: the broker (`runnel broker`). The binary holds only the command line, the
-//! config file and environment, logging setup and signal handling; the broker itself is
-//! the `runnel-broker` crate.
+//! `runnel`: the broker (`runnel broker`) and an operator client (`runnel topic`,
+//! `produce`, `consume`, `group`, `cluster`, `completions`) in one binary. The binary holds
+//! only the command line, the config file and environment, logging setup, signal handling
+//! and presentation; the broker itself is the `runnel-broker` crate and the client side is
+//! librdkafka (through `rdkafka`).
 
 mod cli;
 

@@ -577,3 +577,102 @@ fn raw_static_member_fencing_and_find_coordinator() {
     let d = request(&b, &DescribeGroupsRequest::default().with_groups(vec![GroupId(sb("g-fence"))]), 5);
     assert_eq!(d.groups[0].group_state.as_str(), "Empty");
 }
+
+// ---- the internal topic and deleted topics ----------------------------------------------
+
+fn fetch_all_offsets(b: &Broker, group: &str) -> Vec<(String, i32, i64)> {
+    let q = offset_fetch_request::OffsetFetchRequestGroup::default().with_group_id(GroupId(sb(group))).with_topics(None);
+    let f = request(b, &OffsetFetchRequest::default().with_groups(vec![q]), 8);
+    assert_eq!(f.groups[0].error_code, 0);
+    let mut out: Vec<(String, i32, i64)> = f.groups[0]
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index, p.committed_offset)))
+        .collect();
+    out.sort();
+    out
+}
+
+fn list_group_ids(b: &Broker) -> Vec<String> {
+    request(b, &ListGroupsRequest::default(), 4).groups.iter().map(|g| g.group_id.0.to_string()).collect()
+}
+
+#[test]
+fn internal_topic_cannot_be_deleted_grown_recreated_or_produced_to() {
+    let mut b = start();
+    create_topic(&b, "kept", 1, &[]);
+    assert_eq!(commit(&b, "g-kept", "", -1, &[("kept", 0)], 8), vec![0]);
+
+    // DeleteTopics by name and by id: INVALID_REQUEST.
+    let by_name = request(&b, &DeleteTopicsRequest::default().with_topic_names(vec![TopicName(sb("__consumer_offsets"))]), 5);
+    assert_eq!(by_name.responses[0].error_code, 42, "INVALID_REQUEST: {:?}", by_name.responses[0].error_message);
+    let md = request(&b, &MetadataRequest::default().with_topics(None), 12);
+    let internal = md.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("__consumer_offsets")).unwrap();
+    assert!(internal.is_internal);
+    let by_id = DeleteTopicsRequest::default()
+        .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_topic_id(internal.topic_id)]);
+    assert_eq!(request(&b, &by_id, 6).responses[0].error_code, 42);
+
+    // CreatePartitions: INVALID_REQUEST, also with validate_only.
+    for validate_only in [false, true] {
+        let grow = CreatePartitionsRequest::default().with_validate_only(validate_only).with_topics(vec![
+            create_partitions_request::CreatePartitionsTopic::default().with_name(TopicName(sb("__consumer_offsets"))).with_count(3),
+        ]);
+        assert_eq!(request(&b, &grow, 3).results[0].error_code, 42);
+    }
+
+    // CreateTopics of the name: TOPIC_ALREADY_EXISTS.
+    let create = CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
+        .with_name(TopicName(sb("__consumer_offsets")))
+        .with_num_partitions(1)
+        .with_replication_factor(1)]);
+    assert_eq!(request(&b, &create, 7).topics[0].error_code, 36);
+
+    // Produce to it: INVALID_TOPIC_EXCEPTION, as Kafka answers clients.
+    let batch = runnel_protocol::batch::encode_batch(0, 0, &[runnel_protocol::batch::NewRecord {
+        timestamp: now_ms(),
+        key: Some(br#"{"offset":{"group":"g-kept","topic":"kept","partition":0}}"#),
+        value: None,
+        headers: &[],
+    }]);
+    let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+        produce_request::TopicProduceData::default().with_name(TopicName(sb("__consumer_offsets"))).with_partition_data(vec![
+            produce_request::PartitionProduceData::default().with_index(0).with_records(Some(bytes::Bytes::from(batch))),
+        ]),
+    ]);
+    assert_eq!(request(&b, &produce, 9).responses[0].partition_responses[0].error_code, 17);
+
+    // Still there, with its offsets, after a crash.
+    b.kill9();
+    b.restart();
+    assert_eq!(fetch_all_offsets(&b, "g-kept"), vec![("kept".to_string(), 0, 3)]);
+}
+
+#[test]
+fn deleting_a_topic_deletes_its_committed_offsets() {
+    let mut b = start();
+    create_topic(&b, "doomed", 2, &[]);
+    create_topic(&b, "stays", 1, &[]);
+    assert_eq!(commit(&b, "g-both", "", -1, &[("doomed", 0), ("doomed", 1), ("stays", 0)], 8), vec![0, 0, 0]);
+    assert_eq!(commit(&b, "g-doomed", "", -1, &[("doomed", 1)], 8), vec![0]);
+    // A live consumer group with offsets of both topics.
+    let (member, generation) = raw_member(&b, "g-live");
+    assert_eq!(commit(&b, "g-live", &member, generation, &[("doomed", 0), ("stays", 0)], 8), vec![0, 0]);
+
+    let del = request(&b, &DeleteTopicsRequest::default().with_topic_names(vec![TopicName(sb("doomed"))]), 5);
+    assert_eq!(del.responses[0].error_code, 0);
+    assert_eq!(fetch_all_offsets(&b, "g-both"), vec![("stays".to_string(), 0, 3)]);
+    assert_eq!(fetch_all_offsets(&b, "g-live"), vec![("stays".to_string(), 0, 3)]);
+    // A group left empty without offsets is gone.
+    assert_eq!(fetch_all_offsets(&b, "g-doomed"), vec![]);
+    let mut ids = list_group_ids(&b);
+    ids.sort();
+    assert_eq!(ids, vec!["g-both", "g-live"]);
+
+    // A new topic of the same name starts with no committed offsets, also after a crash.
+    create_topic(&b, "doomed", 2, &[]);
+    b.kill9();
+    b.restart();
+    assert_eq!(fetch_all_offsets(&b, "g-both"), vec![("stays".to_string(), 0, 3)]);
+    assert!(!list_group_ids(&b).contains(&"g-doomed".to_string()));
+}

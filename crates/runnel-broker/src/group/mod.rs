@@ -35,6 +35,13 @@ use crate::partition::Partition;
 use crate::BrokerConfig;
 use state::Group;
 
+/// Whether `name` is an internal topic the broker owns (Kafka's `Topic.isInternal` minus
+/// `__transaction_state`, which does not exist here): clients may not delete it or add
+/// partitions to it.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC
+}
+
 /// Wall-clock milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -340,12 +347,12 @@ impl Coordinator {
             _ => return Some(KafkaError::NonEmptyGroup),
         }
         let mut records: Vec<_> = g.offsets.iter().map(|((t, p), _)| persist::offset_record(group_id, t, *p, None)).collect();
-        g.mark_dead();
-        records.push(persist::group_record(g));
+        records.push(persist::group_tombstone(group_id));
         if let Err(e) = persist::append(&self.log, &records) {
             tracing::error!(group = %group_id, error = %e, "could not write group deletion");
             return Some(KafkaError::CoordinatorNotAvailable);
         }
+        g.mark_dead();
         tracing::info!(group = %group_id, "group deleted");
         groups.remove(group_id);
         None
@@ -402,6 +409,51 @@ impl Coordinator {
         Ok(results)
     }
 
+    /// Removes every committed offset of `topic` (it was deleted), as Kafka does when a
+    /// topic goes: tombstones in `__consumer_offsets`; an Empty group left without offsets
+    /// is removed too. Returns how many offsets went.
+    pub fn remove_offsets_for_topic(&self, topic: &str) -> usize {
+        self.remove_offsets_where(|t| t == topic, "topic deleted")
+    }
+
+    /// Removes committed offsets of topics that no longer exist (`exists` says which do):
+    /// at startup, for a topic deletion that a crash interrupted before its offsets went.
+    pub fn remove_offsets_of_missing_topics(&self, exists: impl Fn(&str) -> bool) -> usize {
+        self.remove_offsets_where(|t| !exists(t), "topic no longer exists")
+    }
+
+    fn remove_offsets_where(&self, doomed: impl Fn(&str) -> bool, why: &str) -> usize {
+        let mut groups = self.lock();
+        let ids: Vec<String> = groups.keys().cloned().collect();
+        let mut removed = 0;
+        for id in ids {
+            let g = groups.get_mut(&id).expect("group");
+            let gone = g.offsets.partitions_where(&doomed);
+            if gone.is_empty() {
+                continue;
+            }
+            let mut records: Vec<_> = gone.iter().map(|(t, p)| persist::offset_record(&id, t, *p, None)).collect();
+            let emptied = g.state == GroupState::Empty && g.offsets.iter().count() == gone.len();
+            if emptied {
+                records.push(persist::group_tombstone(&id));
+            }
+            if let Err(e) = persist::append(&self.log, &records) {
+                tracing::error!(group = %id, error = %e, "could not write the removal of committed offsets");
+                continue;
+            }
+            for (t, p) in &gone {
+                g.offsets.remove(t, *p);
+            }
+            removed += gone.len();
+            tracing::info!(group = %id, offsets = gone.len(), group_removed = emptied, reason = why, "removed committed offsets");
+            if emptied {
+                g.mark_dead();
+                groups.remove(&id);
+            }
+        }
+        removed
+    }
+
     /// Runs every due timer; returns when to run again.
     fn tick(&self) -> Option<Instant> {
         let now = Instant::now();
@@ -422,24 +474,31 @@ impl Coordinator {
         next
     }
 
-    /// Removes expired offsets of empty (and simple) groups, writing tombstones; a group
-    /// left Empty with no offsets is removed too.
+    /// Removes expired offsets, writing tombstones (Kafka's KIP-211 rules): of an Empty
+    /// consumer group, all at once `offsets.retention.minutes` after it became Empty; of a
+    /// simple group, each that long after its commit; of a Stable consumer group whose
+    /// subscriptions are known, those of topics it no longer subscribes to, each that long
+    /// after its commit. Groups in other states keep theirs. A group left Empty with no
+    /// offsets is removed too.
     fn expire_offsets(&self) {
         let now = now_ms();
         let mut groups = self.lock();
         let ids: Vec<String> = groups.keys().cloned().collect();
         for id in ids {
             let g = groups.get_mut(&id).expect("group");
-            if g.state != GroupState::Empty {
-                continue;
-            }
-            let base = g.protocol_type.is_some().then_some(g.state_timestamp);
-            let expired = g.offsets.expired(now, self.settings.retention_ms, base);
+            let (base, keep) = match g.state {
+                GroupState::Empty => (g.protocol_type.is_some().then_some(g.state_timestamp), Default::default()),
+                GroupState::Stable => match g.subscribed_topics() {
+                    Some(subscribed) => (None, subscribed),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let expired = g.offsets.expired(now, self.settings.retention_ms, base, &keep);
             let mut records: Vec<_> = expired.iter().map(|(t, p)| persist::offset_record(&id, t, *p, None)).collect();
-            let emptied = g.offsets.iter().count() == expired.len();
+            let emptied = g.state == GroupState::Empty && g.offsets.iter().count() == expired.len();
             if emptied {
-                g.mark_dead();
-                records.push(persist::group_record(g));
+                records.push(persist::group_tombstone(&id));
             }
             if records.is_empty() {
                 continue;
@@ -453,6 +512,7 @@ impl Coordinator {
             }
             tracing::info!(group = %id, expired = expired.len(), removed = emptied, "expired committed offsets");
             if emptied {
+                g.mark_dead();
                 groups.remove(&id);
             }
         }
@@ -483,5 +543,123 @@ impl Coordinator {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::topic_config::TopicSettings;
+
+    fn open_log(dir: &std::path::Path) -> Arc<Partition> {
+        let settings = TopicSettings::resolve(&BTreeMap::new(), &BTreeMap::new());
+        let log = runnel_storage::PartitionLog::open(&dir.join("__consumer_offsets-0"), settings.log.clone()).unwrap();
+        Arc::new(Partition::new(OFFSETS_TOPIC.into(), 0, log, settings))
+    }
+
+    fn coordinator(log: &Arc<Partition>, retention_ms: i64) -> Coordinator {
+        let mut c = Coordinator::load(log.clone(), &BrokerConfig::default()).unwrap();
+        c.settings.retention_ms = retention_ms;
+        c.settings.initial_delay_ms = 0;
+        c
+    }
+
+    /// A consumer subscription (version 0) to `topics`.
+    fn subscription(topics: &[&str]) -> Bytes {
+        let mut b = vec![0, 0];
+        b.extend((topics.len() as i32).to_be_bytes());
+        for t in topics {
+            b.extend((t.len() as i16).to_be_bytes());
+            b.extend(t.as_bytes());
+        }
+        b.extend((-1i32).to_be_bytes());
+        Bytes::from(b)
+    }
+
+    /// Joins `group` as its only member, subscribed to `topics`; the group is then Stable.
+    fn stable_member(c: &Coordinator, group: &str, topics: &[&str]) -> (String, i32) {
+        let r = JoinRequest {
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+            session_timeout_ms: 60_000,
+            rebalance_timeout_ms: 60_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), subscription(topics))],
+            require_known_member_id: false,
+        };
+        let Outcome::Wait(mut rx) = c.join(group, r) else { panic!("join answered at once") };
+        let j = rx.try_recv().expect("the only member completes the join");
+        assert!(j.error.is_none());
+        let Outcome::Wait(mut rx) = c.sync(group, &j.member_id, None, j.generation, None, None, vec![(j.member_id.clone(), Bytes::new())])
+        else {
+            panic!("sync answered at once")
+        };
+        assert!(rx.try_recv().unwrap().error.is_none());
+        assert_eq!(c.describe(group).unwrap().state, GroupState::Stable);
+        (j.member_id, j.generation)
+    }
+
+    fn at(topic: &str, partition: i32, offset: i64, commit_timestamp: i64) -> OffsetToCommit {
+        OffsetToCommit {
+            topic: topic.into(),
+            partition,
+            offset: CommittedOffset { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp, expire_timestamp: None },
+        }
+    }
+
+    fn committed(c: &Coordinator, group: &str) -> Vec<(String, i32, i64)> {
+        c.fetch_offsets(group, None)
+            .into_iter()
+            .flat_map(|(t, ps)| ps.into_iter().map(move |(p, o)| (t.clone(), p, o.unwrap().offset)))
+            .collect()
+    }
+
+    #[test]
+    fn stable_group_expires_offsets_of_topics_it_no_longer_subscribes_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        let c = coordinator(&log, 5_000);
+        let (member, generation) = stable_member(&c, "g", &["sub"]);
+        let (old, recent) = (now_ms() - 10_000, now_ms());
+        let offsets = vec![at("sub", 0, 1, old), at("gone", 0, 2, old), at("gone", 1, 3, recent)];
+        c.commit("g", &member, None, generation, 8, offsets).unwrap();
+        c.expire_offsets();
+        // KIP-211: the subscribed topic's old offset stays; of the others only the old one goes.
+        let want = vec![("gone".to_string(), 1, 3), ("sub".to_string(), 0, 1)];
+        assert_eq!(committed(&c, "g"), want);
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
+        // The tombstone is in the log: a restart sees the same.
+        assert_eq!(committed(&coordinator(&log, 5_000), "g"), want);
+    }
+
+    #[test]
+    fn removing_a_topic_removes_its_offsets_and_emptied_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        let c = coordinator(&log, i64::MAX / 2);
+        let (member, generation) = stable_member(&c, "live", &["a", "b"]);
+        c.commit("live", &member, None, generation, 8, vec![at("a", 0, 5, now_ms()), at("b", 0, 6, now_ms())]).unwrap();
+        // A simple group with offsets of "a" only, another with "b" only.
+        c.commit("only-a", "", None, -1, 8, vec![at("a", 0, 7, now_ms()), at("a", 1, 8, now_ms())]).unwrap();
+        c.commit("only-b", "", None, -1, 8, vec![at("b", 0, 9, now_ms())]).unwrap();
+        assert_eq!(c.remove_offsets_for_topic("a"), 3);
+        assert_eq!(committed(&c, "live"), vec![("b".to_string(), 0, 6)]);
+        assert!(c.describe("only-a").is_none(), "an empty group left without offsets is removed");
+        assert_eq!(committed(&c, "only-b"), vec![("b".to_string(), 0, 9)]);
+        assert_eq!(c.remove_offsets_for_topic("a"), 0);
+
+        let again = coordinator(&log, i64::MAX / 2);
+        let ids: Vec<String> = again.list().into_iter().map(|g| g.group_id).collect();
+        assert_eq!(ids, vec!["live".to_string(), "only-b".to_string()]);
+        assert_eq!(committed(&again, "live"), vec![("b".to_string(), 0, 6)]);
+        // At startup: offsets of topics that no longer exist go (an interrupted deletion).
+        assert_eq!(again.remove_offsets_of_missing_topics(|t| t != "b"), 2);
+        assert_eq!(again.list().into_iter().map(|g| g.group_id).collect::<Vec<_>>(), vec!["live".to_string()]);
     }
 }

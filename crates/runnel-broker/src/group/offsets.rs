@@ -2,7 +2,7 @@
 //! and when it was committed; and which of them have expired (Kafka's KIP-211 rules).
 //! Owns no I/O: the coordinator writes each change to `__consumer_offsets` first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -41,12 +41,19 @@ impl OffsetStore {
         self.offsets.iter()
     }
 
+    /// The partitions with a committed offset whose topic matches `pred`.
+    pub fn partitions_where(&self, pred: impl Fn(&str) -> bool) -> Vec<(String, i32)> {
+        self.offsets.keys().filter(|(t, _)| pred(t)).cloned().collect()
+    }
+
     /// Partitions whose offsets have expired at `now_ms`. `base` is when the group became
-    /// Empty (a consumer group); `None` for a simple group, whose offsets age from their
-    /// own commit. An explicit expire timestamp (old clients) wins.
-    pub fn expired(&self, now_ms: i64, retention_ms: i64, base: Option<i64>) -> Vec<(String, i32)> {
+    /// Empty (a consumer group); `None` for a simple group or a Stable one, whose offsets
+    /// age from their own commit. Offsets of the `keep` topics (what a Stable group
+    /// subscribes to) never expire. An explicit expire timestamp (old clients) wins.
+    pub fn expired(&self, now_ms: i64, retention_ms: i64, base: Option<i64>, keep: &HashSet<String>) -> Vec<(String, i32)> {
         self.offsets
             .iter()
+            .filter(|((t, _), _)| !keep.contains(t))
             .filter(|(_, o)| match o.expire_timestamp {
                 Some(t) => now_ms >= t,
                 None => now_ms - base.unwrap_or(o.commit_timestamp) >= retention_ms,
@@ -70,10 +77,25 @@ mod tests {
         s.put("t".into(), 0, at(100));
         s.put("t".into(), 1, at(500));
         s.put("t".into(), 2, CommittedOffset { expire_timestamp: Some(50), ..at(0) });
+        let none = HashSet::new();
         // Simple group: each offset ages from its commit.
-        assert_eq!(s.expired(600, 200, None), vec![("t".into(), 0), ("t".into(), 2)]);
+        assert_eq!(s.expired(600, 200, None, &none), vec![("t".into(), 0), ("t".into(), 2)]);
         // Consumer group empty since 450: all or nothing (except explicit expiry).
-        assert_eq!(s.expired(600, 200, Some(450)), vec![("t".into(), 2)]);
-        assert_eq!(s.expired(650, 200, Some(450)).len(), 3);
+        assert_eq!(s.expired(600, 200, Some(450), &none), vec![("t".into(), 2)]);
+        assert_eq!(s.expired(650, 200, Some(450), &none).len(), 3);
+    }
+
+    #[test]
+    fn subscribed_topics_never_expire() {
+        let mut s = OffsetStore::default();
+        s.put("sub".into(), 0, at(0));
+        s.put("old".into(), 0, at(0));
+        s.put("old".into(), 1, at(500));
+        let keep: HashSet<String> = ["sub".to_string()].into();
+        // A Stable group (KIP-211): offsets of topics it no longer subscribes to age from
+        // their commit; those of its subscription stay.
+        assert_eq!(s.expired(600, 200, None, &keep), vec![("old".into(), 0)]);
+        assert_eq!(s.expired(10_000, 200, None, &keep).len(), 2);
+        assert_eq!(s.partitions_where(|t| t == "old"), vec![("old".into(), 0), ("old".into(), 1)]);
     }
 }

@@ -71,12 +71,17 @@ pub fn offset_record(group: &str, topic: &str, partition: i32, offset: Option<&C
     Record { key: json(&key), value: offset.map(json) }
 }
 
+/// The tombstone of a group's record (the group is gone).
+pub fn group_tombstone(group: &str) -> Record {
+    Record { key: json(&RecordKey::Group { group: group.into() }), value: None }
+}
+
 /// The group's record, or its tombstone once it is Dead.
 pub fn group_record(g: &Group) -> Record {
-    let key = json(&RecordKey::Group { group: g.id.clone() });
     if g.state == GroupState::Dead {
-        return Record { key, value: None };
+        return group_tombstone(&g.id);
     }
+    let key = json(&RecordKey::Group { group: g.id.clone() });
     // Only a Stable group's members are worth resuming; otherwise members rejoin.
     let members = if g.state == GroupState::Stable {
         let protocol = g.protocol.clone().unwrap_or_default();

@@ -1,10 +1,12 @@
-//! CreatePartitions (key 37) v0–v3: grow a topic's partition count; `validate_only`.
+//! CreatePartitions (key 37) v0–v3: grow a topic's partition count; `validate_only`. The
+//! internal `__consumer_offsets` is refused with INVALID_REQUEST.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
+use crate::group::is_internal_topic;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 3;
@@ -16,6 +18,9 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
         let name = t.name.0.to_string();
         let outcome: Result<(), (KafkaError, String)> = match ctx.broker.topic(&name) {
             None => Err((KafkaError::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))),
+            Some(_) if is_internal_topic(&name) => {
+                Err((KafkaError::InvalidRequest, format!("'{name}' is an internal topic; its partitions cannot be changed")))
+            }
             Some(topic) if t.count <= topic.partitions as i32 => Err((KafkaError::InvalidPartitions, format!(
                 "topic '{name}' has {} partitions; the new count must be larger, got {}",
                 topic.partitions, t.count

@@ -1,5 +1,6 @@
 //! DeleteTopics (key 20) v1–v6: by name, or by topic id (v6). The topic's data is removed
-//! from disk.
+//! from disk, and every group's committed offsets of it (as Kafka does). The internal
+//! `__consumer_offsets` is refused with INVALID_REQUEST: the coordinator keeps its log open.
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
@@ -7,6 +8,7 @@ use runnel_metadata::Uuid;
 
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
+use crate::group::is_internal_topic;
 
 pub const MIN_VERSION: i16 = 1;
 pub const MAX_VERSION: i16 = 6;
@@ -30,12 +32,24 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse
                 let e = if name.is_some() { KafkaError::UnknownTopicOrPartition } else { KafkaError::UnknownTopicId };
                 r = r.with_error_code(code(e)).with_error_message(Some(sb("no such topic")));
             }
+            Some(t) if is_internal_topic(&t.name) => {
+                r = r
+                    .with_name(Some(TopicName(sb(t.name.clone()))))
+                    .with_topic_id(t.topic_id)
+                    .with_error_code(code(KafkaError::InvalidRequest))
+                    .with_error_message(Some(sb(format!("'{}' is an internal topic and cannot be deleted", t.name))));
+            }
             Some(t) => {
                 let (tname, tid) = (t.name.clone(), t.topic_id);
                 r = r.with_name(Some(TopicName(sb(tname.clone())))).with_topic_id(tid);
                 let broker = ctx.broker.clone();
                 let n = tname.clone();
-                if let Err(e) = blocking(move || broker.delete_topic(&n)).await {
+                let deleted = blocking(move || {
+                    broker.delete_topic(&n)?;
+                    broker.groups().remove_offsets_for_topic(&n);
+                    Ok::<_, crate::state::StateError>(())
+                });
+                if let Err(e) = deleted.await {
                     tracing::error!(topic = %tname, error = %e, "delete failed");
                     r = r.with_error_code(code(KafkaError::KafkaStorageError)).with_error_message(Some(sb(e.to_string())));
                 } else {

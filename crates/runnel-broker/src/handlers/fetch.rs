@@ -89,11 +89,13 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         if total >= min_bytes || has_error || Instant::now() >= deadline {
             break results;
         }
+        ctx.metrics.fetch_waiters.inc();
         tokio::select! {
             _ = waiter.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = ctx.shutdown.cancelled() => {}
         }
+        ctx.metrics.fetch_waiters.dec();
         if ctx.shutdown.is_cancelled() || Instant::now() >= deadline {
             let w = wanted.clone();
             break blocking(move || read_all(&w, max_bytes)).await;

@@ -5,6 +5,9 @@
 //! both answered once the batch is in the log (in the page cache).
 //!
 //! A partition's data is all or nothing: if any batch fails validation none is stored.
+//! On a compacted topic (`cleanup.policy` has `compact`) a record without a key is
+//! INVALID_RECORD. A failed write (a full disk, any I/O error) is KAFKA_STORAGE_ERROR; the
+//! log keeps nothing of it and takes later appends.
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -22,6 +25,7 @@ pub const MAX_VERSION: i16 = 11;
 #[derive(Debug)]
 enum ProduceError {
     UnknownPartition,
+    InternalTopic,
     Batch(BatchError),
     TooLarge { size: usize, max: usize },
     Empty,
@@ -32,6 +36,7 @@ enum ProduceError {
 fn error_code(e: &ProduceError) -> KafkaError {
     match e {
         ProduceError::UnknownPartition => KafkaError::UnknownTopicOrPartition,
+        ProduceError::InternalTopic => KafkaError::InvalidTopicException,
         ProduceError::Batch(b) if b.is_corrupt() => KafkaError::CorruptMessage,
         ProduceError::Batch(_) | ProduceError::Empty => KafkaError::InvalidRecord,
         ProduceError::TooLarge { .. } => KafkaError::MessageTooLarge,
@@ -42,6 +47,7 @@ fn error_code(e: &ProduceError) -> KafkaError {
 fn message(e: &ProduceError) -> String {
     match e {
         ProduceError::UnknownPartition => "this topic-partition does not exist".into(),
+        ProduceError::InternalTopic => "cannot append to an internal topic".into(),
         ProduceError::Batch(b) => b.to_string(),
         ProduceError::TooLarge { size, max } => format!("record batch of {size} bytes exceeds max.message.bytes ({max})"),
         ProduceError::Empty => "no record batches in the request".into(),
@@ -64,6 +70,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
             let index = pd.index;
             let outcome = match ctx.broker.partition(&name, index) {
                 None => Err(ProduceError::UnknownPartition),
+                Some(_) if crate::group::is_internal_topic(&name) => Err(ProduceError::InternalTopic),
                 Some(part) => {
                     let records = pd.records.unwrap_or_default();
                     blocking(move || append(&part, &records)).await
@@ -109,6 +116,9 @@ fn append(part: &crate::partition::Partition, records: &[u8]) -> Result<Appended
             return Err(ProduceError::TooLarge { size, max: settings.max_message_bytes });
         }
         batch::validate_batch(&records[range.clone()]).map_err(ProduceError::Batch)?;
+        if settings.compact && !batch::all_keys_present(&records[range.clone()]).map_err(ProduceError::Batch)? {
+            return Err(ProduceError::Batch(BatchError::InvalidRecord("a compacted topic needs a key on every record".into())));
+        }
         if settings.log_append_time {
             batch::set_log_append_time(&mut buf[range], now);
         }

@@ -309,11 +309,13 @@ pub fn update_crc(batch: &mut [u8]) {
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+mod compact;
 pub mod decompress;
 mod encode;
 mod records;
 #[cfg(test)]
 mod tests;
 
+pub use compact::{all_keys_present, compress, filter_batch, records_section, walk, Filtered};
 pub use encode::{encode_batch, NewRecord};
 pub use records::{record_timestamps, records, RecordView, Records};

@@ -59,6 +59,11 @@ impl<'a> Records<'a> {
         }
     }
 
+    /// Bytes of the records section consumed so far (the end of the last record read).
+    pub(super) fn position(&self) -> usize {
+        self.cur.pos
+    }
+
     fn next_record(&mut self) -> Result<RecordView<'a>, BatchError> {
         let len = self.cur.varint()?;
         if len < 0 {

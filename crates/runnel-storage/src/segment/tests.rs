@@ -70,18 +70,27 @@ fn append_find_truncate_and_reload() {
 }
 
 #[test]
-fn untrusted_load_cuts_at_offset_gap() {
+fn untrusted_load_cuts_at_offset_overlap_and_keeps_gaps() {
     let dir = tempfile::tempdir().unwrap();
     let mut seg = Segment::create(dir.path(), 0).unwrap();
     let a = append(&mut seg, 0, 2, 1);
-    // A CRC-valid batch that does not continue the offsets is not part of the log.
-    let stray = batch_at(7, 1, 1);
+    // A CRC-valid batch that goes back in offsets is not part of the log.
+    let stray = batch_at(1, 1, 1);
     seg.log.write_all_at(&stray, a.len() as u64).unwrap();
     let (seg, outcome) = Segment::load(dir.path(), 0, false, 1).unwrap();
     assert_eq!(
         (seg.next_offset(), seg.size(), outcome),
         (2, a.len() as u64, LoadOutcome::Truncated)
     );
+    // A gap (as compaction leaves) is fine.
+    let later = batch_at(7, 1, 1);
+    seg.log.write_all_at(&later, a.len() as u64).unwrap();
+    let (seg, outcome) = Segment::load(dir.path(), 0, false, 1).unwrap();
+    assert_eq!(
+        (seg.next_offset(), seg.size(), outcome),
+        (8, (a.len() + later.len()) as u64, LoadOutcome::Clean)
+    );
+    assert_eq!(seg.find_batch(3).unwrap().unwrap().1.base_offset, 7);
 }
 
 #[test]

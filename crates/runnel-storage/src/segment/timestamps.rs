@@ -14,6 +14,11 @@ impl Segment {
             .map(|e| (e.timestamp, self.base_offset + i64::from(e.rel_offset)))
     }
 
+    /// The first batch's `maxTimestamp` (the time index's first entry).
+    pub fn first_timestamp(&self) -> Option<i64> {
+        self.time_index.entries().first().map(|e| e.timestamp)
+    }
+
     /// Earliest `(offset, timestamp)` with timestamp `>= ts` in this segment.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
         if !matches!(self.max_time_entry(), Some((max, _)) if max >= ts) {

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 pub struct Broker {
     pub addr: String,
+    /// The admin HTTP listener's address, when the startup line names one.
+    pub admin_addr: Option<String>,
     pub data_dir: PathBuf,
     child: Child,
     extra: Vec<String>,
@@ -39,6 +41,8 @@ impl Broker {
             .arg(data_dir)
             .args(&extra)
             .env("RUST_LOG", std::env::var("RUNNEL_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            // Tests run brokers side by side: the admin listener too takes a free port.
+            .env("RUNNEL_ADMIN_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -59,7 +63,12 @@ impl Broker {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected startup line: {line}"))
             .to_string();
-        Broker { addr, data_dir: data_dir.to_path_buf(), child, extra, _tmp: None }
+        let admin_addr = line
+            .split("admin on ")
+            .nth(1)
+            .and_then(|rest| rest.split([' ', ',', ')']).next())
+            .map(str::to_string);
+        Broker { addr, admin_addr, data_dir: data_dir.to_path_buf(), child, extra, _tmp: None }
     }
 
     /// SIGKILL: no flush, no checkpoint.
@@ -90,6 +99,7 @@ impl Broker {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let mut next = Broker::start_in(&self.data_dir, &extra);
         std::mem::swap(&mut self.addr, &mut next.addr);
+        std::mem::swap(&mut self.admin_addr, &mut next.admin_addr);
         std::mem::swap(&mut self.child, &mut next.child);
         // `next` now holds the dead child; forget it without killing anything live.
         next._tmp = None;

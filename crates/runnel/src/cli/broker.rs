@@ -1,29 +1,16 @@
-//! The command line: `runnel broker` with flags, `RUNNEL_*` environment variables and an
-//! optional TOML file (`--config`). Precedence: flag > environment > file > default.
+//! `runnel broker`: the broker's flags, `RUNNEL_*` environment variables and an optional
+//! TOML file (`--config`). Precedence: flag > environment > file > default. Owns logging
+//! setup and signal handling for the broker process; the broker itself is the
+//! `runnel-broker` crate, and this file must never hold broker logic.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
 use runnel_broker::BrokerConfig;
 
-#[derive(Parser)]
-#[command(name = "runnel", version, about = "A distributed commit log that speaks the Apache Kafka protocol")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run a broker. With no flags: Kafka listener on 127.0.0.1:9092, data in ./runnel-data, node id 1.
-    Broker(BrokerArgs),
-}
-
 #[derive(clap::Args)]
-struct BrokerArgs {
+pub struct BrokerArgs {
     /// TOML config file: the keys below (data-dir, listen, advertised-listener, node-id)
     /// and any Kafka broker setting by its Kafka name, e.g. "log.segment.bytes" = 1048576.
     #[arg(long, env = "RUNNEL_CONFIG")]
@@ -66,19 +53,6 @@ struct FileConfig {
     kafka: BTreeMap<String, toml::Value>,
 }
 
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Broker(args) => match run_broker(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("runnel: error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-    }
-}
-
 fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
     let file = match &args.config {
         Some(path) => {
@@ -118,7 +92,7 @@ fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
     })
 }
 
-fn run_broker(args: BrokerArgs) -> Result<()> {
+pub fn run_broker(args: BrokerArgs) -> Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log_level.clone());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).context("invalid --log-level")?)
@@ -131,8 +105,9 @@ fn run_broker(args: BrokerArgs) -> Result<()> {
         let data_dir = config.data_dir.clone();
         let node_id = config.node_id;
         let handle = runnel_broker::start(config).await?;
+        let admin = handle.admin_addr.map_or_else(|| "admin listener off".to_string(), |a| format!("admin on {a}"));
         println!(
-            "runnel broker {} (node id {node_id}, cluster {}): Kafka listener on {} (advertised as {}), data in {}",
+            "runnel broker {} (node id {node_id}, cluster {}): Kafka listener on {} (advertised as {}), data in {}, {admin}",
             env!("CARGO_PKG_VERSION"),
             handle.cluster_id,
             handle.local_addr,

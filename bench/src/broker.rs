@@ -1,0 +1,183 @@
+//! The broker under test: either one this benchmark starts (`runnel broker --listen
+//! 127.0.0.1:0 --data-dir <dir>`, address read from its first stdout line, its log kept in
+//! a file beside the data dir) or an external one given with `--brokers`, whose process
+//! is not ours (no restart; resource figures only if its pid is given).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// A broker process started by the benchmark. Dropping it kills the process.
+pub struct BrokerProc {
+    pub addr: String,
+    pub data_dir: PathBuf,
+    bin: PathBuf,
+    extra: Vec<String>,
+    log: PathBuf,
+    child: Child,
+    /// When the process was spawned and when it printed its startup line.
+    pub spawned_at: Instant,
+    pub listening_at: Instant,
+}
+
+impl BrokerProc {
+    /// Starts `bin broker` on `data_dir` with a free loopback port; `extra` are further
+    /// `runnel broker` arguments (e.g. `-o key=value`).
+    pub fn start(bin: &Path, data_dir: &Path, extra: &[String]) -> Result<BrokerProc> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let spawned_at = Instant::now();
+        let mut child = Command::new(bin)
+            .arg("broker")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", std::env::var("RUNNEL_BENCH_BROKER_LOG").unwrap_or_else(|_| "warn".into()))
+            // Several brokers may run side by side (the idle checks): the admin HTTP
+            // listener, where the binary has one, takes a free port too.
+            .env("RUNNEL_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("RUNNEL_ADMIN_LISTEN", "127.0.0.1:0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .with_context(|| format!("cannot start {} (build it: cargo build --release -p runnel)", bin.display()))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("broker printed no startup line; its log:\n{}", tail(&log));
+            }
+        };
+        let listening_at = Instant::now();
+        let addr = parse_listener(&line).ok_or_else(|| anyhow!("unexpected broker startup line: {line}"))?;
+        Ok(BrokerProc {
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            bin: bin.to_path_buf(),
+            extra: extra.to_vec(),
+            log,
+            child,
+            spawned_at,
+            listening_at,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fails with the broker's log if the process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("broker exited ({status}); its log:\n{}", tail(&self.log));
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for a clean exit (SIGKILL after 60 s).
+    pub fn stop(&mut self) -> Result<()> {
+        // SAFETY: signalling our own child by pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("broker stopped with {status}; its log:\n{}", tail(&self.log));
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("broker did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the broker cleanly and starts a new process on the same data dir.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        let next = BrokerProc::start(&self.bin, &self.data_dir, &self.extra)?;
+        *self = next;
+        Ok(())
+    }
+}
+
+impl Drop for BrokerProc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `… Kafka listener on HOST:PORT (advertised …` → `HOST:PORT`.
+pub fn parse_listener(line: &str) -> Option<String> {
+    line.split("Kafka listener on ").nth(1)?.split_whitespace().next().map(str::to_string)
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// The broker the benchmark talks to.
+pub enum Target {
+    Ours(BrokerProc),
+    External { addr: String, pid: Option<u32> },
+}
+
+impl Target {
+    pub fn addr(&self) -> &str {
+        match self {
+            Target::Ours(b) => &b.addr,
+            Target::External { addr, .. } => addr,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Target::Ours(b) => Some(b.pid()),
+            Target::External { pid, .. } => *pid,
+        }
+    }
+
+    pub fn check_alive(&mut self) -> Result<()> {
+        match self {
+            Target::Ours(b) => b.check_alive(),
+            Target::External { .. } => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_startup_line() {
+        let line = "runnel broker 0.1.0 (node id 1, cluster abc): Kafka listener on 127.0.0.1:40123 (advertised as 127.0.0.1:40123), data in /tmp/x";
+        assert_eq!(super::parse_listener(line).as_deref(), Some("127.0.0.1:40123"));
+        assert_eq!(super::parse_listener("something else"), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! What many partitions cost when nothing happens, each on a fresh broker of its own:
+//! - the resident memory of a broker holding 1,000 empty partitions;
+//! - the time a broker needs after a restart with 1,000 partitions × 10 segments (tiny
+//!   `segment.bytes`, one small batch per segment) until it answers Metadata for them.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::broker::BrokerProc;
+use crate::clients;
+use crate::procstat;
+use crate::throughput::Failures;
+
+pub struct IdleMemory {
+    /// RSS of the fresh, empty broker, and after the partitions exist.
+    pub rss_empty: u64,
+    pub rss: u64,
+    /// Peak RSS over the broker's life (VmHWM).
+    pub peak: u64,
+    pub cpu_s: f64,
+}
+
+/// Starts a broker, creates one topic with `partitions`, waits a moment, reads its RSS.
+pub fn idle_memory(bin: &Path, dir: &Path, partitions: i32) -> Result<IdleMemory> {
+    let mut b = BrokerProc::start(bin, dir, &[])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (rss_empty, _) = procstat::memory(b.pid()).unwrap_or_default();
+    clients::create_topic(&b.addr, "idle", partitions, &[])?;
+    if clients::partition_count(&b.addr, "idle", clients::TIMEOUT)? != partitions as usize {
+        bail!("idle topic does not have {partitions} partitions");
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    b.check_alive()?;
+    let (rss, peak) = procstat::memory(b.pid()).unwrap_or_default();
+    let cpu_s = procstat::cpu_seconds(b.pid()).unwrap_or(0.0);
+    b.stop()?;
+    Ok(IdleMemory { rss_empty, rss, peak, cpu_s })
+}
+
+pub struct Restart {
+    pub segments: usize,
+    /// From spawn to the startup line, and to the first full Metadata answer.
+    pub listening: Duration,
+    pub metadata: Duration,
+    pub rss: u64,
+    pub peak: u64,
+    pub cpu_s: f64,
+}
+
+/// Fills `partitions` × `segments` tiny segments, restarts the broker (SIGTERM, new
+/// process) and times it until Metadata lists every partition.
+pub fn restart_with_segments(bin: &Path, dir: &Path, partitions: i32, segments: usize) -> Result<Restart> {
+    const SEGMENT_BYTES: usize = 1024;
+    let topic = "segs";
+    let mut b = BrokerProc::start(bin, dir, &[])?;
+    clients::create_topic(&b.addr, topic, partitions, &[("segment.bytes", &SEGMENT_BYTES.to_string())])?;
+    // One batch of one record per partition per round; a batch is bigger than
+    // segment.bytes, so every round after the first rolls a new segment.
+    let producer: BaseProducer<Failures> =
+        clients::producer_config(&b.addr, "1", "none", &[]).create_with_context(Failures::default())?;
+    let value = vec![b'v'; SEGMENT_BYTES];
+    for _ in 0..segments {
+        for p in 0..partitions {
+            let mut rec = BaseRecord::to(topic).payload(&value[..]).partition(p);
+            while let Err((e, r)) = producer.send::<[u8], [u8]>(rec) {
+                rec = r;
+                if !matches!(e, rdkafka::error::KafkaError::MessageProduction(rdkafka::error::RDKafkaErrorCode::QueueFull)) {
+                    bail!("send failed: {e}");
+                }
+                producer.poll(Duration::from_millis(1));
+            }
+        }
+        producer.flush(Duration::from_secs(120))?;
+    }
+    producer.context().check()?;
+    drop(producer);
+    let count = count_segments(dir, topic)?;
+    b.restart()?;
+    let started = b.spawned_at;
+    let listening = b.listening_at - started;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match clients::partition_count(&b.addr, topic, Duration::from_secs(10)) {
+            Ok(n) if n == partitions as usize => break,
+            Ok(n) if Instant::now() > deadline => bail!("after restart Metadata lists {n} of {partitions} partitions"),
+            Err(e) if Instant::now() > deadline => bail!("no Metadata after restart: {e}"),
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    let metadata = started.elapsed();
+    b.check_alive()?;
+    let (rss, peak) = procstat::memory(b.pid()).unwrap_or_default();
+    let cpu_s = procstat::cpu_seconds(b.pid()).unwrap_or(0.0);
+    b.stop()?;
+    Ok(Restart { peak, segments: count, listening, metadata, rss, cpu_s })
+}
+
+/// Counts `.log` files in the topic's partition directories.
+fn count_segments(dir: &Path, topic: &str) -> Result<usize> {
+    let prefix = format!("{topic}-");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            for f in std::fs::read_dir(entry.path())? {
+                if f?.path().extension().is_some_and(|e| e == "log") {
+                    n += 1;
+                }
+            }
+        }
+    }
+    Ok(n)
+}

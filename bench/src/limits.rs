@@ -1,0 +1,74 @@
+//! This machine's limits, measured in the same run as reference points: loopback TCP
+//! throughput (one sender thread, one receiver thread, 1 MiB writes and reads over
+//! 127.0.0.1) and sequential write throughput of the data dir's disk (1 MiB writes, then
+//! one fsync, counted in the time).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Bytes moved and the seconds it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    pub bytes: u64,
+    pub secs: f64,
+}
+
+impl Transfer {
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.secs
+    }
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Streams bytes over one loopback TCP connection for about `duration`.
+pub fn loopback_tcp(duration: Duration) -> Result<Transfer> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let receiver = std::thread::spawn(move || -> std::io::Result<(u64, Instant)> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut total = 0u64;
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok((total, Instant::now()));
+            }
+            total += n as u64;
+        }
+    });
+    let mut s = TcpStream::connect(addr)?;
+    let buf: Vec<u8> = (0..CHUNK).map(|i| (i * 31 % 251) as u8).collect();
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        for _ in 0..16 {
+            s.write_all(&buf)?;
+        }
+    }
+    s.shutdown(std::net::Shutdown::Write)?;
+    let (bytes, end) = receiver.join().expect("receiver thread").context("loopback receiver")?;
+    Ok(Transfer { bytes, secs: (end - start).as_secs_f64() })
+}
+
+/// Writes `bytes` sequentially to a new file in `dir`, fsyncs it, and removes it.
+pub fn disk_write(dir: &Path, bytes: u64) -> Result<Transfer> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("runnel-bench-disk-probe.tmp");
+    let buf: Vec<u8> = (0..CHUNK).map(|i| (i * 131 % 253) as u8).collect();
+    let mut f = std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
+    let start = Instant::now();
+    let mut written = 0u64;
+    while written < bytes {
+        f.write_all(&buf)?;
+        written += CHUNK as u64;
+    }
+    f.sync_all()?;
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(Transfer { bytes: written, secs })
+}

@@ -1,0 +1,233 @@
+//! The results table: one row per measurement, printed aligned on the terminal and as a
+//! markdown table for `bench/RESULTS.md`. Presentation only; no measuring here.
+
+use crate::latency::Latency;
+use crate::procstat::RunUsage;
+
+/// The groups, in table order (also the values of `--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Group {
+    /// Loopback TCP and disk write+fsync: this machine's limits.
+    Limits,
+    /// Producer throughput: 3 sizes × acks 1/all × 1/8 partitions × none/lz4.
+    Produce,
+    /// Consumer throughput reading each produced data set from offset 0.
+    Consume,
+    /// 1 MB records, produce and consume.
+    Large,
+    /// End-to-end latency at 10,000 and 100,000 records/s.
+    Latency,
+    /// 1,000 idle partitions (RSS); restart with 1,000 × 10 segments (time to Metadata).
+    Idle,
+}
+
+impl Group {
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Limits => "limit",
+            Group::Produce => "produce",
+            Group::Consume => "consume",
+            Group::Large => "1MB",
+            Group::Latency => "e2e",
+            Group::Idle => "idle",
+        }
+    }
+}
+
+/// A target and whether it was met (`None`: could not be judged, e.g. no reference).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub text: String,
+    pub met: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub group: Group,
+    pub case: String,
+    pub rec_s: Option<f64>,
+    pub mb_s: Option<f64>,
+    /// Fractions of the loopback and disk limits (0.42 = 42 %).
+    pub of_loopback: Option<f64>,
+    pub of_disk: Option<f64>,
+    pub latency: Option<Latency>,
+    /// A free-form result where the row measures something else (idle checks).
+    pub result: Option<String>,
+    pub usage: Option<RunUsage>,
+    pub target: Option<Target>,
+}
+
+impl Row {
+    pub fn new(group: Group, case: impl Into<String>) -> Row {
+        Row {
+            group,
+            case: case.into(),
+            rec_s: None,
+            mb_s: None,
+            of_loopback: None,
+            of_disk: None,
+            latency: None,
+            result: None,
+            usage: None,
+            target: None,
+        }
+    }
+
+    /// One-line summary for the progress output.
+    pub fn summary(&self) -> String {
+        let cells = self.cells();
+        let mut parts = Vec::new();
+        for (h, c) in HEADERS.iter().zip(cells).skip(2) {
+            if c != "-" {
+                parts.push(if h.is_empty() { c } else { format!("{h} {c}") });
+            }
+        }
+        parts.join(", ").replace(", met", ": met").replace(", MISSED", ": MISSED")
+    }
+
+    fn cells(&self) -> Vec<String> {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        let broker = self.usage.and_then(|u| u.broker);
+        vec![
+            self.group.name().to_string(),
+            self.case.clone(),
+            opt(self.rec_s.map(|v| thousands(v.round() as u64))),
+            opt(self.mb_s.map(|v| format!("{v:.1}"))),
+            opt(self.of_loopback.map(percent)),
+            opt(self.of_disk.map(percent)),
+            opt(self.latency.map(|l| format!("{} / {} / {} / {}", ms(l.p50), ms(l.p99), ms(l.p999), ms(l.max)))),
+            opt(self.result.clone()),
+            opt(broker.map(|b| format!("{:.2}", b.cpu_s))),
+            opt(self.usage.map(|u| format!("{:.2}", u.client_cpu_s))),
+            opt(broker.map(|b| format!("{:.0}", b.rss as f64 / 1e6))),
+            opt(broker.map(|b| format!("{:.0}", b.peak as f64 / 1e6))),
+            opt(self.target.as_ref().map(|t| t.text.clone())),
+            opt(self.target.as_ref().map(|t| match t.met {
+                Some(true) => "met".to_string(),
+                Some(false) => "MISSED".to_string(),
+                None => "n/a".to_string(),
+            })),
+        ]
+    }
+}
+
+const HEADERS: [&str; 14] = [
+    "group",
+    "case",
+    "records/s",
+    "MB/s",
+    "% loop",
+    "% disk",
+    "latency ms p50 / p99 / p99.9 / max",
+    "result",
+    "broker CPU s",
+    "client CPU s",
+    "broker RSS MB",
+    "broker peak MB",
+    "target",
+    "",
+];
+
+/// Right-aligned columns (numbers).
+const RIGHT: [bool; 14] = [false, false, true, true, true, true, true, false, true, true, true, true, false, false];
+
+fn thousands(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn percent(f: f64) -> String {
+    if f < 0.1 {
+        format!("{:.1}%", f * 100.0)
+    } else {
+        format!("{:.0}%", f * 100.0)
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// The aligned text table.
+pub fn text_table(rows: &[Row]) -> String {
+    let cells: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
+    let mut width: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
+    for r in &cells {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |r: &[String]| -> String {
+        let mut out = String::new();
+        for (i, c) in r.iter().enumerate() {
+            let pad = width[i] - c.chars().count();
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if RIGHT[i] {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.push_str(&" ".repeat(pad));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let header: Vec<String> = HEADERS.iter().map(|h| h.to_string()).collect();
+    let mut out = line(&header);
+    out.push('\n');
+    out.push_str(&"-".repeat(width.iter().sum::<usize>() + 2 * (width.len() - 1)));
+    out.push('\n');
+    let mut last_group = None;
+    for (row, c) in rows.iter().zip(&cells) {
+        if last_group.is_some_and(|g| g != row.group) {
+            out.push('\n');
+        }
+        last_group = Some(row.group);
+        out.push_str(&line(c));
+        out.push('\n');
+    }
+    out
+}
+
+/// The same table in markdown.
+pub fn markdown_table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("| {} |\n", HEADERS.join(" | ")));
+    out.push_str(&format!("|{}|\n", RIGHT.iter().map(|r| if *r { "---:" } else { "---" }).collect::<Vec<_>>().join("|")));
+    for row in rows {
+        let cells: Vec<String> = row.cells().into_iter().map(|c| c.replace('|', "\\|")).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+        let mut r = Row::new(Group::Produce, "100 B");
+        r.rec_s = Some(1_000_000.4);
+        r.target = Some(Target { text: "≥ 1,000,000 rec/s".into(), met: Some(true) });
+        let t = text_table(&[r.clone()]);
+        assert!(t.contains("1,000,000") && t.contains("met"), "{t}");
+        let m = markdown_table(&[r]);
+        assert_eq!(m.lines().count(), 3);
+    }
+}

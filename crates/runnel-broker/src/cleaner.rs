@@ -1,0 +1,80 @@
+//! The log cleaner: background loops that apply retention to `cleanup.policy=delete`
+//! partitions (every `log.retention.check.interval.ms`) and compact
+//! `cleanup.policy=compact` partitions (every `log.cleaner.backoff.ms`).
+//!
+//! Each pass reads every partition's current settings, so AlterConfigs and
+//! IncrementalAlterConfigs take effect at the next pass without a restart. The work itself
+//! belongs to `runnel-storage` (`apply_retention`, `plan_compaction` / `run` /
+//! `install_compaction`); this module only schedules it. A compaction holds the
+//! partition's lock only to plan and to install, never while it reads and writes segments.
+//! Errors are logged and the next pass tries again; nothing here panics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Broker;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Applies retention to every partition whose policy includes `delete` (and, for every
+/// partition, deletes segments wholly below a log start moved by DeleteRecords).
+pub fn retention_pass(broker: &Broker) {
+    let now = now_ms();
+    for part in broker.all_partitions() {
+        let settings = part.settings();
+        let cfg = if settings.delete { settings.retention } else { Default::default() };
+        match part.log().apply_retention(&cfg, now) {
+            Ok(out) if out.segments_deleted > 0 => tracing::info!(
+                topic = %part.topic, partition = part.index, segments = out.segments_deleted,
+                bytes = out.bytes_deleted, "retention deleted old segments"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(topic = %part.topic, partition = part.index, error = %e, "retention failed"),
+        }
+    }
+}
+
+/// Compacts every partition whose policy includes `compact` and that is due.
+pub fn compaction_pass(broker: &Broker) {
+    for part in broker.all_partitions() {
+        let settings = part.settings();
+        if !settings.compact {
+            continue;
+        }
+        let Some(job) = part.log().plan_compaction(&settings.compaction, now_ms(), false) else {
+            continue;
+        };
+        let result = job.run().and_then(|out| part.log().install_compaction(out));
+        match result {
+            Ok(s) => tracing::info!(
+                topic = %part.topic, partition = part.index, removed = s.records_removed,
+                bytes_before = s.bytes_before, bytes_after = s.bytes_after,
+                segments_before = s.segments_before, segments_after = s.segments_after, "compacted"
+            ),
+            Err(e) => tracing::error!(topic = %part.topic, partition = part.index, error = %e, "compaction failed"),
+        }
+    }
+}
+
+/// Runs `pass` on a blocking thread every `every` until shutdown.
+pub async fn run_every(broker: Arc<Broker>, every: Duration, shutdown: CancellationToken, pass: fn(&Broker)) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || pass(&b)).await;
+            }
+        }
+    }
+}

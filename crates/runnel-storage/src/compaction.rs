@@ -1,0 +1,380 @@
+//! Log compaction (`cleanup.policy=compact`): keep the latest record of every key in the
+//! closed segments, preserving offsets (gaps are fine), and drop tombstones (null values)
+//! once they are older than `delete.retention.ms`. The active segment is never touched.
+//!
+//! A pass has three steps so that the partition's lock is held only briefly:
+//! 1. [`PartitionLog::plan_compaction`] (under the lock): picks the cleanable segments
+//!    (closed, older than `min.compaction.lag.ms`), decides whether cleaning is due
+//!    (dirty ratio against `min.cleanable.dirty.ratio`, or dirty records older than
+//!    `max.compaction.lag.ms`), and groups consecutive segments so each group fits in
+//!    `segment.bytes`.
+//! 2. [`CompactionJob::run`] (no lock; closed segments are immutable): builds the map
+//!    key → latest offset over every cleanable segment, then writes each group's kept
+//!    batches to `<base>-<end>.log.cleaned` and fsyncs it. Batches that keep every record
+//!    are copied verbatim; the others are rewritten with the same codec
+//!    ([`runnel_protocol::batch::filter_batch`]).
+//! 3. [`PartitionLog::install_compaction`] (under the lock): for each group whose segments
+//!    are still in place, renames `.cleaned` to `.swap` and fsyncs the directory — the
+//!    commit point — then deletes the replaced segments and renames the swap file to
+//!    `<base>.log` (see [`crate::recovery`], which finishes a committed swap and deletes an
+//!    uncommitted `.cleaned` file at open). A `kill -9` at any moment therefore leaves
+//!    either the old segments or the cleaned one, never a half-written segment, and every
+//!    key's latest value survives.
+//!
+//! Records without a key are dropped (Kafka's cleaner does the same); control batches are
+//! kept. The key map holds whole keys (no hash collisions), so its memory grows with the
+//! number of distinct keys in the closed segments.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use runnel_protocol::batch::{self, BatchHeader, Filtered, BATCH_HEADER_LEN};
+
+use crate::config::CompactionConfig;
+use crate::error::StorageError;
+use crate::log::PartitionLog;
+use crate::recovery::{self, CLEANER_POINT_FILE};
+use crate::segment::Segment;
+
+/// What a compaction pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    pub segments_before: usize,
+    pub segments_after: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub records_removed: u64,
+}
+
+/// A closed segment as the plan saw it.
+#[derive(Debug, Clone)]
+struct SegRef {
+    base: i64,
+    size: u64,
+    file: Arc<File>,
+}
+
+/// Consecutive segments cleaned into one; `end` is the base offset of the segment after.
+#[derive(Debug)]
+struct Group {
+    segs: Vec<SegRef>,
+    end: i64,
+}
+
+/// The work of one compaction pass, planned under the log's lock and run without it.
+#[derive(Debug)]
+pub struct CompactionJob {
+    dir: PathBuf,
+    groups: Vec<Group>,
+    /// The first offset not cleaned (base of the first uncleanable segment).
+    end: i64,
+    /// Tombstones in batches whose `maxTimestamp` is below this are removed.
+    tombstone_horizon: i64,
+}
+
+/// The cleaned files of a [`CompactionJob`], ready to install.
+#[derive(Debug)]
+pub struct CompactionOutput {
+    dir: PathBuf,
+    /// Groups that changed, each with its `.cleaned` file written and fsynced.
+    cleaned: Vec<Group>,
+    end: i64,
+    records_removed: u64,
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl PartitionLog {
+    /// Plans a compaction pass at wall-clock time `now_ms` (see the module docs). `None`
+    /// when nothing is cleanable or cleaning is not due; `force` ignores the dirty ratio.
+    pub fn plan_compaction(
+        &self,
+        cfg: &CompactionConfig,
+        now_ms: i64,
+        force: bool,
+    ) -> Option<CompactionJob> {
+        let closed = &self.segments[..self.segments.len() - 1];
+        let lag_horizon = now_ms.saturating_sub(ms(cfg.min_compaction_lag_ms));
+        let n = if cfg.min_compaction_lag_ms == 0 {
+            closed.len()
+        } else {
+            closed
+                .iter()
+                .take_while(|s| !matches!(s.max_time_entry(), Some((ts, _)) if ts > lag_horizon))
+                .count()
+        };
+        let cleanable = &closed[..n];
+        if cleanable.is_empty() {
+            return None;
+        }
+        let end = self.segments[n].base_offset();
+        let total: u64 = cleanable.iter().map(Segment::size).sum();
+        let dirty_segs = || {
+            cleanable
+                .iter()
+                .filter(|s| s.next_offset() > self.cleaner_point)
+        };
+        let dirty: u64 = dirty_segs().map(Segment::size).sum();
+        let overdue_horizon = now_ms.saturating_sub(ms(cfg.max_compaction_lag_ms));
+        let overdue =
+            dirty_segs().any(|s| s.first_timestamp().is_some_and(|ts| ts < overdue_horizon));
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            dirty as f64 / total as f64
+        };
+        let due = dirty > 0 && (ratio >= cfg.min_cleanable_dirty_ratio || overdue);
+        if !force && !due {
+            return None;
+        }
+        let mut groups = Vec::new();
+        let mut cur: Vec<SegRef> = Vec::new();
+        let mut cur_size = 0u64;
+        for s in cleanable {
+            if let Some(first) = cur.first() {
+                if cur_size + s.size() > self.config.segment_bytes
+                    || s.next_offset() - first.base > i64::from(u32::MAX)
+                {
+                    groups.push(Group {
+                        segs: std::mem::take(&mut cur),
+                        end: s.base_offset(),
+                    });
+                    cur_size = 0;
+                }
+            }
+            cur_size += s.size();
+            cur.push(SegRef {
+                base: s.base_offset(),
+                size: s.size(),
+                file: Arc::clone(s.file()),
+            });
+        }
+        groups.push(Group { segs: cur, end });
+        Some(CompactionJob {
+            dir: self.dir.clone(),
+            groups,
+            end,
+            tombstone_horizon: now_ms.saturating_sub(ms(cfg.delete_retention_ms)),
+        })
+    }
+
+    /// Installs what [`CompactionJob::run`] wrote (see the module docs). A group whose
+    /// segments changed since the plan (retention, truncation) is discarded.
+    pub fn install_compaction(
+        &mut self,
+        out: CompactionOutput,
+    ) -> Result<CompactionStats, StorageError> {
+        let before = (self.segments.len(), self.size_bytes());
+        let mut result = Ok(());
+        for g in out.cleaned {
+            let base = g.segs[0].base;
+            let cleaned = recovery::swap_path(&out.dir, base, g.end, "cleaned");
+            match self.find_group(&g) {
+                Some(i) if result.is_ok() && out.dir == self.dir => {
+                    result = self.swap_in(i, &g);
+                }
+                _ => {
+                    tracing::debug!(dir = %self.dir.display(), base, "discarding a cleaned segment: the log changed");
+                    let _ = fs::remove_file(&cleaned);
+                }
+            }
+        }
+        result?;
+        if out.end > self.cleaner_point {
+            recovery::write_checkpoint(&self.dir, CLEANER_POINT_FILE, out.end)?;
+            self.cleaner_point = out.end;
+        }
+        Ok(CompactionStats {
+            segments_before: before.0,
+            segments_after: self.segments.len(),
+            bytes_before: before.1,
+            bytes_after: self.size_bytes(),
+            records_removed: out.records_removed,
+        })
+    }
+
+    /// Plans, runs and installs a compaction pass in one call (holding `&mut self`
+    /// throughout). `None` if no pass was due.
+    pub fn compact(
+        &mut self,
+        cfg: &CompactionConfig,
+        now_ms: i64,
+        force: bool,
+    ) -> Result<Option<CompactionStats>, StorageError> {
+        let Some(job) = self.plan_compaction(cfg, now_ms, force) else {
+            return Ok(None);
+        };
+        let out = job.run()?;
+        self.install_compaction(out).map(Some)
+    }
+
+    /// Index of the group's first segment if all its segments are still in place (same
+    /// files) and the segment after it still starts at `g.end`.
+    fn find_group(&self, g: &Group) -> Option<usize> {
+        let i = self
+            .segments
+            .iter()
+            .position(|s| s.base_offset() == g.segs[0].base)?;
+        let same = g.segs.iter().enumerate().all(|(k, r)| {
+            self.segments
+                .get(i + k)
+                .is_some_and(|s| s.base_offset() == r.base && Arc::ptr_eq(s.file(), &r.file))
+        });
+        let next = self.segments.get(i + g.segs.len()).map(Segment::base_offset);
+        (same && next == Some(g.end)).then_some(i)
+    }
+
+    /// Commits the cleaned file of `g` and replaces segments `i..` with it.
+    fn swap_in(&mut self, i: usize, g: &Group) -> Result<(), StorageError> {
+        let base = g.segs[0].base;
+        fs::rename(
+            recovery::swap_path(&self.dir, base, g.end, "cleaned"),
+            recovery::swap_path(&self.dir, base, g.end, "swap"),
+        )?;
+        recovery::sync_dir(&self.dir)?;
+        // Committed: from here on, `open` finishes the swap after a crash.
+        recovery::complete_swap(&self.dir, base, g.end)?;
+        let (seg, _) = Segment::load(&self.dir, base, false, self.config.index_interval_bytes)?;
+        // The old segments' files are gone (or renamed over); dropping them closes them.
+        self.segments.splice(i..i + g.segs.len(), [seg]);
+        self.check_invariants();
+        Ok(())
+    }
+}
+
+/// Calls `f` with each whole batch of a closed segment, in order.
+fn for_each_batch(
+    s: &SegRef,
+    mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let corrupt = |pos: u64, what: &str| {
+        StorageError::Corrupt(format!("segment {} position {pos}: {what}", s.base))
+    };
+    let (mut pos, mut header, mut buf) = (0u64, [0u8; BATCH_HEADER_LEN], Vec::new());
+    while pos < s.size {
+        if s.size - pos < BATCH_HEADER_LEN as u64 {
+            return Err(corrupt(pos, "torn batch header"));
+        }
+        s.file.read_exact_at(&mut header, pos)?;
+        let h = BatchHeader::parse(&header).map_err(|e| corrupt(pos, &e.to_string()))?;
+        let len = h.total_len() as u64;
+        if pos + len > s.size {
+            return Err(corrupt(pos, "batch past the segment end"));
+        }
+        buf.resize(len as usize, 0);
+        s.file.read_exact_at(&mut buf, pos)?;
+        f(&h, &buf)?;
+        pos += len;
+    }
+    Ok(())
+}
+
+impl CompactionJob {
+    /// Builds the key map and writes one fsynced `.cleaned` file per group that changes.
+    /// Needs no lock: it reads only closed segments, through the files the plan captured.
+    /// On error every file it wrote is removed.
+    pub fn run(mut self) -> Result<CompactionOutput, StorageError> {
+        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+        for s in self.groups.iter().flat_map(|g| &g.segs) {
+            for_each_batch(s, |h, bytes| {
+                if h.is_control() {
+                    return Ok(());
+                }
+                let (h, section) = batch::records_section(bytes)?;
+                for r in batch::walk(&h, &section) {
+                    let r = r?;
+                    if let Some(k) = r.key {
+                        match latest.get_mut(k) {
+                            Some(o) => *o = r.offset,
+                            None => {
+                                latest.insert(k.to_vec(), r.offset);
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let mut cleaned = Vec::new();
+        let mut removed = 0u64;
+        let mut failure = None;
+        for g in std::mem::take(&mut self.groups) {
+            match self.write_group(&g, &latest, &mut removed) {
+                Ok(true) => cleaned.push(g),
+                Ok(false) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            for g in &cleaned {
+                let _ = fs::remove_file(recovery::swap_path(
+                    &self.dir,
+                    g.segs[0].base,
+                    g.end,
+                    "cleaned",
+                ));
+            }
+            return Err(e);
+        }
+        Ok(CompactionOutput {
+            dir: self.dir,
+            cleaned,
+            end: self.end,
+            records_removed: removed,
+        })
+    }
+
+    /// Writes the kept batches of `g` to its `.cleaned` file and fsyncs it. Returns false
+    /// (and writes nothing) when the group would come out unchanged.
+    fn write_group(
+        &self,
+        g: &Group,
+        latest: &HashMap<Vec<u8>, i64>,
+        removed: &mut u64,
+    ) -> Result<bool, StorageError> {
+        let path = recovery::swap_path(&self.dir, g.segs[0].base, g.end, "cleaned");
+        let mut changed = g.segs.len() > 1;
+        let mut group_removed = 0u64;
+        let written = (|| -> Result<(), StorageError> {
+            let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+            for s in &g.segs {
+                for_each_batch(s, |h, bytes| {
+                    let expired = h.max_timestamp < self.tombstone_horizon;
+                    let filtered = batch::filter_batch(bytes, |r| {
+                        let latest = r.key.is_some_and(|k| latest.get(k) == Some(&r.offset));
+                        let keep = latest && !(r.value.is_none() && expired);
+                        group_removed += u64::from(!keep);
+                        keep
+                    })?;
+                    match filtered {
+                        Filtered::Unchanged => w.write_all(bytes)?,
+                        Filtered::Empty => changed = true,
+                        Filtered::Rewritten(b) => {
+                            changed = true;
+                            w.write_all(&b)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            let file = w.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            Ok(())
+        })();
+        if written.is_err() || !changed {
+            let _ = fs::remove_file(&path);
+        }
+        written?;
+        *removed += group_removed;
+        Ok(changed)
+    }
+}

@@ -1,0 +1,106 @@
+//! The admin HTTP listener: /healthz and /readyz answer, and /metrics, scraped after
+//! real produce and consume traffic, has counters that match what was sent.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::kafka::{block_on, consumer, create_topic, producer};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// GET `path`; returns (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect to admin listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// Parses Prometheus text into `name{labels}` → value (chunked transfer framing aside:
+/// lines that do not parse are skipped).
+fn samples(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn health_endpoints_and_metrics_match_traffic() {
+    let mut b = common::Broker::start(&[]);
+    let admin = b.admin_addr.clone().expect("startup line names the admin listener");
+    assert_eq!(get(&admin, "/healthz").0, 200);
+    assert_eq!(get(&admin, "/readyz").0, 200);
+    assert_eq!(get(&admin, "/nope").0, 404);
+
+    create_topic(&b, "metered", 3, &[]);
+    let p = producer(&b, &[]);
+    let value = vec![b'v'; 1000];
+    for i in 0..30 {
+        let key = format!("k{i}");
+        block_on(p.send(FutureRecord::to("metered").partition(i % 3).key(&key).payload(&value), Duration::from_secs(10)))
+            .expect("produce");
+    }
+    // A group consumer reads partition 0 and commits 4 of its 10 records: lag 6.
+    let c = consumer(&b, &[("group.id", "metrics-group")]);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("metered", 0, Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let mut got = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while got < 10 && std::time::Instant::now() < deadline {
+        if let Some(Ok(_)) = c.poll(Duration::from_millis(200)) {
+            got += 1;
+        }
+    }
+    assert_eq!(got, 10);
+    let mut commit = TopicPartitionList::new();
+    commit.add_partition_offset("metered", 0, Offset::Offset(4)).unwrap();
+    c.commit(&commit, CommitMode::Sync).expect("commit");
+
+    let (status, body) = get(&admin, "/metrics");
+    assert_eq!(status, 200);
+    let m = samples(&body);
+    let val = |k: &str| *m.get(k).unwrap_or_else(|| panic!("metric {k} missing in:\n{body}"));
+    assert!(val("runnel_requests_total{api=\"Produce\"}") >= 1.0);
+    assert!(val("runnel_requests_total{api=\"Fetch\"}") >= 1.0);
+    assert!(val("runnel_requests_total{api=\"Metadata\"}") >= 1.0);
+    assert!(val("runnel_request_duration_seconds_count{api=\"Produce\"}") >= 1.0);
+    // 30 records of 1000-byte values came in; 10 went out.
+    assert!(val("runnel_received_bytes_total") >= 30_000.0);
+    assert!(val("runnel_sent_bytes_total") >= 10_000.0);
+    assert!(val("runnel_connections") >= 1.0);
+    assert!(val("runnel_connections_accepted_total") >= 1.0);
+    let ends: f64 = (0..3).map(|p| val(&format!("runnel_partition_log_end_offset{{topic=\"metered\",partition=\"{p}\"}}"))).sum();
+    assert_eq!(ends, 30.0);
+    assert_eq!(val("runnel_partition_log_start_offset{topic=\"metered\",partition=\"1\"}"), 0.0);
+    assert!(val("runnel_partition_size_bytes{topic=\"metered\",partition=\"2\"}") >= 10_000.0);
+    assert_eq!(val("runnel_consumer_group_lag{group=\"metrics-group\",topic=\"metered\",partition=\"0\"}"), 6.0);
+    assert!(m.contains_key("runnel_fsyncs_total"));
+    assert!(body.trim_end().ends_with("# EOF"));
+
+    // A request the broker refuses is counted as an error of its API.
+    let mut raw = TcpStream::connect(&b.addr).unwrap();
+    raw.write_all(&[0, 0, 0, 10, 0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff]).unwrap(); // Produce v1
+    let mut sink = [0u8; 16];
+    let _ = raw.read(&mut sink);
+    let m = samples(&get(&admin, "/metrics").1);
+    assert!(m.get("runnel_request_errors_total{api=\"Produce\"}").copied().unwrap_or(0.0) >= 1.0);
+
+    drop(c);
+    drop(p);
+    assert!(b.stop());
+    assert!(TcpStream::connect(&admin).is_err(), "admin listener closes with the broker");
+}
