@@ -3,7 +3,8 @@
 Client notes:
 - kafka-python 3.x enables idempotence by default, which needs InitProducerId; Runnel does
   not serve it yet, so every producer here sets `enable_idempotence=False`.
-- Consumer groups are not built yet: consumers use `group_id=None` and manual `assign()`.
+- These tests consume with `group_id=None` and manual `assign()`; group consumers are
+  covered in test_groups.py.
 """
 
 import time

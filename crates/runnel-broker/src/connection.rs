@@ -87,7 +87,12 @@ pub async fn serve(
                 frame_and_permit
             }
             Ok(None) => break,
-            Err(reason) => {
+            // The client went away: not worth more than a debug line.
+            Err(FrameError::Io(reason)) => {
+                tracing::debug!(%peer, %reason, "connection closed");
+                break;
+            }
+            Err(FrameError::Refused(reason)) => {
                 tracing::warn!(%peer, %reason, "closing connection");
                 break;
             }
@@ -244,6 +249,14 @@ async fn send_file(stream: &TcpStream, slice: &runnel_storage::FileSlice) -> std
     Ok(())
 }
 
+/// Why no frame could be read.
+enum FrameError {
+    /// The connection failed or closed.
+    Io(String),
+    /// The client sent a length we refuse.
+    Refused(String),
+}
+
 /// Reads one frame. `Ok(None)` at a clean end of stream; `Err` for a frame we refuse.
 /// Before reading a body, takes its length from the connection's in-flight `budget`
 /// (waiting, without reading, until earlier requests are answered).
@@ -251,21 +264,21 @@ async fn read_frame(
     rd: &mut (impl AsyncReadExt + Unpin),
     max: usize,
     budget: &Arc<Semaphore>,
-) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
+) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameError> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(FrameError::Io(e.to_string())),
     }
     let len = i32::from_be_bytes(len);
     if len < 0 || len as usize > max {
-        return Err(format!("frame length {len} is outside 0..={max} (socket.request.max.bytes)"));
+        return Err(FrameError::Refused(format!("frame length {len} is outside 0..={max} (socket.request.max.bytes)")));
     }
     // `len <= max` = the budget's size, so this always completes once earlier requests are
     // answered; it fails only if the semaphore were closed, which we never do.
-    let permit = budget.clone().acquire_many_owned(len as u32).await.map_err(|e| e.to_string())?;
+    let permit = budget.clone().acquire_many_owned(len as u32).await.map_err(|e| FrameError::Io(e.to_string()))?;
     let mut buf = BytesMut::zeroed(len as usize);
-    rd.read_exact(&mut buf).await.map_err(|e| format!("connection closed mid-frame: {e}"))?;
+    rd.read_exact(&mut buf).await.map_err(|e| FrameError::Io(format!("connection closed mid-frame: {e}")))?;
     Ok(Some((buf.freeze(), permit)))
 }

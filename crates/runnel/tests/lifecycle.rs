@@ -134,7 +134,6 @@ fn delete_records_moves_the_low_watermark() {
     assert_out_of_range(&b, "trim", 39);
     assert_eq!(consume_range(&b, "trim", 0, 40, 100).len(), 60);
     let (_, err) = delete(Offset::Offset(500));
-    assert!(matches!(err, Err(KafkaError::OffsetFetch(RDKafkaErrorCode::OffsetOutOfRange)) | Err(_)), "{err:?}");
     assert!(format!("{err:?}").contains("OffsetOutOfRange"), "{err:?}");
     assert_eq!(watermarks(&b, "trim", 0), (40, 100));
     // Survives a crash.
@@ -227,13 +226,16 @@ fn sigkill_during_compaction_loses_no_latest_value() {
         let (_, got) = latest_read(&b, "ceo");
         assert_eq!(got, latest, "after kill {kill} (seed {seed})");
     }
-    let dir = partition_dir(&b, "ceo", 0);
-    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+    let written = round * CEOS.len();
+    let (n, got) = wait_for("the cleaner", || Some(latest_read(&b, "ceo")).filter(|(n, _)| n * 2 < written));
+    assert_eq!(got, latest, "{n} of {written} records left (seed {seed})");
+    assert!(b.stop(), "clean exit");
+    let leftovers: Vec<String> = std::fs::read_dir(partition_dir(&b, "ceo", 0))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".swap") || n.ends_with(".cleaned"))
         .collect();
-    assert!(leftovers.is_empty() || b.is_running(), "{leftovers:?}");
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 /// A tmpfs mounted for the test and unmounted when dropped.

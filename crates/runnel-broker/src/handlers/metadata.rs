@@ -88,7 +88,7 @@ fn topic_response(t: &TopicImage, node: BrokerId) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(sb(t.name.clone()))))
         .with_topic_id(t.topic_id)
-        .with_is_internal(t.name.starts_with("__"))
+        .with_is_internal(crate::group::is_internal_topic(&t.name))
         .with_topic_authorized_operations(i32::MIN)
         .with_partitions(
             (0..t.partitions as i32)

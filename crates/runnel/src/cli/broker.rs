@@ -38,6 +38,15 @@ pub struct BrokerArgs {
     /// Log level or filter (trace, debug, info, warn, error; or a RUST_LOG-style filter)
     #[arg(long, env = "RUNNEL_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Log format: human-readable lines, or one JSON object per line
+    #[arg(long, env = "RUNNEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 /// The config file: our keys, plus Kafka settings by their Kafka names.
@@ -94,10 +103,12 @@ fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
 
 pub fn run_broker(args: BrokerArgs) -> Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| args.log_level.clone());
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).context("invalid --log-level")?)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).context("invalid --log-level")?;
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let config = broker_config(&args)?;
     config.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
