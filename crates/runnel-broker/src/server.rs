@@ -92,6 +92,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         }
     };
     let dir = config.data_dir.display().to_string();
+    failpoint_delay("RUNNEL_FAILPOINT_OPEN_DELAY_MS").await;
     let opened = tokio::task::spawn_blocking(move || Broker::open(config, (host, port)))
         .await
         .expect("broker open task")
@@ -141,6 +142,7 @@ async fn serve(
         }
     }
     admin.set_ready(false);
+    failpoint_delay("RUNNEL_FAILPOINT_SHUTDOWN_DELAY_MS").await;
     drop(listener);
     tracing::info!(open = connections.len(), "shutting down: answering in-flight requests");
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
@@ -171,5 +173,15 @@ async fn flush_loop(broker: Arc<Broker>, shutdown: CancellationToken) {
                 let _ = tokio::task::spawn_blocking(move || b.flush_due()).await;
             }
         }
+    }
+}
+
+/// Test failpoint: sleeps for the milliseconds named by environment variable `name`, if
+/// set. Used by the tests of `/readyz` to hold the broker in its starting and stopping
+/// phases; never set in production.
+async fn failpoint_delay(name: &str) {
+    if let Some(ms) = std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok()) {
+        tracing::warn!(failpoint = name, ms, "failpoint: delaying");
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }

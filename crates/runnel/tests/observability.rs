@@ -104,3 +104,44 @@ fn health_endpoints_and_metrics_match_traffic() {
     assert!(b.stop());
     assert!(TcpStream::connect(&admin).is_err(), "admin listener closes with the broker");
 }
+
+/// /readyz is 503 while the broker opens its data dir and while it shuts down, and 200 in
+/// between; /healthz is 200 throughout. The failpoints hold each phase for a while.
+#[test]
+fn readiness_during_startup_and_shutdown() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", &admin, "--log-level", "error", "--data-dir"])
+        .arg(dir.path())
+        .env("RUNNEL_FAILPOINT_OPEN_DELAY_MS", "1500")
+        .env("RUNNEL_FAILPOINT_SHUTDOWN_DELAY_MS", "1500")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&admin).is_err() {
+        assert!(std::time::Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(&admin, "/readyz").0, 503, "not ready while opening the data dir");
+    assert_eq!(get(&admin, "/healthz").0, 200);
+    while get(&admin, "/readyz").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let mut saw_503 = false;
+    while TcpStream::connect(&admin).is_ok() {
+        if get(&admin, "/readyz").0 == 503 {
+            saw_503 = true;
+            assert_eq!(get(&admin, "/healthz").0, 200);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline + Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(saw_503, "not ready while shutting down");
+    assert!(child.wait().unwrap().success());
+}
