@@ -530,17 +530,8 @@ impl Group {
         now: Instant,
     ) -> Outcome<SyncResult> {
         let fail = |e| Outcome::Now(SyncResult::error(e));
-        if self.state == GroupState::Dead {
-            return fail(KafkaError::CoordinatorNotAvailable);
-        }
-        if self.is_static_member_fenced(instance_id, member_id) {
-            return fail(KafkaError::FencedInstanceId);
-        }
-        if !self.members.contains_key(member_id) {
-            return fail(KafkaError::UnknownMemberId);
-        }
-        if generation != self.generation {
-            return fail(KafkaError::IllegalGeneration);
+        if let Some(e) = self.check_member(member_id, instance_id, generation) {
+            return fail(e);
         }
         if protocol_type.is_some_and(|t| self.protocol_type.as_deref() != Some(t))
             || protocol_name.is_some_and(|p| self.protocol.as_deref() != Some(p))
@@ -588,20 +579,27 @@ impl Group {
         }
     }
 
+    /// The checks SyncGroup and Heartbeat share, in Kafka's order: a dead group, a fenced
+    /// static member, an unknown member, a stale generation.
+    fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Option<KafkaError> {
+        if self.state == GroupState::Dead {
+            Some(KafkaError::CoordinatorNotAvailable)
+        } else if self.is_static_member_fenced(instance_id, member_id) {
+            Some(KafkaError::FencedInstanceId)
+        } else if !self.members.contains_key(member_id) {
+            Some(KafkaError::UnknownMemberId)
+        } else if generation != self.generation {
+            Some(KafkaError::IllegalGeneration)
+        } else {
+            None
+        }
+    }
+
     // ---- Heartbeat -------------------------------------------------------------------
 
     pub fn heartbeat(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32, now: Instant) -> Option<KafkaError> {
-        if self.state == GroupState::Dead {
-            return Some(KafkaError::CoordinatorNotAvailable);
-        }
-        if self.is_static_member_fenced(instance_id, member_id) {
-            return Some(KafkaError::FencedInstanceId);
-        }
-        if !self.members.contains_key(member_id) {
-            return Some(KafkaError::UnknownMemberId);
-        }
-        if generation != self.generation {
-            return Some(KafkaError::IllegalGeneration);
+        if let Some(e) = self.check_member(member_id, instance_id, generation) {
+            return Some(e);
         }
         match self.state {
             GroupState::Empty | GroupState::Dead => return Some(KafkaError::UnknownMemberId),
