@@ -91,6 +91,11 @@ impl BrokerProc {
         Ok(())
     }
 
+    /// Whether the broker's log (stderr) contains `needle`.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|t| t.contains(needle))
+    }
+
     /// SIGTERM, then waits for a clean exit (SIGKILL after 60 s).
     pub fn stop(&mut self) -> Result<()> {
         // SAFETY: signalling our own child by pid.

@@ -21,6 +21,10 @@ pub struct IdleMemory {
     /// Peak RSS over the broker's life (VmHWM).
     pub peak: u64,
     pub cpu_s: f64,
+    /// Open file descriptors with the partitions in place.
+    pub fds: usize,
+    /// How long a clean stop (SIGTERM until exit) took.
+    pub stop: Duration,
 }
 
 /// Starts a broker, creates one topic with `partitions`, waits a moment, reads its RSS.
@@ -36,12 +40,16 @@ pub fn idle_memory(bin: &Path, dir: &Path, partitions: i32) -> Result<IdleMemory
     b.check_alive()?;
     let (rss, peak) = procstat::memory(b.pid()).unwrap_or_default();
     let cpu_s = procstat::cpu_seconds(b.pid()).unwrap_or(0.0);
+    let fds = procstat::open_fds(b.pid()).unwrap_or(0);
+    let t = Instant::now();
     b.stop()?;
-    Ok(IdleMemory { rss_empty, rss, peak, cpu_s })
+    Ok(IdleMemory { rss_empty, rss, peak, cpu_s, fds, stop: t.elapsed() })
 }
 
 pub struct Restart {
     pub segments: usize,
+    /// Open file descriptors of the broker before the restart.
+    pub fds: usize,
     /// From spawn to the startup line, and to the first full Metadata answer.
     pub listening: Duration,
     pub metadata: Duration,
@@ -73,11 +81,22 @@ pub fn restart_with_segments(bin: &Path, dir: &Path, partitions: i32, segments: 
                 producer.poll(Duration::from_millis(1));
             }
         }
-        producer.flush(Duration::from_secs(120))?;
+        // Flush, watching the broker's log: a broker that runs out of file descriptors
+        // answers KAFKA_STORAGE_ERROR, which librdkafka would retry until its timeout.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while producer.flush(Duration::from_millis(500)).is_err() {
+            if b.log_contains("Too many open files") || Instant::now() > deadline {
+                let segs = count_segments(dir, topic).unwrap_or(0);
+                let fds = procstat::open_fds(b.pid()).unwrap_or(0);
+                let limit = procstat::fd_limit(b.pid()).map_or("?".into(), |l| l.to_string());
+                bail!("broker ran out of fds (EMFILE) at {segs} segments: {fds} open, limit {limit}");
+            }
+        }
     }
     producer.context().check()?;
     drop(producer);
     let count = count_segments(dir, topic)?;
+    let fds = procstat::open_fds(b.pid()).unwrap_or(0);
     b.restart()?;
     let started = b.spawned_at;
     let listening = b.listening_at - started;
@@ -95,7 +114,7 @@ pub fn restart_with_segments(bin: &Path, dir: &Path, partitions: i32, segments: 
     let (rss, peak) = procstat::memory(b.pid()).unwrap_or_default();
     let cpu_s = procstat::cpu_seconds(b.pid()).unwrap_or(0.0);
     b.stop()?;
-    Ok(Restart { peak, segments: count, listening, metadata, rss, cpu_s })
+    Ok(Restart { peak, segments: count, fds, listening, metadata, rss, cpu_s })
 }
 
 /// Counts `.log` files in the topic's partition directories.

@@ -259,10 +259,14 @@ impl Bench {
         procstat::RunMeter::start(self.broker.pid())
     }
 
-    fn fractions(&self, row: &mut Row) {
+    /// Fills the fractions of the limits: loopback for every transfer, the disk for
+    /// writes only (consumers read the page cache).
+    fn fractions(&self, row: &mut Row, writes: bool) {
         if let Some(mb) = row.mb_s {
             row.of_loopback = self.loopback_mb_s.map(|l| mb / l);
-            row.of_disk = self.disk_mb_s.map(|d| mb / d);
+            if writes {
+                row.of_disk = self.disk_mb_s.map(|d| mb / d);
+            }
         }
     }
 
@@ -339,14 +343,14 @@ impl Bench {
         clients::create_topic(self.broker.addr(), topic, partitions, &[])?;
         let run = ProduceRun { config, topic, partitions, size, records, max_time: self.plan.max_time };
         let meter = self.meter();
-        let tp = throughput::produce(&run, &self.payloads).with_context(|| format!("{label}"))?;
+        let tp = throughput::produce(&run, &self.payloads).with_context(|| label.to_string())?;
         let usage = meter.stop();
         if report {
             let mut row = Row::new(Group::Produce, label);
             row.rec_s = Some(tp.records_per_s());
             row.mb_s = Some(tp.mb_per_s());
             row.usage = Some(usage);
-            self.fractions(&mut row);
+            self.fractions(&mut row, true);
             row.target = target.map(|t| t(&row));
             self.push(row)?;
         }
@@ -372,7 +376,7 @@ impl Bench {
         row.rec_s = Some(tp.records_per_s());
         row.mb_s = Some(tp.mb_per_s());
         row.usage = Some(usage);
-        self.fractions(&mut row);
+        self.fractions(&mut row, false);
         row.target = target.map(|t| t(&row));
         self.push(row)
     }
@@ -404,7 +408,7 @@ impl Bench {
         row.mb_s = Some(tp.mb_per_s());
         row.usage = Some(usage);
         row.target = Some(target(tp.mb_per_s(), self.loopback_mb_s));
-        self.fractions(&mut row);
+        self.fractions(&mut row, true);
         self.push(row)?;
 
         let loopback = self.loopback_mb_s;
@@ -444,7 +448,13 @@ impl Bench {
         self.progress.begin(&format!("{n} idle partitions on a fresh broker"));
         let m = idle::idle_memory(&self.bin, &self.root.path().join("idle"), n)?;
         let mut row = Row::new(Group::Idle, format!("{n} empty partitions, fresh broker"));
-        row.result = Some(format!("RSS {:.0} MB (empty broker {:.0} MB)", m.rss as f64 / 1e6, m.rss_empty as f64 / 1e6));
+        row.result = Some(format!(
+            "RSS {:.0} MB (empty broker {:.0} MB), {} fds, clean stop {:.1} s",
+            m.rss as f64 / 1e6,
+            m.rss_empty as f64 / 1e6,
+            m.fds,
+            m.stop.as_secs_f64()
+        ));
         row.usage = Some(procstat::RunUsage {
             broker: Some(procstat::Usage { cpu_s: m.cpu_s, rss: m.rss, peak: m.peak }),
             client_cpu_s: 0.0,
@@ -454,18 +464,31 @@ impl Bench {
 
         let segs = self.plan.idle_segments;
         self.progress.begin(&format!("restart with {n} partitions × {segs} segments"));
-        let r = idle::restart_with_segments(&self.bin, &self.root.path().join("restart"), n, segs)?;
-        let mut row = Row::new(Group::Idle, format!("restart, {n} partitions × {segs} segments ({} files)", r.segments));
-        row.result = Some(format!(
-            "Metadata after {:.2} s (listening {:.2} s)",
-            r.metadata.as_secs_f64(),
-            r.listening.as_secs_f64()
-        ));
-        row.usage = Some(procstat::RunUsage {
-            broker: Some(procstat::Usage { cpu_s: r.cpu_s, rss: r.rss, peak: r.peak }),
-            client_cpu_s: 0.0,
-        });
-        row.target = Some(Target { text: "Metadata ≤ 2 s".into(), met: Some(r.metadata.as_secs_f64() <= 2.0) });
+        let target = |met| Some(Target { text: "Metadata ≤ 2 s".into(), met: Some(met) });
+        let row = match idle::restart_with_segments(&self.bin, &self.root.path().join("restart"), n, segs) {
+            Ok(r) => {
+                let mut row = Row::new(Group::Idle, format!("restart, {n} partitions × {segs} segments ({} files)", r.segments));
+                row.result = Some(format!(
+                    "Metadata after {:.2} s (listening {:.2} s); {} fds before",
+                    r.metadata.as_secs_f64(),
+                    r.listening.as_secs_f64(),
+                    r.fds
+                ));
+                row.usage = Some(procstat::RunUsage {
+                    broker: Some(procstat::Usage { cpu_s: r.cpu_s, rss: r.rss, peak: r.peak }),
+                    client_cpu_s: 0.0,
+                });
+                row.target = target(r.metadata.as_secs_f64() <= 2.0);
+                row
+            }
+            // A broker that cannot hold the segments is a result, not a broken benchmark.
+            Err(e) => {
+                let mut row = Row::new(Group::Idle, format!("restart, {n} partitions × {segs} segments"));
+                row.result = Some(format!("FAILED: {e:#}"));
+                row.target = target(false);
+                row
+            }
+        };
         self.push(row)
     }
 

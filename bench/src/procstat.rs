@@ -38,6 +38,18 @@ pub fn memory(pid: u32) -> Option<(u64, u64)> {
     Some((kb("VmRSS:")?, kb("VmHWM:")?))
 }
 
+/// Number of open file descriptors of a process.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// The soft limit on open files (`Max open files` of `/proc/<pid>/limits`).
+pub fn fd_limit(pid: u32) -> Option<u64> {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+}
+
 /// Resets the peak resident set (`VmHWM`) to the current one. Returns whether it worked
 /// (it needs Linux ≥ 4.0 and permission to write the process's `clear_refs`).
 pub fn reset_peak(pid: u32) -> bool {
@@ -107,5 +119,7 @@ mod tests {
         assert!(cpu_seconds(me).is_some());
         let (rss, peak) = memory(me).unwrap();
         assert!(rss > 0 && peak >= rss);
+        assert!(open_fds(me).unwrap() >= 3);
+        assert!(fd_limit(me).unwrap() > 0);
     }
 }
