@@ -14,7 +14,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// An entry type of an index file.
 pub(crate) trait Entry: Copy + std::fmt::Debug {
@@ -82,9 +82,12 @@ impl Entry for TimeEntry {
 /// An index file and its entries in memory. Invariant: the file holds exactly
 /// `entries` (the file may hold garbage past them only after a failed write, and the
 /// next write overwrites it).
+///
+/// The file is opened only for the moment of a write, truncation or sync, so a partition
+/// with many segments holds one descriptor per segment (its log), not three.
 #[derive(Debug)]
 pub(crate) struct IndexFile<E: Entry> {
-    file: File,
+    path: PathBuf,
     entries: Vec<E>,
 }
 
@@ -92,7 +95,7 @@ impl<E: Entry> IndexFile<E> {
     /// Opens an existing index; `Ok(None)` if it is missing or damaged (size not a
     /// multiple of the entry size, or keys not strictly increasing).
     pub fn load(path: &Path) -> io::Result<Option<Self>> {
-        let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        let mut file = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
@@ -106,19 +109,14 @@ impl<E: Entry> IndexFile<E> {
         if entries.windows(2).any(|w| !w[1].follows(&w[0])) {
             return Ok(None);
         }
-        Ok(Some(IndexFile { file, entries }))
+        Ok(Some(IndexFile { path: path.to_path_buf(), entries }))
     }
 
     /// Creates (or overwrites) the index file with `entries`.
     pub fn create(path: &Path, entries: Vec<E>) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+        OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
         let mut index = IndexFile {
-            file,
+            path: path.to_path_buf(),
             entries: Vec::new(),
         };
         index.append(&entries)?;
@@ -141,8 +139,9 @@ impl<E: Entry> IndexFile<E> {
         let mut bytes = Vec::with_capacity(new.len() * E::SIZE);
         new.iter().for_each(|e| e.encode(&mut bytes));
         let at = (self.entries.len() * E::SIZE) as u64;
-        if let Err(e) = self.file.write_all_at(&bytes, at) {
-            let _ = self.file.set_len(at);
+        let file = self.open()?;
+        if let Err(e) = file.write_all_at(&bytes, at) {
+            let _ = file.set_len(at);
             return Err(e);
         }
         self.entries.extend_from_slice(new);
@@ -152,14 +151,19 @@ impl<E: Entry> IndexFile<E> {
     /// Keeps the first `n` entries.
     pub fn truncate(&mut self, n: usize) -> io::Result<()> {
         if n < self.entries.len() {
-            self.file.set_len((n * E::SIZE) as u64)?;
+            self.open()?.set_len((n * E::SIZE) as u64)?;
             self.entries.truncate(n);
         }
         Ok(())
     }
 
+    /// fsyncs the index file (fsync covers the file's data whichever descriptor asks).
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.open()?.sync_data()
+    }
+
+    fn open(&self) -> io::Result<File> {
+        OpenOptions::new().write(true).open(&self.path)
     }
 }
 

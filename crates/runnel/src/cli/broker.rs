@@ -109,6 +109,7 @@ pub fn run_broker(args: BrokerArgs) -> Result<()> {
         LogFormat::Human => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    raise_open_files_limit();
     let config = broker_config(&args)?;
     config.validate()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -142,5 +143,20 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: a broker holds one descriptor
+/// per segment plus one per connection, and the usual soft limit (1024) is far too low.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!("could not raise the open-files limit above {}", lim.rlim_cur);
+            }
+        }
     }
 }
