@@ -90,7 +90,7 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration) -> Result<
         // Let the consumer connect and issue its first (long-poll) fetch before the clock runs.
         std::thread::sleep(Duration::from_millis(500));
         let interval_ns = 1e9 / rate as f64;
-        let mut value = vec![b'x'; SIZE];
+        let mut value = [b'x'; SIZE];
         let t0 = base.elapsed();
         let mut i = 0u64;
         loop {

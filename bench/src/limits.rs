@@ -55,7 +55,9 @@ pub fn loopback_tcp(duration: Duration) -> Result<Transfer> {
 }
 
 /// Writes `bytes` sequentially to a new file in `dir`, fsyncs it, and removes it.
-pub fn disk_write(dir: &Path, bytes: u64) -> Result<Transfer> {
+/// Returns the write phase alone (into the page cache, what a broker that does not fsync
+/// pays) and write + fsync (the disk's sustained rate).
+pub fn disk_write(dir: &Path, bytes: u64) -> Result<(Transfer, Transfer)> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("runnel-bench-disk-probe.tmp");
     let buf: Vec<u8> = (0..CHUNK).map(|i| (i * 131 % 253) as u8).collect();
@@ -66,9 +68,10 @@ pub fn disk_write(dir: &Path, bytes: u64) -> Result<Transfer> {
         f.write_all(&buf)?;
         written += CHUNK as u64;
     }
+    let write_secs = start.elapsed().as_secs_f64();
     f.sync_all()?;
     let secs = start.elapsed().as_secs_f64();
     drop(f);
     std::fs::remove_file(&path)?;
-    Ok(Transfer { bytes: written, secs })
+    Ok((Transfer { bytes: written, secs: write_secs }, Transfer { bytes: written, secs }))
 }

@@ -169,6 +169,7 @@ fn run(args: Args) -> Result<()> {
         None => Broker::Ours(BrokerProc::start(&bin, &root.path().join("broker"), &[])?),
     };
     let machine = machine();
+    let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     eprintln!("runnel-bench: {machine}");
     eprintln!("broker {} ({}), data under {}", broker.addr(), if args.brokers.is_some() { "external" } else { "started here" }, root.path().display());
     let mut b = Bench {
@@ -200,12 +201,15 @@ fn run(args: Args) -> Result<()> {
     if b.wants(Group::Idle) {
         b.idle()?;
     }
+    if let Broker::Ours(broker) = &mut b.broker {
+        broker.stop()?;
+    }
     b.rows.sort_by_key(|r| r.group);
     let table = report::text_table(&b.rows);
     println!("\n{table}");
     eprintln!("total {:.0} s", started.elapsed().as_secs_f64());
     if !b.args.no_record {
-        let path = b.record(&machine)?;
+        let path = b.record(&machine, &load_at_start)?;
         eprintln!("appended to {}", path.display());
     }
     Ok(())
@@ -217,7 +221,7 @@ impl Bench {
     }
 
     fn selected(&self, label: &str) -> bool {
-        self.args.filter.as_deref().is_none_or(|f| label.contains(f))
+        self.args.filter.as_deref().map_or(true, |f| label.contains(f))
     }
 
     fn step_count(&self) -> usize {
@@ -284,11 +288,12 @@ impl Bench {
             Broker::Ours(b) => b.data_dir.clone(),
             Broker::External { .. } => self.root.path().to_path_buf(),
         };
-        let t = limits::disk_write(&dir, self.plan.disk_bytes)?;
-        self.disk_mb_s = Some(t.mb_per_s());
-        let mut row = Row::new(Group::Limits, format!("disk write+fsync, {} MiB in data dir", t.bytes >> 20));
-        row.mb_s = Some(t.mb_per_s());
+        let (cached, synced) = limits::disk_write(&dir, self.plan.disk_bytes)?;
+        self.disk_mb_s = Some(synced.mb_per_s());
+        let mut row = Row::new(Group::Limits, format!("disk write+fsync, {} MiB in data dir", synced.bytes >> 20));
+        row.mb_s = Some(synced.mb_per_s());
         row.of_disk = Some(1.0);
+        row.result = Some(format!("write phase alone (page cache): {:.0} MB/s", cached.mb_per_s()));
         self.push(row)
     }
 
@@ -302,19 +307,19 @@ impl Bench {
                 for compression in COMPRESSION {
                     for acks in ACKS {
                         let label = produce_label(size, acks, partitions, compression);
-                        if !self.selected(&label) || (!report_produce && !(consume && acks == "1")) {
+                        if !self.selected(&label) || !(report_produce || (consume && acks == "1")) {
                             continue;
                         }
                         let topic = format!("bench-{size}-p{partitions}-{compression}-acks{acks}");
                         let records = self.plan.records_for(size);
                         let config = clients::producer_config(self.broker.addr(), acks, compression, &[]);
                         let target = (acks == "1" && size == 100 && partitions == 1 && compression == "none")
-                            .then(|| |r: &Row| Target { text: "≥ 1,000,000 rec/s".into(), met: r.rec_s.map(|v| v >= 1e6) });
+                            .then_some(|r: &Row| Target { text: "≥ 1,000,000 rec/s".into(), met: r.rec_s.map(|v| v >= 1e6) });
                         let tp = self.produce_step(&label, &topic, partitions, size, records, config, report_produce, target)?;
                         if consume && acks == "1" {
                             let label = consume_label(size, partitions, compression);
                             let target = (size == 100 && partitions == 1 && compression == "none")
-                                .then(|| |r: &Row| Target { text: "≥ 2,000,000 rec/s".into(), met: r.rec_s.map(|v| v >= 2e6) });
+                                .then_some(|r: &Row| Target { text: "≥ 2,000,000 rec/s".into(), met: r.rec_s.map(|v| v >= 2e6) });
                             self.consume_step(Group::Consume, &label, &topic, partitions, tp.records, target)?;
                         }
                         clients::delete_topic(self.broker.addr(), &topic)?;
@@ -493,7 +498,7 @@ impl Bench {
     }
 
     /// Appends the markdown table under a heading with date, commit, command and machine.
-    fn record(&self, machine: &str) -> Result<PathBuf> {
+    fn record(&self, machine: &str, load_at_start: &str) -> Result<PathBuf> {
         let path = match &self.args.results {
             Some(p) => p.clone(),
             None => Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
@@ -508,6 +513,8 @@ impl Bench {
         text.push_str(&format!("\n## {date} — {commit}{}\n\n", if self.args.quick { " (quick)" } else { "" }));
         text.push_str(&format!("- command: `cargo build --release -p runnel -p runnel-bench && {}`\n", shell_join(&cmd)));
         text.push_str(&format!("- machine: {machine}\n"));
+        let load: Vec<&str> = load_at_start.split_whitespace().take(3).collect();
+        text.push_str(&format!("- load average at start (1/5/15 min): {} — other work shares these cores\n", load.join(" ")));
         text.push_str(&format!(
             "- broker: {}\n\n",
             if self.args.brokers.is_some() { "external (--brokers)" } else { "target/release/runnel, started by the benchmark" }
