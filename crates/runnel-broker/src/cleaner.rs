@@ -14,14 +14,9 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::now_ms;
 use crate::state::Broker;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// Applies retention to every partition whose policy includes `delete` (and, for every
 /// partition, deletes segments wholly below a log start moved by DeleteRecords).

@@ -21,3 +21,8 @@ mod topic_name;
 pub use config::BrokerConfig;
 pub use handlers::SUPPORTED_APIS;
 pub use server::{start, BrokerHandle};
+
+/// Wall-clock milliseconds since the Unix epoch (Kafka's timestamps).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -42,10 +42,7 @@ pub fn is_internal_topic(name: &str) -> bool {
     name == OFFSETS_TOPIC
 }
 
-/// Wall-clock milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+pub(crate) use crate::now_ms;
 
 /// The group settings of the broker config, read once.
 #[derive(Debug, Clone)]

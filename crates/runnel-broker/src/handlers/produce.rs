@@ -16,6 +16,7 @@ use runnel_protocol::batch::{self, BatchError};
 use runnel_storage::StorageError;
 
 use super::{blocking, sb, Ctx};
+use crate::now_ms;
 use crate::errors::{code, KafkaError};
 
 pub const MIN_VERSION: i16 = 3;
@@ -134,8 +135,4 @@ fn append(part: &crate::partition::Partition, records: &[u8]) -> Result<Appended
         log_append_time: if settings.log_append_time { now } else { -1 },
         log_start_offset: info.1,
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
