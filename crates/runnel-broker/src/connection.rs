@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use runnel_protocol::splice::{splice_records, FramePart};
 use runnel_protocol::{decode_request, encode_response, encode_unsupported_api_versions, ProtocolError};
@@ -278,7 +278,15 @@ async fn read_frame(
     // `len <= max` = the budget's size, so this always completes once earlier requests are
     // answered; it fails only if the semaphore were closed, which we never do.
     let permit = budget.clone().acquire_many_owned(len as u32).await.map_err(|e| FrameError::Io(e.to_string()))?;
-    let mut buf = BytesMut::zeroed(len as usize);
-    rd.read_exact(&mut buf).await.map_err(|e| FrameError::Io(format!("connection closed mid-frame: {e}")))?;
+    // Read into uninitialised capacity: no memset of what the socket overwrites anyway.
+    let mut buf = BytesMut::with_capacity(len as usize);
+    while buf.len() < len as usize {
+        let remaining = len as usize - buf.len();
+        match rd.read_buf(&mut (&mut buf).limit(remaining)).await {
+            Ok(0) => return Err(FrameError::Io("connection closed mid-frame".into())),
+            Ok(_) => {}
+            Err(e) => return Err(FrameError::Io(format!("connection closed mid-frame: {e}"))),
+        }
+    }
     Ok(Some((buf.freeze(), permit)))
 }
