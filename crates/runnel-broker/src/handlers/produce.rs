@@ -22,6 +22,9 @@ use crate::errors::{code, KafkaError};
 pub const MIN_VERSION: i16 = 3;
 pub const MAX_VERSION: i16 = 11;
 
+/// Appends smaller than this (and without `flush.messages`) run on the request's task.
+const INLINE_APPEND_MAX: usize = 256 * 1024;
+
 /// Why a partition's produce failed.
 #[derive(Debug)]
 enum ProduceError {
@@ -74,7 +77,15 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                 Some(_) if crate::group::is_internal_topic(&name) => Err(ProduceError::InternalTopic),
                 Some(part) => {
                     let records = pd.records.unwrap_or_default();
-                    blocking(move || append(&part, &records)).await
+                    // A small append without fsync is a copy into the page cache: done
+                    // here, it saves two thread hand-offs per request (the latency tail at
+                    // high request rates). Large appends and appends that may fsync go to
+                    // the blocking pool so they never stall this runtime worker.
+                    if records.len() < INLINE_APPEND_MAX && part.settings().log.flush_messages == u64::MAX {
+                        append(&part, &records)
+                    } else {
+                        blocking(move || append(&part, &records)).await
+                    }
                 }
             };
             let mut r = PartitionProduceResponse::default().with_index(index);
