@@ -158,7 +158,8 @@ pub async fn serve(
                     .and_then(|(k, _, _)| ApiKey::try_from(k).ok())
                     .map_or("Unknown", api_name);
                 metrics.refused(api);
-                tracing::warn!(%peer, error = %e, "bad request; closing connection");
+                let client_id = runnel_protocol::codec::peek_client_id(&frame).unwrap_or("");
+                tracing::warn!(%peer, client_id, error = %e, "bad request; closing connection");
                 drop(done_tx);
                 break;
             }

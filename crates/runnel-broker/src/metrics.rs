@@ -107,12 +107,15 @@ fn render_partitions(out: &mut String, b: &Broker) {
     let mut parts = b.all_partitions();
     parts.sort_by(|x, y| (&x.topic, x.index).cmp(&(&y.topic, y.index)));
     let mut rows = Vec::with_capacity(parts.len());
-    let (mut fsyncs, mut fsync_secs) = (0u64, 0f64);
+    let mut fsyncs = runnel_storage::FsyncStats::default();
     for p in &parts {
         let log = p.log();
         let stats = log.fsync_stats();
-        fsyncs += stats.count;
-        fsync_secs += stats.total.as_secs_f64();
+        fsyncs.count += stats.count;
+        fsyncs.total += stats.total;
+        for (sum, n) in fsyncs.buckets.iter_mut().zip(stats.buckets) {
+            *sum += n;
+        }
         rows.push((p.topic.clone(), p.index, log.log_start_offset(), log.log_end_offset(), log.size_bytes()));
     }
     let gauges: [(&str, &str, fn(&(String, i32, i64, i64, u64)) -> String); 3] = [
@@ -126,8 +129,20 @@ fn render_partitions(out: &mut String, b: &Broker) {
             let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{}\"}} {}", r.0, r.1, value(r));
         }
     }
-    let _ = writeln!(out, "# HELP runnel_fsyncs Log flushes (fsync) done.\n# TYPE runnel_fsyncs counter\nrunnel_fsyncs_total {fsyncs}");
-    let _ = writeln!(out, "# HELP runnel_fsync_seconds Time spent in log flushes (fsync).\n# TYPE runnel_fsync_seconds counter\nrunnel_fsync_seconds_total {fsync_secs}");
+    render_fsync_histogram(out, &fsyncs);
+}
+
+/// The fsync latency histogram of all partitions, in Prometheus form (cumulative buckets).
+fn render_fsync_histogram(out: &mut String, f: &runnel_storage::FsyncStats) {
+    let name = "runnel_fsync_seconds";
+    let _ = writeln!(out, "# HELP {name} Log flush (fsync) latency.\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, n) in runnel_storage::FSYNC_BUCKETS.iter().zip(f.buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", bound.as_secs_f64());
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", f.count);
+    let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", f.total.as_secs_f64(), f.count);
 }
 
 fn render_groups(out: &mut String, b: &Broker) {

@@ -36,6 +36,15 @@ pub fn peek_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
     Some((b.get_i16(), b.get_i16(), b.get_i32()))
 }
 
+/// Reads the client id that follows api key, version and correlation id in every request
+/// header (v1+: a nullable string with an i16 length), for logging a refused request.
+/// None when it is absent, null, cut short or not UTF-8.
+pub fn peek_client_id(frame: &[u8]) -> Option<&str> {
+    let len = i16::from_be_bytes(frame.get(8..10)?.try_into().ok()?);
+    let bytes = frame.get(10..10 + usize::try_from(len).ok()?)?;
+    std::str::from_utf8(bytes).ok()
+}
+
 /// Decodes one request frame (without its length prefix). `supported` tells whether this
 /// broker serves (api key, version); unsupported versions are refused before the body is
 /// decoded (ApiVersions is the caller's special case, see [`encode_unsupported_api_versions`]).
@@ -117,6 +126,15 @@ mod tests {
         header.encode(&mut buf, header_version).unwrap();
         body.encode(&mut buf, version).unwrap();
         buf.freeze()
+    }
+
+    #[test]
+    fn peeks_the_client_id_of_any_frame() {
+        let frame = [0, 3, 0, 1, 0, 0, 0, 7, 0, 3, b'c', b'l', b'i', 0xff];
+        assert_eq!(peek_client_id(&frame), Some("cli"));
+        assert_eq!(peek_client_id(&frame[..11]), None);
+        assert_eq!(peek_client_id(&[0, 3, 0, 1, 0, 0, 0, 7, 0xff, 0xff]), None);
+        assert_eq!(peek_client_id(&[0, 3]), None);
     }
 
     #[test]

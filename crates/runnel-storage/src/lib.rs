@@ -24,4 +24,4 @@ pub use compaction::{CompactionJob, CompactionOutput, CompactionStats};
 pub use config::{CompactionConfig, LogConfig, RetentionConfig};
 pub use error::StorageError;
 pub use retention::RetentionOutcome;
-pub use log::{AppendInfo, FileSlice, FsyncStats, PartitionLog, ReadSlice};
+pub use log::{AppendInfo, FileSlice, FsyncStats, PartitionLog, ReadSlice, FSYNC_BUCKETS};

@@ -95,11 +95,37 @@ pub struct PartitionLog {
     fsyncs: FsyncStats,
 }
 
-/// How many flushes (fsyncs) a log has done and how long they took in all.
+/// How many flushes (fsync) a log has done, how long they took in all, and how many took
+/// at most each of [`FSYNC_BUCKETS`] (a latency histogram, not cumulative).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FsyncStats {
     pub count: u64,
     pub total: Duration,
+    pub buckets: [u64; FSYNC_BUCKETS.len()],
+}
+
+/// Upper bounds of the fsync latency buckets: 100 µs … 1 s.
+pub const FSYNC_BUCKETS: [Duration; 10] = [
+    Duration::from_micros(100),
+    Duration::from_micros(250),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_micros(2500),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+];
+
+impl FsyncStats {
+    fn record(&mut self, took: Duration) {
+        self.count += 1;
+        self.total += took;
+        if let Some(i) = FSYNC_BUCKETS.iter().position(|b| took <= *b) {
+            self.buckets[i] += 1;
+        }
+    }
 }
 
 impl PartitionLog {
@@ -407,8 +433,7 @@ impl PartitionLog {
         self.recovery_point = end;
         self.unflushed_records = 0;
         self.last_flush = Instant::now();
-        self.fsyncs.count += 1;
-        self.fsyncs.total += started.elapsed();
+        self.fsyncs.record(started.elapsed());
         Ok(())
     }
 

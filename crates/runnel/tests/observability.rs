@@ -46,7 +46,12 @@ fn health_endpoints_and_metrics_match_traffic() {
     assert_eq!(get(&admin, "/nope").0, 404);
 
     create_topic(&b, "metered", 3, &[]);
+    // A topic that fsyncs every batch feeds the fsync latency histogram.
+    create_topic(&b, "synced", 1, &[("flush.messages", "1")]);
     let p = producer(&b, &[]);
+    for i in 0..3 {
+        block_on(p.send(FutureRecord::to("synced").key("k").payload(&format!("v{i}")), Duration::from_secs(10))).expect("produce");
+    }
     let value = vec![b'v'; 1000];
     for i in 0..30 {
         let key = format!("k{i}");
@@ -88,7 +93,8 @@ fn health_endpoints_and_metrics_match_traffic() {
     assert_eq!(val("runnel_partition_log_start_offset{topic=\"metered\",partition=\"1\"}"), 0.0);
     assert!(val("runnel_partition_size_bytes{topic=\"metered\",partition=\"2\"}") >= 10_000.0);
     assert_eq!(val("runnel_consumer_group_lag{group=\"metrics-group\",topic=\"metered\",partition=\"0\"}"), 6.0);
-    assert!(m.contains_key("runnel_fsyncs_total"));
+    assert!(val("runnel_fsync_seconds_count") >= 3.0, "one fsync per batch of the flush.messages=1 topic");
+    assert!(m.contains_key("runnel_fsync_seconds_bucket{le=\"+Inf\"}"));
     assert!(body.trim_end().ends_with("# EOF"));
 
     // A request the broker refuses is counted as an error of its API.
