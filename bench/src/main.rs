@@ -424,7 +424,7 @@ impl Bench {
 
     fn latency(&mut self) -> Result<()> {
         for rate in [10_000u64, 100_000] {
-            let label = format!("100 B at {} rec/s, acks=all, linger.ms=0, p=1", report_thousands(rate));
+            let label = format!("100 B at {} rec/s, acks=all, linger.ms=0, p=1", report::thousands(rate));
             self.progress.begin(&format!("latency {label}"));
             let topic = format!("bench-latency-{rate}");
             clients::create_topic(self.broker.addr(), &topic, 1, &[])?;
@@ -540,18 +540,6 @@ fn size_label(size: usize) -> String {
         s if s >= 1_000 => format!("{} KB", s / 1_000),
         s => format!("{s} B"),
     }
-}
-
-fn report_thousands(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn command_out(cmd: &str, args: &[&str]) -> Option<String> {

@@ -131,7 +131,8 @@ const HEADERS: [&str; 14] = [
 /// Right-aligned columns (numbers).
 const RIGHT: [bool; 14] = [false, false, true, true, true, true, true, false, true, true, true, true, false, false];
 
-fn thousands(v: u64) -> String {
+/// `1234567` → `1,234,567`.
+pub fn thousands(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
