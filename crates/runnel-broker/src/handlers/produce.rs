@@ -17,6 +17,8 @@ use runnel_storage::StorageError;
 
 use super::{blocking, sb, Ctx};
 use crate::now_ms;
+use crate::partition::Partition;
+use crate::topic_config::TopicSettings;
 use crate::errors::{code, KafkaError};
 
 pub const MIN_VERSION: i16 = 3;
@@ -81,10 +83,11 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                     // here, it saves two thread hand-offs per request (the latency tail at
                     // high request rates). Large appends and appends that may fsync go to
                     // the blocking pool so they never stall this runtime worker.
-                    if records.len() < INLINE_APPEND_MAX && part.settings().log.flush_messages == u64::MAX {
-                        append(&part, &records)
+                    let settings = part.settings();
+                    if records.len() < INLINE_APPEND_MAX && settings.log.flush_messages == u64::MAX {
+                        append(&part, &settings, &records)
                     } else {
-                        blocking(move || append(&part, &records)).await
+                        blocking(move || append(&part, &settings, &records)).await
                     }
                 }
             };
@@ -113,12 +116,12 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
     Some(ProduceResponse::default().with_responses(responses))
 }
 
-/// Validates all batches, then appends them in one write. Runs on a blocking thread.
-fn append(part: &crate::partition::Partition, records: &[u8]) -> Result<Appended, ProduceError> {
+/// Validates all batches, then appends them in one write (on the request's task or a
+/// blocking thread, see `handle`).
+fn append(part: &Partition, settings: &TopicSettings, records: &[u8]) -> Result<Appended, ProduceError> {
     if records.is_empty() {
         return Err(ProduceError::Empty);
     }
-    let settings = part.settings();
     let mut buf = BytesMut::from(records);
     let now = now_ms();
     for item in batch::batches(records) {
