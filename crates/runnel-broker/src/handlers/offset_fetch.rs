@@ -35,6 +35,30 @@ fn fields(version: i16, o: Option<CommittedOffset>) -> (i64, i32, String) {
     }
 }
 
+/// The response topics of one group, built with the per-version types: `part` makes a
+/// partition from (index, offset, leader epoch, metadata), `topic` a topic from its name
+/// and partitions.
+fn response_topics<T, P>(
+    version: i16,
+    fetched: Fetched,
+    part: impl Fn(i32, i64, i32, String) -> P,
+    topic: impl Fn(TopicName, Vec<P>) -> T,
+) -> Vec<T> {
+    fetched
+        .into_iter()
+        .map(|(t, parts)| {
+            let parts = parts
+                .into_iter()
+                .map(|(p, o)| {
+                    let (offset, epoch, metadata) = fields(version, o);
+                    part(p, offset, epoch, metadata)
+                })
+                .collect();
+            topic(TopicName(sb(t)), parts)
+        })
+        .collect()
+}
+
 pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let v = ctx.version;
     if v >= GROUPS_VERSION {
@@ -42,47 +66,35 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
         for g in req.groups {
             let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
             let fetched = fetch(ctx, g.group_id.0.to_string(), topics).await;
-            let topics = fetched
-                .into_iter()
-                .map(|(t, parts)| {
-                    OffsetFetchResponseTopics::default().with_name(TopicName(sb(t))).with_partitions(
-                        parts
-                            .into_iter()
-                            .map(|(p, o)| {
-                                let (offset, epoch, metadata) = fields(v, o);
-                                OffsetFetchResponsePartitions::default()
-                                    .with_partition_index(p)
-                                    .with_committed_offset(offset)
-                                    .with_committed_leader_epoch(epoch)
-                                    .with_metadata(Some(sb(metadata)))
-                            })
-                            .collect(),
-                    )
-                })
-                .collect();
+            let topics = response_topics(
+                v,
+                fetched,
+                |p, offset, epoch, metadata| {
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(sb(metadata)))
+                },
+                |name, parts| OffsetFetchResponseTopics::default().with_name(name).with_partitions(parts),
+            );
             groups.push(OffsetFetchResponseGroup::default().with_group_id(GroupId(g.group_id.0)).with_topics(topics));
         }
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
     let fetched = fetch(ctx, req.group_id.0.to_string(), topics).await;
-    let topics = fetched
-        .into_iter()
-        .map(|(t, parts)| {
-            OffsetFetchResponseTopic::default().with_name(TopicName(sb(t))).with_partitions(
-                parts
-                    .into_iter()
-                    .map(|(p, o)| {
-                        let (offset, epoch, metadata) = fields(v, o);
-                        OffsetFetchResponsePartition::default()
-                            .with_partition_index(p)
-                            .with_committed_offset(offset)
-                            .with_committed_leader_epoch(epoch)
-                            .with_metadata(Some(sb(metadata)))
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
+    let topics = response_topics(
+        v,
+        fetched,
+        |p, offset, epoch, metadata| {
+            OffsetFetchResponsePartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(epoch)
+                .with_metadata(Some(sb(metadata)))
+        },
+        |name, parts| OffsetFetchResponseTopic::default().with_name(name).with_partitions(parts),
+    );
     OffsetFetchResponse::default().with_topics(topics)
 }
