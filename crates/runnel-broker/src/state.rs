@@ -86,6 +86,11 @@ impl Broker {
         self.metadata.lock().unwrap_or_else(|p| p.into_inner()).image().topic(name).cloned()
     }
 
+    /// One topic by its id, without copying the whole image.
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<TopicImage> {
+        self.metadata.lock().unwrap_or_else(|p| p.into_inner()).image().topic_by_id(id).cloned()
+    }
+
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), index)).cloned()
     }

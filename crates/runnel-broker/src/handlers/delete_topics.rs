@@ -21,10 +21,9 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse
     };
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
-        let image = ctx.broker.image();
         let topic = match &name {
-            Some(n) => image.topic(n),
-            None => image.topic_by_id(&id),
+            Some(n) => ctx.broker.topic(n),
+            None => ctx.broker.topic_by_id(&id),
         };
         let mut r = DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(sb(n)))).with_topic_id(id);
         match topic {

@@ -45,12 +45,11 @@ struct Wanted {
 
 pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let use_ids = ctx.version >= TOPIC_ID_VERSION;
-    let image = ctx.broker.image();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut wanted: Vec<Wanted> = Vec::new();
     for t in req.topics {
         let name = if use_ids {
-            image.topic_by_id(&t.topic_id).map(|ti| ti.name.clone())
+            ctx.broker.topic_by_id(&t.topic_id).map(|ti| ti.name)
         } else {
             Some(t.topic.0.to_string())
         };

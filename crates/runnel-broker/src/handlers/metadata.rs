@@ -44,8 +44,8 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
                     None => error_topic(Some(name), Uuid::nil(), KafkaError::UnknownTopicOrPartition),
                 }
             }
-            None => match b.image().topic_by_id(&t.topic_id) {
-                Some(topic) => topic_response(topic, node),
+            None => match b.topic_by_id(&t.topic_id) {
+                Some(topic) => topic_response(&topic, node),
                 None => error_topic(None, t.topic_id, KafkaError::UnknownTopicId),
             },
         };
