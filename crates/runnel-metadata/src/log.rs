@@ -2,12 +2,20 @@
 //!
 //! File format: a sequence of frames `[len: u32 BE][crc32c(payload): u32 BE][payload]`,
 //! the payload a JSON-encoded [`MetadataRecord`]. Every append is fsynced before it
-//! returns (metadata changes are rare and must not be lost). On open, a torn or
-//! CRC-failing tail is cut off: it was never acknowledged.
+//! returns (metadata changes are rare and must not be lost).
+//!
+//! The metadata log decides what data exists, so damage to it is never repaired by guessing:
+//! - an append that fails (a short write on a full disk, a failed fsync) is rolled back:
+//!   the file is cut to the last good frame before the error is returned; if even that
+//!   fails, the log refuses every later append (a record written after garbage would be
+//!   lost at the next open);
+//! - on open, a torn last frame (no intact frame follows it) was never acknowledged and is
+//!   cut off; a bad frame followed by intact frames is corruption in the middle of the
+//!   log, and open fails with [`MetadataError::Corrupt`] naming the byte position.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::{MetadataError, MetadataRecord};
 
@@ -21,62 +29,150 @@ pub trait MetadataLog {
 /// The metadata log of a single node: one file, `metadata.log`, in the metadata dir.
 pub struct LocalMetadataLog {
     file: File,
+    path: PathBuf,
+    /// Length of the intact frames: where the next frame goes.
+    len: u64,
+    /// Set when a failed append could not be rolled back.
+    broken: bool,
+    /// Test hook: the next append writes only this many bytes, then fails.
+    #[cfg(test)]
+    fail_next_after: Option<usize>,
 }
 
 const FILE_NAME: &str = "metadata.log";
+/// Frame header: length and CRC.
+const FRAME_HEADER: usize = 8;
 
 impl LocalMetadataLog {
     /// Opens the log in `dir` (creating both if needed) and returns the records in it.
     pub fn open(dir: &Path) -> Result<(Self, Vec<MetadataRecord>), MetadataError> {
-        std::fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            sync_parent(dir)?;
+        }
         let path = dir.join(FILE_NAME);
+        let created = !path.exists();
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        if created {
+            File::open(dir)?.sync_all()?;
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let (records, valid_len) = parse_frames(&bytes);
+        let (records, valid_len) = parse_frames(&bytes).map_err(|(position, reason)| {
+            MetadataError::Corrupt { path: path.clone(), position, reason }
+        })?;
         if valid_len < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
                 kept = valid_len,
                 dropped = bytes.len() - valid_len,
-                "metadata log had a torn or corrupt tail; truncating it"
+                "metadata log ends in a torn frame (never acknowledged); truncating it"
             );
             file.set_len(valid_len as u64)?;
             file.sync_all()?;
         }
-        Ok((Self { file }, records))
+        let log = Self {
+            file,
+            path,
+            len: valid_len as u64,
+            broken: false,
+            #[cfg(test)]
+            fail_next_after: None,
+        };
+        Ok((log, records))
+    }
+
+    fn write_frame(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(n) = self.fail_next_after.take() {
+            self.file.write_all(&frame[..n.min(frame.len())])?;
+            return Err(std::io::Error::other("injected short write"));
+        }
+        self.file.write_all(frame)?;
+        self.file.sync_data()
     }
 }
 
 impl MetadataLog for LocalMetadataLog {
     fn append(&mut self, record: &MetadataRecord) -> Result<(), MetadataError> {
+        if self.broken {
+            return Err(MetadataError::Broken(self.path.clone()));
+        }
         let payload = serde_json::to_vec(record)?;
-        let mut frame = Vec::with_capacity(payload.len() + 8);
+        let mut frame = Vec::with_capacity(payload.len() + FRAME_HEADER);
         frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         frame.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
         frame.extend_from_slice(&payload);
-        self.file.write_all(&frame)?;
-        self.file.sync_data()?;
+        if let Err(e) = self.write_frame(&frame) {
+            // Cut back to the last good frame, so a later append never follows garbage.
+            let rolled_back = self.file.set_len(self.len).and_then(|()| self.file.sync_all());
+            if let Err(r) = rolled_back {
+                tracing::error!(path = %self.path.display(), error = %r, "could not roll back a failed metadata append; refusing further appends");
+                self.broken = true;
+            }
+            return Err(e.into());
+        }
+        self.len += frame.len() as u64;
         Ok(())
     }
 }
 
-/// Parses whole, intact frames; returns them and the length of the valid prefix.
-fn parse_frames(bytes: &[u8]) -> (Vec<MetadataRecord>, usize) {
+/// fsyncs the parent of `dir`, so that a newly created `dir` survives a power loss.
+fn sync_parent(dir: &Path) -> std::io::Result<()> {
+    match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => File::open(p)?.sync_all(),
+        _ => Ok(()),
+    }
+}
+
+/// The intact frame at `pos`, if there is one: its record and total length.
+fn frame_at(bytes: &[u8], pos: usize) -> Result<(MetadataRecord, usize), String> {
+    let rest = &bytes[pos..];
+    if rest.len() < FRAME_HEADER {
+        return Err(format!("{} bytes, less than a frame header", rest.len()));
+    }
+    let len = u32::from_be_bytes(rest[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_be_bytes(rest[4..8].try_into().unwrap());
+    let Some(payload) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+        return Err(format!("frame of {len} bytes runs past the end of the file"));
+    };
+    if crc32c::crc32c(payload) != crc {
+        return Err("CRC mismatch".into());
+    }
+    let record = serde_json::from_slice(payload).map_err(|e| format!("intact frame does not hold a known record: {e}"))?;
+    Ok((record, FRAME_HEADER + len))
+}
+
+/// True if an intact frame starts anywhere after `pos`: then a bad frame at `pos` is not a
+/// torn tail but damage in the middle of the log.
+fn intact_frame_after(bytes: &[u8], pos: usize) -> bool {
+    (pos + 1..bytes.len().saturating_sub(FRAME_HEADER)).any(|q| {
+        // Cheap filter first: every payload is a JSON object.
+        bytes[q + FRAME_HEADER] == b'{' && frame_at(bytes, q).is_ok()
+    })
+}
+
+/// Parses the frames; returns the records and the length of the valid prefix (shorter than
+/// `bytes` only for a torn tail), or `(position, reason)` of corruption in the middle.
+fn parse_frames(bytes: &[u8]) -> Result<(Vec<MetadataRecord>, usize), (u64, String)> {
     let mut records = Vec::new();
     let mut pos = 0;
-    while bytes.len() - pos >= 8 {
-        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        let crc = u32::from_be_bytes(bytes[pos + 4..pos + 8].try_into().unwrap());
-        let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else { break };
-        if crc32c::crc32c(payload) != crc {
-            break;
+    while pos < bytes.len() {
+        match frame_at(bytes, pos) {
+            Ok((record, len)) => {
+                records.push(record);
+                pos += len;
+            }
+            Err(reason) => {
+                let crc_ok_but_unknown = reason.starts_with("intact frame");
+                if crc_ok_but_unknown || intact_frame_after(bytes, pos) {
+                    return Err((pos as u64, reason));
+                }
+                break;
+            }
         }
-        let Ok(record) = serde_json::from_slice(payload) else { break };
-        records.push(record);
-        pos += 8 + len;
     }
-    (records, pos)
+    Ok((records, pos))
 }
 
 #[cfg(test)]
@@ -91,6 +187,16 @@ mod tests {
             partitions: 2,
             configs: BTreeMap::new(),
         }
+    }
+
+    fn names(records: &[MetadataRecord]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| match r {
+                MetadataRecord::CreateTopic { name, .. } => name.clone(),
+                _ => unreachable!(),
+            })
+            .collect()
     }
 
     #[test]
@@ -110,13 +216,44 @@ mod tests {
         assert_eq!(records.len(), 1);
         log.append(&create("c")).unwrap();
         let (_, records) = LocalMetadataLog::open(dir.path()).unwrap();
-        let names: Vec<_> = records
-            .iter()
-            .map(|r| match r {
-                MetadataRecord::CreateTopic { name, .. } => name.clone(),
-                _ => unreachable!(),
-            })
-            .collect();
-        assert_eq!(names, ["a", "c"]);
+        assert_eq!(names(&records), ["a", "c"]);
+    }
+
+    #[test]
+    fn a_failed_append_is_rolled_back_and_later_records_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = LocalMetadataLog::open(dir.path()).unwrap();
+        log.append(&create("a")).unwrap();
+        log.fail_next_after = Some(11);
+        assert!(log.append(&create("lost")).is_err());
+        log.append(&create("b")).unwrap();
+        drop(log);
+        let (_, records) = LocalMetadataLog::open(dir.path()).unwrap();
+        assert_eq!(names(&records), ["a", "b"]);
+    }
+
+    #[test]
+    fn corruption_in_the_middle_stops_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _) = LocalMetadataLog::open(dir.path()).unwrap();
+            for n in ["a", "b", "c"] {
+                log.append(&create(n)).unwrap();
+            }
+        }
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let first_len = FRAME_HEADER + u32::from_be_bytes(bytes[0..4].try_into().unwrap()) as usize;
+        bytes[first_len + 20] ^= 0x04; // one flipped bit in the second record
+        std::fs::write(&path, &bytes).unwrap();
+        let err = LocalMetadataLog::open(dir.path()).err().expect("corruption must stop open");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("byte {first_len}")), "{msg}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing may be cut");
+        // A flipped length field in the middle is caught too.
+        bytes[first_len + 20] ^= 0x04;
+        bytes[first_len] = 0x7f;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(LocalMetadataLog::open(dir.path()).is_err());
     }
 }
