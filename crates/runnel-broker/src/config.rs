@@ -12,7 +12,11 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("auto.create.topics.enable", "true", "Create a topic when a client asks Metadata for one that does not exist."),
     ("num.partitions", "1", "Partitions of an auto-created topic, or of CreateTopics asking for the default (-1)."),
     ("default.replication.factor", "1", "Replication factor of new topics (one broker: 1)."),
-    ("socket.request.max.bytes", "104857600", "Largest request frame; a larger one closes the connection."),
+    ("socket.request.max.bytes", "104857600", "Largest request frame; a larger one closes the connection. Also the most one connection reads ahead of its answers."),
+    ("queued.max.request.bytes", "536870912", "Bytes of requests read and not yet handled, over all connections together; past it the broker stops reading until handled requests free some (-1: no limit; Kafka's default is -1)."),
+    ("max.connections", "10000", "Most client connections open at once; the listener stops accepting meanwhile (Kafka's default is 2147483647; keep it below the open-file limit)."),
+    ("max.connections.per.ip", "2147483647", "Most client connections from one IP address; more are closed at once."),
+    ("connections.max.idle.ms", "600000", "A connection with nothing read and nothing in flight for this long is closed, as is one whose response cannot be written for this long."),
     ("group.min.session.timeout.ms", "6000", "Smallest session timeout a group member may ask for."),
     ("group.max.session.timeout.ms", "1800000", "Largest session timeout a group member may ask for."),
     ("group.initial.rebalance.delay.ms", "3000", "How long the first rebalance of an empty group waits for more members to join."),
@@ -89,6 +93,15 @@ impl BrokerConfig {
                 Ok(n) if n >= 64 => Ok(()),
                 _ => Err(bad("expected a whole number of bytes ≥ 64")),
             },
+            "queued.max.request.bytes" => match value.parse::<i64>() {
+                Ok(-1) => Ok(()),
+                Ok(n) if n >= self.socket_request_max_bytes() as i64 => Ok(()),
+                _ => Err(bad("expected -1 or a number of bytes ≥ socket.request.max.bytes")),
+            },
+            "max.connections" | "max.connections.per.ip" | "connections.max.idle.ms" => match value.parse::<i32>() {
+                Ok(n) if n >= 1 => Ok(()),
+                _ => Err(bad("expected a whole number ≥ 1")),
+            },
             "group.min.session.timeout.ms" | "group.max.session.timeout.ms" | "group.initial.rebalance.delay.ms"
             | "offset.metadata.max.bytes" => match value.parse::<i32>() {
                 Ok(n) if n >= 0 => Ok(()),
@@ -133,6 +146,26 @@ impl BrokerConfig {
 
     pub fn socket_request_max_bytes(&self) -> usize {
         self.setting("socket.request.max.bytes").parse().unwrap_or(104_857_600)
+    }
+
+    /// `queued.max.request.bytes`; -1 (no limit) is the most a semaphore can count.
+    pub fn queued_max_request_bytes(&self) -> usize {
+        match self.int_setting("queued.max.request.bytes", 536_870_912) {
+            n if n < 0 => tokio::sync::Semaphore::MAX_PERMITS,
+            n => (n as usize).max(self.socket_request_max_bytes()),
+        }
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.int_setting("max.connections", 10_000).max(1) as usize
+    }
+
+    pub fn max_connections_per_ip(&self) -> usize {
+        self.int_setting("max.connections.per.ip", i32::MAX as i64).max(1) as usize
+    }
+
+    pub fn connections_max_idle_ms(&self) -> u64 {
+        self.int_setting("connections.max.idle.ms", 600_000).max(1) as u64
     }
 
     fn int_setting(&self, name: &str, default: i64) -> i64 {

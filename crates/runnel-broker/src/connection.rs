@@ -1,8 +1,14 @@
-//! One client connection: reads length-prefixed frames, hands each request to its handler
-//! in its own task (so requests are pipelined), and writes responses in request order.
-//! Produce requests of one connection are applied in request order, each after the one
-//! before it has finished: Kafka clients with several produce requests in flight (librdkafka,
-//! kafka-python, without idempotence) count on that for per-partition order.
+//! One client connection. Requests take effect in the order they arrive and one at a
+//! time, as in Kafka (librdkafka pipelines asynchronous OffsetCommits and counts on it):
+//! each request runs to completion before the next starts. Pipelining is kept for
+//! throughput: the connection reads ahead of its answers, and the next request runs while
+//! the previous response is being written.
+//!
+//! One task per connection drives three loops joined together: the reader (frames off
+//! the socket), the processor (decode, run the handler, encode) and the writer (responses
+//! in request order). Handing a request from one loop to the next wakes the same task, not
+//! another thread. Handlers move blocking work (fsync, file walks) to the blocking pool
+//! themselves; everything else runs here.
 //!
 //! Fetch responses go out zero-copy: the handler leaves placeholders for record sections,
 //! and the writer `sendfile`s the segment ranges between the encoded pieces.
@@ -10,10 +16,18 @@
 //! A frame whose length is negative or above `socket.request.max.bytes`, or that does not
 //! decode, closes this connection only (after the responses already due are written).
 //!
-//! Memory per connection is bounded: the bytes of the requests in flight (read, not yet
-//! answered) never exceed `socket.request.max.bytes`; past that we stop reading, and the
-//! client's further requests wait in its socket, as Kafka's muted channels do. Without it
-//! one client could pipeline 128 frames of 100 MiB each.
+//! Memory is bounded. One connection reads ahead at most `socket.request.max.bytes` of
+//! requests (and [`MAX_READ_AHEAD`] frames); all connections together at most
+//! `queued.max.request.bytes`. Past either the reader stops and the client's further
+//! requests wait in its socket, as Kafka's muted channels do. At most
+//! [`RESPONSES_QUEUED`] responses wait for a client that does not read them; then the
+//! processor waits too. A connection idle for `connections.max.idle.ms` (nothing read,
+//! nothing in flight), whose frame stops arriving for that long, or whose response cannot
+//! be written for that long, is closed. As with Kafka's memory pool, a frame's whole
+//! claimed length is reserved from `queued.max.request.bytes` before its body is read (so
+//! connections never deadlock each holding part of the budget), but memory is only taken
+//! as the bytes arrive; a client that claims a large frame and stalls holds its claim
+//! until `connections.max.idle.ms` closes it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,149 +38,213 @@ use runnel_protocol::splice::{splice_records, FramePart};
 use runnel_protocol::{decode_request, encode_response, encode_unsupported_api_versions, ProtocolError};
 use runnel_storage::ReadSlice;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::handlers::{self, Ctx};
+use crate::limits::{BudgetShare, ConnectionSlot, Limits};
 use crate::metrics::{api_name, Metrics};
 use crate::state::Broker;
 
-/// How many requests one connection may have in flight before we stop reading.
-const MAX_IN_FLIGHT: usize = 128;
+/// How many requests one connection reads ahead of the one being handled.
+pub const MAX_READ_AHEAD: usize = 128;
 
-/// A response to come, and the share of the in-flight byte budget its request holds
-/// until the response is written.
-type Pending = (oneshot::Receiver<Option<Outgoing>>, OwnedSemaphorePermit);
+/// A frame's first allocation; larger frames grow their buffer as their bytes arrive.
+const INITIAL_BUFFER: usize = 64 * 1024;
+
+/// How many encoded responses may wait for the writer (a client that does not read).
+pub const RESPONSES_QUEUED: usize = 2;
+
+/// A frame read, with its shares of the connection's and the broker's request budgets,
+/// held until its handler is done.
+struct Frame {
+    bytes: Bytes,
+    _own: OwnedSemaphorePermit,
+    _global: BudgetShare,
+}
 
 /// An encoded response: bytes, and record sections to send from files.
 type Outgoing = Vec<FramePart<ReadSlice>>;
 
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-    metrics: Arc<Metrics>,
-) {
+/// What one connection shares with the rest of the broker.
+pub struct Shared {
+    pub broker: Arc<Broker>,
+    pub shutdown: CancellationToken,
+    pub metrics: Arc<Metrics>,
+    pub limits: Arc<Limits>,
+}
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _slot: ConnectionSlot) {
+    let metrics = shared.metrics.clone();
     metrics.connections.inc();
     metrics.connections_total.inc();
     let _open = scopeguard(metrics.clone());
-    let (mut rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
-    let out_metrics = metrics.clone();
-    let writer = tokio::spawn(async move {
-        while let Some((pending, _budget)) = rx.recv().await {
-            match pending.await {
-                Ok(Some(parts)) => {
-                    out_metrics.bytes_out.inc_by(frame_len(&parts) as u64);
-                    if let Err(e) = write_parts(&mut wr, parts).await {
-                        tracing::debug!(%peer, error = %e, "write failed; closing connection");
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(_) => return,
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
-    let max = broker.config.socket_request_max_bytes();
-    let budget = Arc::new(Semaphore::new(max));
-    // Completes when the last Produce handed to a task has been handled.
-    let mut last_produce: Option<oneshot::Receiver<()>> = None;
+    let (rd, wr) = stream.into_split();
+    let (frames_tx, frames_rx) = mpsc::channel::<Frame>(MAX_READ_AHEAD);
+    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(RESPONSES_QUEUED);
+    // Cancelled when the processor or the writer ends: the reader stops too.
+    let stop = CancellationToken::new();
+    let own_budget = Arc::new(Semaphore::new(shared.limits.max_frame));
+    tokio::join!(
+        read_loop(rd, peer, &shared, &own_budget, frames_tx, &stop),
+        process_loop(peer, &shared, frames_rx, out_tx, &stop),
+        write_loop(wr, peer, &shared, out_rx, &stop),
+    );
+}
+
+/// Reads frames until the client closes, the broker shuts down, a frame is refused, the
+/// connection idles out, or another loop stops.
+async fn read_loop(
+    mut rd: OwnedReadHalf,
+    peer: SocketAddr,
+    shared: &Shared,
+    own_budget: &Arc<Semaphore>,
+    frames: mpsc::Sender<Frame>,
+    stop: &CancellationToken,
+) {
+    let limits = &shared.limits;
     loop {
-        let frame = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            f = read_frame(&mut rd, max, &budget) => f,
+        let read = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
+            f = read_frame(&mut rd, limits, own_budget) => f,
         };
-        let (frame, permit) = match frame {
-            Ok(Some(frame_and_permit)) => {
-                metrics.bytes_in.inc_by(4 + frame_and_permit.0.len() as u64);
-                frame_and_permit
-            }
-            Ok(None) => break,
+        let frame = match read {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => return,
             // The client went away: not worth more than a debug line.
             Err(FrameError::Io(reason)) => {
                 tracing::debug!(%peer, %reason, "connection closed");
-                break;
+                return;
+            }
+            Err(FrameError::Idle) => {
+                tracing::debug!(%peer, idle = ?limits.idle, "closing idle connection (connections.max.idle.ms)");
+                shared.metrics.connection_closed("connections.max.idle.ms");
+                return;
             }
             Err(FrameError::Refused(reason)) => {
                 tracing::warn!(%peer, %reason, "closing connection");
-                break;
+                shared.metrics.connection_closed("socket.request.max.bytes");
+                return;
             }
         };
-        let (done_tx, done_rx) = oneshot::channel();
-        if tx.send((done_rx, permit)).await.is_err() {
-            break;
+        shared.metrics.bytes_in.inc_by(4 + frame.bytes.len() as u64);
+        if frames.send(frame).await.is_err() {
+            return;
         }
-        match decode_request(frame.clone(), handlers::supported) {
-            Ok(req) => {
-                let ctx = Ctx {
-                    broker: broker.clone(),
-                    shutdown: shutdown.clone(),
-                    version: req.header.request_api_version,
-                    client_id: req.header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
-                    peer,
-                    splices: Default::default(),
-                    metrics: metrics.clone(),
-                };
-                let correlation_id = req.header.correlation_id;
-                let api_key = req.api_key;
-                let (produce_done, after) = if api_key == ApiKey::Produce {
-                    let (done, next) = oneshot::channel::<()>();
-                    (Some(done), std::mem::replace(&mut last_produce, Some(next)))
-                } else {
-                    (None, None)
-                };
-                tokio::spawn(async move {
-                    if let Some(previous) = after {
-                        // Err: that task ended without finishing (it panicked); go on.
-                        let _ = previous.await;
-                    }
-                    let version = ctx.version;
-                    let started = std::time::Instant::now();
-                    let response = handlers::dispatch(&ctx, req.body).await;
-                    let failed = response.as_ref().is_some_and(crate::metrics::has_error);
-                    ctx.metrics.request(api_key, started.elapsed(), failed);
-                    if let Some(done) = produce_done {
-                        let _ = done.send(());
-                    }
-                    match response {
-                        None => {
-                            let _ = done_tx.send(None);
-                        }
-                        // A response we cannot encode closes the connection (done_tx dropped).
-                        Some(body) => {
-                            if let Some(parts) = encode(&ctx, api_key, version, correlation_id, &body) {
-                                let _ = done_tx.send(Some(parts));
-                            }
-                        }
-                    }
-                });
+    }
+}
+
+/// Handles the frames one at a time, in order, and queues their responses.
+async fn process_loop(
+    peer: SocketAddr,
+    shared: &Shared,
+    mut frames: mpsc::Receiver<Frame>,
+    out: mpsc::Sender<Outgoing>,
+    stop: &CancellationToken,
+) {
+    let _stop_reader = stop.clone().drop_guard();
+    while let Some(frame) = frames.recv().await {
+        match handle(peer, shared, frame).await {
+            Handled::Respond(parts) => {
+                if out.send(parts).await.is_err() {
+                    return;
+                }
             }
-            Err(ProtocolError::UnsupportedVersion { key, version }) if key == ApiKey::ApiVersions as i16 => {
-                metrics.refused(api_name(ApiKey::ApiVersions));
-                let (_, _, correlation_id) = runnel_protocol::codec::peek_header(&frame).unwrap_or_default();
-                tracing::debug!(%peer, version, "ApiVersions version too new; answering v0 UNSUPPORTED_VERSION");
-                let bytes = encode_unsupported_api_versions(correlation_id, handlers::api_versions::table()).ok();
-                let _ = done_tx.send(bytes.map(|b| vec![FramePart::Bytes(b)]));
+            Handled::Silent => {}
+            Handled::Close => return,
+        }
+    }
+}
+
+/// What became of one request.
+enum Handled {
+    Respond(Outgoing),
+    /// No response is due (Produce with acks=0).
+    Silent,
+    /// The request was malformed or its response could not be encoded: close the
+    /// connection after the responses already due.
+    Close,
+}
+
+async fn handle(peer: SocketAddr, shared: &Shared, frame: Frame) -> Handled {
+    let metrics = &shared.metrics;
+    match decode_request(frame.bytes.clone(), handlers::supported) {
+        Ok(req) => {
+            let ctx = Ctx {
+                broker: shared.broker.clone(),
+                shutdown: shared.shutdown.clone(),
+                version: req.header.request_api_version,
+                client_id: req.header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
+                peer,
+                splices: Default::default(),
+                metrics: metrics.clone(),
+            };
+            let (api_key, correlation_id) = (req.api_key, req.header.correlation_id);
+            let started = std::time::Instant::now();
+            let response = handlers::dispatch(&ctx, req.body).await;
+            // The request's bytes go back to the budgets before its response is written.
+            drop(frame);
+            let failed = response.as_ref().is_some_and(crate::metrics::has_error);
+            metrics.request(api_key, started.elapsed(), failed);
+            match response {
+                None => Handled::Silent,
+                Some(body) => match encode(&ctx, api_key, ctx.version, correlation_id, &body) {
+                    Some(parts) => Handled::Respond(parts),
+                    None => Handled::Close,
+                },
             }
-            Err(e) => {
-                let api = runnel_protocol::codec::peek_header(&frame)
-                    .and_then(|(k, _, _)| ApiKey::try_from(k).ok())
-                    .map_or("Unknown", api_name);
-                metrics.refused(api);
-                let client_id = runnel_protocol::codec::peek_client_id(&frame).unwrap_or("");
-                tracing::warn!(%peer, client_id, error = %e, "bad request; closing connection");
-                drop(done_tx);
-                break;
+        }
+        Err(ProtocolError::UnsupportedVersion { key, version }) if key == ApiKey::ApiVersions as i16 => {
+            metrics.refused(api_name(ApiKey::ApiVersions));
+            let (_, _, correlation_id) = runnel_protocol::codec::peek_header(&frame.bytes).unwrap_or_default();
+            tracing::debug!(%peer, version, "ApiVersions version too new; answering v0 UNSUPPORTED_VERSION");
+            match encode_unsupported_api_versions(correlation_id, handlers::api_versions::table()) {
+                Ok(bytes) => Handled::Respond(vec![FramePart::Bytes(bytes)]),
+                Err(_) => Handled::Close,
+            }
+        }
+        Err(e) => {
+            let api = runnel_protocol::codec::peek_header(&frame.bytes)
+                .and_then(|(k, _, _)| ApiKey::try_from(k).ok())
+                .map_or("Unknown", api_name);
+            metrics.refused(api);
+            metrics.connection_closed("bad request");
+            let client_id = runnel_protocol::codec::peek_client_id(&frame.bytes).unwrap_or("");
+            tracing::warn!(%peer, client_id, error = %e, "bad request; closing connection");
+            Handled::Close
+        }
+    }
+}
+
+/// Writes the responses in order; ends when the processor is done and everything due is
+/// written, or when a write fails or makes no progress for `connections.max.idle.ms`.
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    peer: SocketAddr,
+    shared: &Shared,
+    mut responses: mpsc::Receiver<Outgoing>,
+    stop: &CancellationToken,
+) {
+    let _stop_reader = stop.clone().drop_guard();
+    while let Some(parts) = responses.recv().await {
+        shared.metrics.bytes_out.inc_by(frame_len(&parts) as u64);
+        match tokio::time::timeout(shared.limits.idle, write_parts(&mut wr, parts)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "write failed; closing connection");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "client reads no responses; closing connection (connections.max.idle.ms)");
+                shared.metrics.connection_closed("connections.max.idle.ms");
+                return;
             }
         }
     }
-    drop(tx);
-    let _ = writer.await;
+    let _ = wr.shutdown().await;
 }
 
 fn encode(ctx: &Ctx, api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Option<Outgoing> {
@@ -250,44 +328,68 @@ async fn send_file(stream: &TcpStream, slice: &runnel_storage::FileSlice) -> std
     Ok(())
 }
 
+
 /// Why no frame could be read.
 enum FrameError {
-    /// The connection failed or closed.
+    /// A clean end of stream between frames.
+    Closed,
+    /// The connection failed, or closed mid-frame.
     Io(String),
     /// The client sent a length we refuse.
     Refused(String),
+    /// Nothing arrived for `connections.max.idle.ms` with nothing in flight.
+    Idle,
 }
 
-/// Reads one frame. `Ok(None)` at a clean end of stream; `Err` for a frame we refuse.
-/// Before reading a body, takes its length from the connection's in-flight `budget`
-/// (waiting, without reading, until earlier requests are answered).
-async fn read_frame(
-    rd: &mut (impl AsyncReadExt + Unpin),
-    max: usize,
-    budget: &Arc<Semaphore>,
-) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameError> {
+/// Reads one frame. Before reading a body, takes its length from the connection's
+/// read-ahead budget and the broker's `queued.max.request.bytes` (waiting, without
+/// reading, until earlier requests are handled). While waiting for a new frame with
+/// nothing of this connection in flight, gives up after `connections.max.idle.ms`.
+async fn read_frame(rd: &mut OwnedReadHalf, limits: &Limits, own_budget: &Arc<Semaphore>) -> Result<Frame, FrameError> {
+    let max = limits.max_frame;
     let mut len = [0u8; 4];
-    match rd.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(FrameError::Io(e.to_string())),
+    let mut got = 0;
+    while got < 4 {
+        // A single `read` loses nothing when the timer wins, unlike `read_exact`.
+        let n = tokio::select! {
+            r = rd.read(&mut len[got..]) => r.map_err(|e| FrameError::Io(e.to_string()))?,
+            _ = tokio::time::sleep(limits.idle), if got == 0 => {
+                if own_budget.available_permits() == max {
+                    return Err(FrameError::Idle);
+                }
+                continue;
+            }
+        };
+        if n == 0 {
+            return Err(if got == 0 { FrameError::Closed } else { FrameError::Io("connection closed mid-frame".into()) });
+        }
+        got += n;
     }
     let len = i32::from_be_bytes(len);
     if len < 0 || len as usize > max {
         return Err(FrameError::Refused(format!("frame length {len} is outside 0..={max} (socket.request.max.bytes)")));
     }
-    // `len <= max` = the budget's size, so this always completes once earlier requests are
-    // answered; it fails only if the semaphore were closed, which we never do.
-    let permit = budget.clone().acquire_many_owned(len as u32).await.map_err(|e| FrameError::Io(e.to_string()))?;
-    // Read into uninitialised capacity: no memset of what the socket overwrites anyway.
-    let mut buf = BytesMut::with_capacity(len as usize);
-    while buf.len() < len as usize {
-        let remaining = len as usize - buf.len();
-        match rd.read_buf(&mut (&mut buf).limit(remaining)).await {
-            Ok(0) => return Err(FrameError::Io("connection closed mid-frame".into())),
-            Ok(_) => {}
-            Err(e) => return Err(FrameError::Io(format!("connection closed mid-frame: {e}"))),
+    // `len <= max` = each budget's least size, so these complete once earlier requests
+    // are handled; they fail only if a semaphore were closed, which we never do.
+    let own = own_budget.clone().acquire_many_owned(len as u32).await.map_err(|e| FrameError::Io(e.to_string()))?;
+    let global = limits.request_bytes(len as usize).await;
+    // The claim is reserved whole (no deadlock between connections each holding part of
+    // the budget), but memory is taken as bytes arrive: a claim alone costs nothing. The
+    // buffer doubles as it fills, into uninitialised capacity (no memset).
+    let len = len as usize;
+    let mut buf = BytesMut::with_capacity(len.min(INITIAL_BUFFER));
+    while buf.len() < len {
+        let remaining = len - buf.len();
+        if buf.capacity() == buf.len() {
+            buf.reserve(remaining.min(buf.len().max(INITIAL_BUFFER)));
+        }
+        let room = remaining.min(buf.capacity() - buf.len());
+        match tokio::time::timeout(limits.idle, rd.read_buf(&mut (&mut buf).limit(room))).await {
+            Ok(Ok(0)) => return Err(FrameError::Io("connection closed mid-frame".into())),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(FrameError::Io(format!("connection closed mid-frame: {e}"))),
+            Err(_) => return Err(FrameError::Idle),
         }
     }
-    Ok(Some((buf.freeze(), permit)))
+    Ok(Frame { bytes: buf.freeze(), _own: own, _global: global })
 }

@@ -11,6 +11,7 @@ mod connection;
 mod errors;
 mod group;
 mod handlers;
+mod limits;
 mod metrics;
 mod partition;
 mod server;

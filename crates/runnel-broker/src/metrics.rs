@@ -34,6 +34,15 @@ pub struct Metrics {
     pub connections: Gauge,
     pub connections_total: Counter,
     pub fetch_waiters: Gauge,
+    /// Bytes of requests read and not yet handled, all connections (`queued.max.request.bytes`).
+    pub queued_request_bytes: Gauge,
+    refused_connections: Family<ReasonLabels, Counter>,
+    closed_connections: Family<ReasonLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -57,7 +66,26 @@ impl Default for Metrics {
         registry.register("connections", "Open client connections", connections.clone());
         registry.register("connections_accepted", "Client connections accepted", connections_total.clone());
         registry.register("fetch_waiters", "Fetch requests parked waiting for data", fetch_waiters.clone());
-        Self { registry, requests, errors, latency, bytes_in, bytes_out, connections, connections_total, fetch_waiters }
+        let queued_request_bytes = Gauge::default();
+        let refused_connections = Family::<ReasonLabels, Counter>::default();
+        let closed_connections = Family::<ReasonLabels, Counter>::default();
+        registry.register("queued_request_bytes", "Bytes of requests read and not yet handled, over all connections (bounded by queued.max.request.bytes)", queued_request_bytes.clone());
+        registry.register("connections_refused", "Client connections closed at once by a limit, by the limit's name", refused_connections.clone());
+        registry.register("connections_closed", "Client connections the broker closed, by reason", closed_connections.clone());
+        Self {
+            registry,
+            requests,
+            errors,
+            latency,
+            bytes_in,
+            bytes_out,
+            connections,
+            connections_total,
+            fetch_waiters,
+            queued_request_bytes,
+            refused_connections,
+            closed_connections,
+        }
     }
 }
 
@@ -86,6 +114,16 @@ impl Metrics {
     /// Records a request refused before a handler saw it (malformed, unsupported).
     pub fn refused(&self, api: &'static str) {
         self.errors.get_or_create(&ApiLabels { api }).inc();
+    }
+
+    /// Counts a connection refused by the limit `reason` (its config name).
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.refused_connections.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Counts a connection the broker closed (idle, refused frame, bad request …).
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.closed_connections.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Renders everything in Prometheus text format. `broker` is None while starting.

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::cleaner;
 use crate::connection;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::state::Broker;
 use crate::BrokerConfig;
@@ -121,6 +122,8 @@ async fn serve(
     admin_stop: CancellationToken,
 ) {
     let mut connections = JoinSet::new();
+    let limits = Limits::new(&broker.config, metrics.clone());
+    let shared = Arc::new(connection::Shared { broker: broker.clone(), shutdown: shutdown.clone(), metrics: metrics.clone(), limits: limits.clone() });
     let flusher = tokio::spawn(flush_loop(broker.clone(), shutdown.clone()));
     let group_timers = tokio::spawn(broker.groups().clone().run_timers(shutdown.clone()));
     let retention = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.log_retention_check_interval_ms()), shutdown.clone(), cleaner::retention_pass));
@@ -128,10 +131,15 @@ async fn serve(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            // Under `max.connections` only: at the cap we stop accepting until one closes.
+            (accepted, permit) = async { let p = limits.connection_permit().await; (listener.accept().await, p) } => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(slot) = limits.admit(peer.ip(), permit) else {
+                        tracing::debug!(%peer, "closing connection: max.connections.per.ip reached");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone(), metrics.clone()));
+                    connections.spawn(connection::serve(stream, peer, shared.clone(), slot));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

@@ -3,6 +3,7 @@
 //! SIGKILL, and restart it on the same data dir.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod kafka;
 pub mod wire;
 

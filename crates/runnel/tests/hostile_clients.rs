@@ -1,0 +1,200 @@
+//! One client must not stall, sink or reorder the broker: requests of one connection take
+//! effect in order; limits on connections, idle time and memory held for requests; a
+//! Fetch naming one partition many times.
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::wire::*;
+use common::Broker;
+use kafka_protocol::messages::*;
+
+/// Writes all `frames` in one go (from a thread, so a full socket cannot block us) and
+/// reads as many responses.
+fn pipeline(addr: &str, frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut s = connect(addr);
+    let n = frames.len();
+    let mut writer = s.try_clone().unwrap();
+    let w = std::thread::spawn(move || writer.write_all(&frames.concat()));
+    let got = (0..n).map(|i| read_frame(&mut s).unwrap_or_else(|e| panic!("response {i}: {e}"))).collect();
+    w.join().unwrap().expect("write pipelined requests");
+    got
+}
+
+fn commit(corr: i32, group: &str, topic: &str, offset: i64) -> Vec<u8> {
+    let p = offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset);
+    let t = offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(sb(topic))).with_partitions(vec![p]);
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(sb(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![t]);
+    request(ApiKey::OffsetCommit, 8, corr, &req)
+}
+
+fn committed(addr: &str, group: &str, topic: &str) -> i64 {
+    let mut s = connect(addr);
+    let t = offset_fetch_request::OffsetFetchRequestTopic::default().with_name(TopicName(sb(topic))).with_partition_indexes(vec![0]);
+    let r: OffsetFetchResponse =
+        call(&mut s, ApiKey::OffsetFetch, 7, &OffsetFetchRequest::default().with_group_id(GroupId(sb(group))).with_topics(Some(vec![t])));
+    assert_eq!(r.error_code, 0);
+    r.topics[0].partitions[0].committed_offset
+}
+
+/// librdkafka pipelines asynchronous OffsetCommits on one connection; Kafka applies them
+/// one at a time, so the last one sent is the one that stays (librdkafka's test 0030).
+/// Each commit used to run in its own task, and an earlier one could land last.
+#[test]
+fn pipelined_offset_commits_take_effect_in_order() {
+    let b = Broker::start(&[]);
+    let mut s = connect(&b.addr);
+    create_topic(&mut s, "commits", &[]);
+    for round in 0..5 {
+        let group = format!("g{round}");
+        let frames = (1..=100).map(|i| commit(i, &group, "commits", i as i64)).collect();
+        for (i, f) in pipeline(&b.addr, frames).into_iter().enumerate() {
+            let (corr, r): (i32, OffsetCommitResponse) = parse(ApiKey::OffsetCommit, 8, f);
+            assert_eq!(corr, i as i32 + 1);
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        }
+        assert_eq!(committed(&b.addr, &group, "commits"), 100, "round {round}: the last commit sent wins");
+    }
+}
+
+/// A request sees the effects of every request before it on its connection: a Produce
+/// right behind the CreateTopics of its topic finds the topic.
+#[test]
+fn a_request_sees_the_effects_of_the_ones_before_it() {
+    let b = Broker::start(&["-o", "auto.create.topics.enable=false"]);
+    let mut frames = Vec::new();
+    for i in 0..20 {
+        let name = format!("seq-{i}");
+        let t = create_topics_request::CreatableTopic::default().with_name(TopicName(sb(&name))).with_num_partitions(1).with_replication_factor(1);
+        frames.push(request(ApiKey::CreateTopics, 5, 2 * i, &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000)));
+        let p = produce_request::PartitionProduceData::default().with_index(0).with_records(Some(one_record_batch(b"v").into()));
+        let td = produce_request::TopicProduceData::default().with_name(TopicName(sb(&name))).with_partition_data(vec![p]);
+        frames.push(request(ApiKey::Produce, 9, 2 * i + 1, &ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![td])));
+    }
+    for (i, f) in pipeline(&b.addr, frames).into_iter().enumerate() {
+        if i % 2 == 0 {
+            let (_, r): (i32, CreateTopicsResponse) = parse(ApiKey::CreateTopics, 5, f);
+            assert_eq!(r.topics[0].error_code, 0);
+        } else {
+            let (_, r): (i32, ProduceResponse) = parse(ApiKey::Produce, 9, f);
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!((p.error_code, p.base_offset), (0, 0), "produce {i} right after its CreateTopics: {:?}", p.error_message);
+        }
+    }
+}
+
+fn api_versions(s: &mut std::net::TcpStream) {
+    let r: ApiVersionsResponse = call(s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(r.error_code, 0);
+}
+
+/// Whether `s` gets nothing (neither data nor a close) for `wait`.
+fn silent_for(s: &mut std::net::TcpStream, wait: Duration) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 1];
+    let silent = matches!(s.read(&mut buf), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    silent
+}
+
+/// `connections.max.idle.ms`: an idle connection and one whose frame stopped arriving
+/// are closed; one with a request in flight longer than that is answered, not closed.
+#[test]
+fn idle_connections_are_closed() {
+    let b = Broker::start(&["-o", "connections.max.idle.ms=400"]);
+    let mut s = connect(&b.addr);
+    create_topic(&mut s, "idle", &[]);
+    let mut idle = connect(&b.addr);
+    let mut mid_frame = connect(&b.addr);
+    mid_frame.write_all(&[0, 0, 0, 100, 0, 18, 0, 3]).unwrap();
+    let start = Instant::now();
+    // A long poll of 1.5 s, well past the idle time, on a third connection.
+    let (hw, records) = fetch(&mut s, "idle", 0, 1500);
+    assert_eq!((hw, records.len()), (0, 0));
+    assert!(start.elapsed() >= Duration::from_millis(1400), "the fetch waited {:?}", start.elapsed());
+    expect_closed(&mut idle, "idle connection");
+    expect_closed(&mut mid_frame, "connection stalled mid-frame");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    api_versions(&mut s);
+    let m = common::admin::metrics(&b);
+    assert!(m["runnel_connections_closed_total{reason=\"connections.max.idle.ms\"}"] >= 2.0, "{m:?}");
+}
+
+/// `max.connections.per.ip`: a connection over it is closed at once and counted.
+#[test]
+fn connections_per_ip_are_capped() {
+    let b = Broker::start(&["-o", "max.connections.per.ip=3"]);
+    let mut open: Vec<_> = (0..3).map(|_| connect(&b.addr)).collect();
+    for s in &mut open {
+        api_versions(s);
+    }
+    let mut over = connect(&b.addr);
+    expect_closed(&mut over, "fourth connection from one address");
+    drop(open.pop());
+    // The freed place is usable (the broker notices the close asynchronously).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = connect(&b.addr);
+        let ok = s.write_all(&request(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default())).is_ok() && read_frame(&mut s).is_ok();
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a connection after one closed was never served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = common::admin::metrics(&b);
+    assert!(m["runnel_connections_refused_total{reason=\"max.connections.per.ip\"}"] >= 1.0, "{m:?}");
+}
+
+/// `max.connections`: at the cap, a new client waits (not served) until one closes.
+#[test]
+fn connections_are_capped() {
+    let b = Broker::start(&["-o", "max.connections=2"]);
+    let mut first = connect(&b.addr);
+    let mut second = connect(&b.addr);
+    api_versions(&mut first);
+    api_versions(&mut second);
+    let mut third = connect(&b.addr);
+    third.write_all(&request(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())).unwrap();
+    assert!(silent_for(&mut third, Duration::from_millis(700)), "a third connection was served over max.connections=2");
+    drop(first);
+    let (corr, r): (i32, ApiVersionsResponse) = parse(ApiKey::ApiVersions, 3, read_frame(&mut third).expect("served once a place is free"));
+    assert_eq!((corr, r.error_code), (7, 0));
+    assert_eq!(common::admin::metrics(&b)["runnel_connections"], 2.0);
+}
+
+/// `queued.max.request.bytes` bounds what all connections together hold for requests:
+/// with the budget claimed by two stalled 1 MiB frames, nothing more is read (the gauge
+/// shows the claims) until the stalled connections are closed; then others are served.
+#[test]
+fn request_memory_is_bounded_across_connections() {
+    let b = Broker::start(&[
+        "-o",
+        "socket.request.max.bytes=1048576",
+        "-o",
+        "queued.max.request.bytes=2097152",
+        "-o",
+        "connections.max.idle.ms=1500",
+    ]);
+    let mut stalled: Vec<_> = (0..2).map(|_| connect(&b.addr)).collect();
+    for s in &mut stalled {
+        s.write_all(&[0x00, 0x10, 0x00, 0x00, 0, 18]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(common::admin::metrics(&b)["runnel_queued_request_bytes"], 2097152.0);
+    let mut s = connect(&b.addr);
+    let start = Instant::now();
+    api_versions(&mut s);
+    assert!(start.elapsed() >= Duration::from_millis(800), "served in {:?} with the budget taken", start.elapsed());
+    for s in &mut stalled {
+        expect_closed(s, "stalled claim");
+    }
+    api_versions(&mut s);
+    assert_eq!(common::admin::metrics(&b)["runnel_queued_request_bytes"], 0.0);
+}
