@@ -3,10 +3,13 @@
 //!
 //! Invariant: a waiter registered before a read that found too little data is woken by
 //! the next append (it registers first, then reads, then waits), so no append is missed.
+//! Registering is O(1) (an entry in `Notify`'s intrusive list, removed when dropped),
+//! whatever the number of fetches parked on the partition.
 
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use runnel_storage::PartitionLog;
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 use crate::topic_config::TopicSettings;
@@ -16,12 +19,12 @@ pub struct Partition {
     pub index: i32,
     log: Mutex<PartitionLog>,
     settings: RwLock<TopicSettings>,
-    waiters: Mutex<Vec<Weak<Notify>>>,
+    appended: Notify,
 }
 
 impl Partition {
     pub fn new(topic: String, index: i32, log: PartitionLog, settings: TopicSettings) -> Self {
-        Self { topic, index, log: Mutex::new(log), settings: RwLock::new(settings), waiters: Mutex::new(Vec::new()) }
+        Self { topic, index, log: Mutex::new(log), settings: RwLock::new(settings), appended: Notify::new() }
     }
 
     /// The log, locked. Hold it only for one storage call.
@@ -38,20 +41,14 @@ impl Partition {
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
     }
 
-    /// Parks `waiter` until the next append to this partition.
-    pub fn add_waiter(&self, waiter: &Arc<Notify>) {
-        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        w.retain(|x| x.strong_count() > 0);
-        w.push(Arc::downgrade(waiter));
+    /// A future that completes at the next append to this partition: registered as it is
+    /// created, so an append between this call and the first poll is not missed.
+    pub fn next_append(&self) -> Notified<'_> {
+        self.appended.notified()
     }
 
     /// Wakes every fetch parked on this partition (after an append).
     pub fn wake_waiters(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
-        for w in waiters {
-            if let Some(n) = w.upgrade() {
-                n.notify_one();
-            }
-        }
+        self.appended.notify_waiters();
     }
 }

@@ -198,3 +198,36 @@ fn request_memory_is_bounded_across_connections() {
     api_versions(&mut s);
     assert_eq!(common::admin::metrics(&b)["runnel_queued_request_bytes"], 0.0);
 }
+
+/// One Fetch naming the same partition 300,000 times (a 7 MB frame) is answered at once,
+/// with the partition once and the last entry's offset, as Kafka merges its fetch map.
+/// Each entry used to register a waiter by scanning all the earlier ones: ~10^11 steps.
+#[test]
+fn a_fetch_naming_one_partition_many_times_is_merged() {
+    let b = Broker::start(&[]);
+    let mut s = connect(&b.addr);
+    create_topic(&mut s, "dup", &[]);
+    for v in [b"a", b"b"] {
+        assert_eq!(produce(&mut s, 9, "dup", one_record_batch(v)).error_code, 0);
+    }
+    let entry = |offset| fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20);
+    let mut parts = vec![entry(0); 300_000];
+    parts.push(entry(1));
+    let t = fetch_request::FetchTopic::default().with_topic(TopicName(sb("dup"))).with_partitions(parts);
+    let t2 = fetch_request::FetchTopic::default().with_topic(TopicName(sb("dup"))).with_partitions(vec![entry(1)]);
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(500)
+        .with_min_bytes(1 << 30)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![t, t2]);
+    let start = Instant::now();
+    let r: FetchResponse = call(&mut s, ApiKey::Fetch, 12, &req);
+    assert!(start.elapsed() < Duration::from_secs(10), "answered in {:?}", start.elapsed());
+    assert_eq!(r.responses.len(), 1, "the topic named twice is answered once");
+    assert_eq!(r.responses[0].partitions.len(), 1, "the partition named 300,001 times is answered once");
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 2));
+    let batches = p.records.clone().unwrap_or_default();
+    assert_eq!(i64::from_be_bytes(batches[..8].try_into().unwrap()), 1, "the last entry's offset counts");
+}

@@ -1,6 +1,9 @@
 //! Fetch (key 1) v4–v16, sessionless (we never create a fetch session, so clients send
 //! full requests; session_id 0 in every response). Topics by name, or by topic id (v13+).
 //!
+//! A partition named more than once is answered once (the last entry's offset and limits
+//! count), as Kafka merges its fetch map; so is a topic named more than once.
+//!
 //! Long poll: if fewer than `min_bytes` are available the request parks a waiter on each
 //! partition it reads and sleeps until an append wakes it, `max_wait_ms` passes, or the
 //! broker shuts down — never a busy loop. Limits: `max_bytes` for the response and
@@ -11,6 +14,9 @@
 //! is encoded as a placeholder, and the connection `sendfile`s the segment ranges in its
 //! place (see `runnel_protocol::splice`).
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +26,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use runnel_metadata::Uuid;
 use runnel_protocol::splice::{Placeholder, TOKEN_LEN};
 use runnel_storage::{ReadSlice, StorageError};
-use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
 use super::Ctx;
@@ -32,6 +38,13 @@ pub const MAX_VERSION: i16 = 16;
 
 /// Topic ids are used from this version on (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
+
+/// A topic as the request names it: by name before v13, by id from v13.
+#[derive(PartialEq, Eq, Hash)]
+enum TopicKey {
+    Name(kafka_protocol::protocol::StrBytes),
+    Id(Uuid),
+}
 
 /// One partition of the request, resolved.
 struct Wanted {
@@ -47,57 +60,61 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let use_ids = ctx.version >= TOPIC_ID_VERSION;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut wanted: Vec<Wanted> = Vec::new();
+    // A topic or partition named more than once is merged, as Kafka's fetch map does: one
+    // answer, at its first place, with the last entry's offset and limit.
+    let mut topic_slots: HashMap<TopicKey, usize> = HashMap::new();
+    let mut partition_slots: HashMap<(usize, i32), usize> = HashMap::new();
     for t in req.topics {
-        let name = if use_ids {
-            ctx.broker.topic_by_id(&t.topic_id).map(|ti| ti.name)
-        } else {
-            Some(t.topic.0.to_string())
-        };
-        let slot = topics.len();
-        topics.push(FetchableTopicResponse::default().with_topic(if use_ids { TopicName::default() } else { t.topic.clone() }).with_topic_id(t.topic_id));
+        let key = if use_ids { TopicKey::Id(t.topic_id) } else { TopicKey::Name(t.topic.0.clone()) };
+        let slot = *topic_slots.entry(key).or_insert_with(|| {
+            topics.push(FetchableTopicResponse::default().with_topic(if use_ids { TopicName::default() } else { t.topic.clone() }).with_topic_id(t.topic_id));
+            topics.len() - 1
+        });
+        let name = if use_ids { ctx.broker.topic_by_id(&t.topic_id).map(|ti| ti.name) } else { Some(t.topic.0.to_string()) };
         for p in t.partitions {
+            let (fetch_offset, max_bytes) = (p.fetch_offset, p.partition_max_bytes.max(0) as usize);
+            if let Some(&i) = partition_slots.get(&(slot, p.partition)) {
+                wanted[i].fetch_offset = fetch_offset;
+                wanted[i].max_bytes = max_bytes;
+                continue;
+            }
             let part = match &name {
                 None => Err(KafkaError::UnknownTopicId),
                 Some(n) => ctx.broker.partition(n, p.partition).ok_or(KafkaError::UnknownTopicOrPartition),
             };
-            wanted.push(Wanted {
-                topic_slot: slot,
-                index: p.partition,
-                fetch_offset: p.fetch_offset,
-                max_bytes: p.partition_max_bytes.max(0) as usize,
-                part,
-            });
+            partition_slots.insert((slot, p.partition), wanted.len());
+            wanted.push(Wanted { topic_slot: slot, index: p.partition, fetch_offset, max_bytes, part });
         }
     }
-    let wanted = Arc::new(wanted);
     let max_bytes = req.max_bytes.max(0) as usize;
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let waiter = Arc::new(Notify::new());
     let results = loop {
         // Register before reading: an append after the read still wakes us.
-        for w in wanted.iter() {
-            if let Ok(p) = &w.part {
-                p.add_waiter(&waiter);
-            }
-        }
-        let w = wanted.clone();
-        let results = read_all(&w, max_bytes);
+        let mut appended: Vec<Pin<Box<Notified<'_>>>> =
+            wanted.iter().filter_map(|w| w.part.as_ref().ok()).map(|p| Box::pin(p.next_append())).collect();
+        let results = read_all(&wanted, max_bytes);
         let total: usize = results.iter().map(|(_, slice)| slice.as_ref().map_or(0, |s| s.len())).sum();
         let has_error = results.iter().any(|(r, _)| r.error_code != 0);
         if total >= min_bytes || has_error || Instant::now() >= deadline {
             break results;
         }
         ctx.metrics.fetch_waiters.inc();
+        let any_append = std::future::poll_fn(|cx| {
+            if appended.iter_mut().any(|n| n.as_mut().poll(cx).is_ready()) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
         tokio::select! {
-            _ = waiter.notified() => {}
+            _ = any_append => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = ctx.shutdown.cancelled() => {}
         }
         ctx.metrics.fetch_waiters.dec();
         if ctx.shutdown.is_cancelled() || Instant::now() >= deadline {
-            let w = wanted.clone();
-            break read_all(&w, max_bytes);
+            break read_all(&wanted, max_bytes);
         }
     };
     let mut splices = Vec::new();
