@@ -421,3 +421,22 @@ fn auto_create_disabled_refuses_unknown_topics() {
     create_topic(&b, "explicit", 1, &[]);
     assert_eq!(block_on(send_one(&p, FutureRecord::to("explicit").payload(&b"x"[..]))), (0, 0));
 }
+
+#[test]
+fn metadata_by_topic_id_ignores_an_empty_name() {
+    use kafka_protocol::messages::{metadata_request::MetadataRequestTopic, MetadataRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let b = Broker::start(&[]);
+    create_topic(&b, "by-id", 2, &[]);
+    let all = request(&b, &MetadataRequest::default().with_topics(None), 12);
+    let id = all.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("by-id")).unwrap().topic_id;
+    // The Java AdminClient's describeTopics(TopicCollection.ofTopicIds(…)) sends the id with
+    // the name "" (its default), not null: the id decides.
+    let topic = MetadataRequestTopic::default().with_topic_id(id).with_name(Some(TopicName(StrBytes::from_static_str(""))));
+    let resp = request(&b, &MetadataRequest::default().with_topics(Some(vec![topic])).with_allow_auto_topic_creation(true), 12);
+    assert_eq!(resp.topics.len(), 1);
+    let t = &resp.topics[0];
+    assert_eq!((t.error_code, t.topic_id, t.name.as_ref().map(|n| n.0.to_string())), (0, id, Some("by-id".to_string())));
+    assert_eq!(t.partitions.len(), 2);
+    assert_eq!(listed_topics(&b), vec!["by-id"], "nothing auto-created under the empty name");
+}

@@ -35,7 +35,10 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
         }
     };
     for t in requested {
-        let entry = match t.name {
+        // A topic id (v10+) wins over the name: the Java client asks by id with the name
+        // left as "" rather than null, as Kafka accepts.
+        let name = if t.topic_id.is_nil() { t.name } else { None };
+        let entry = match name {
             Some(name) => {
                 let name = name.0.to_string();
                 match b.topic(&name) {
