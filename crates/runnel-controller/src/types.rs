@@ -1,0 +1,77 @@
+//! The controller's records, what applying one answers, and the openraft type
+//! configuration that ties them to Raft. Records are keyed by ids (topic id, broker id):
+//! a record about an old topic can never change a new topic that has the same name.
+
+use std::io::Cursor;
+
+use runnel_metadata::MetadataRecord;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A controller's Raft id; the same number as the broker's `--node-id`.
+pub type NodeId = u64;
+
+/// One change to cluster metadata, as it is replicated by the quorum. The offset of a
+/// record is its Raft log index, its epoch the Raft term it was written in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControllerRecord {
+    /// A topic change (the single-node record), keyed by the id of the topic it changes.
+    Topic { topic_id: Uuid, change: MetadataRecord },
+    /// A broker registers (or re-registers after a restart) with its endpoint. A
+    /// registered broker starts unfenced.
+    RegisterBroker(BrokerRegistration),
+    /// The controller stopped hearing from a broker: it is no longer offered to clients.
+    FenceBroker { broker_id: i32 },
+    /// A fenced broker heartbeats again.
+    UnfenceBroker { broker_id: i32 },
+}
+
+/// A broker as the image knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub broker_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    #[serde(default)]
+    pub fenced: bool,
+}
+
+/// Why the controller refused a record. Validation that depends on the image is done
+/// when the record is applied, the same way on every node, so two brokers racing to
+/// create one topic get one success and one `TopicExists`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("the topic already exists")]
+    TopicExists,
+    #[error("the topic does not exist (or has another id)")]
+    UnknownTopic,
+    #[error("a topic's partition count can only grow")]
+    InvalidPartitions,
+    #[error("the broker is not registered")]
+    UnknownBroker,
+}
+
+/// What applying a record answered: the record changed the image, or it was refused
+/// (and changed nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Applied,
+    Rejected(Rejection),
+}
+
+openraft::declare_raft_types!(
+    /// The openraft types of the metadata quorum.
+    pub TypeConfig:
+        D = ControllerRecord,
+        R = Outcome,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+);
+
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type Raft = openraft::Raft<TypeConfig>;
