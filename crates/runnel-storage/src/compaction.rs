@@ -26,16 +26,15 @@
 //! number of distinct keys in the closed segments.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use runnel_protocol::batch::{self, BatchHeader, Filtered, BATCH_HEADER_LEN};
 
 use crate::config::CompactionConfig;
 use crate::error::StorageError;
+use crate::fsio::{self, Dir};
 use crate::log::PartitionLog;
 use crate::recovery::{self, CLEANER_POINT_FILE};
 use crate::segment::Segment;
@@ -55,7 +54,7 @@ pub struct CompactionStats {
 struct SegRef {
     base: i64,
     size: u64,
-    file: Arc<File>,
+    file: Arc<std::fs::File>,
 }
 
 /// Consecutive segments cleaned into one; `end` is the base offset of the segment after.
@@ -68,7 +67,9 @@ struct Group {
 /// The work of one compaction pass, planned under the log's lock and run without it.
 #[derive(Debug)]
 pub struct CompactionJob {
-    dir: PathBuf,
+    /// The partition directory, held open: output files land in it even if it is renamed
+    /// (retired by a topic deletion) meanwhile.
+    dir: Arc<Dir>,
     groups: Vec<Group>,
     /// The first offset not cleaned (base of the first uncleanable segment).
     end: i64,
@@ -79,7 +80,7 @@ pub struct CompactionJob {
 /// The cleaned files of a [`CompactionJob`], ready to install.
 #[derive(Debug)]
 pub struct CompactionOutput {
-    dir: PathBuf,
+    dir: Arc<Dir>,
     /// Groups that changed, each with its `.cleaned` file written and fsynced.
     cleaned: Vec<Group>,
     end: i64,
@@ -99,6 +100,9 @@ impl PartitionLog {
         now_ms: i64,
         force: bool,
     ) -> Option<CompactionJob> {
+        if self.offline_reason().is_some() {
+            return None;
+        }
         let closed = &self.segments[..self.segments.len() - 1];
         let lag_horizon = now_ms.saturating_sub(ms(cfg.min_compaction_lag_ms));
         let n = if cfg.min_compaction_lag_ms == 0 {
@@ -156,8 +160,15 @@ impl PartitionLog {
             });
         }
         groups.push(Group { segs: cur, end });
+        let dir = match Dir::open(&self.dir) {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot open the partition dir for compaction");
+                return None;
+            }
+        };
         Some(CompactionJob {
-            dir: self.dir.clone(),
+            dir,
             groups,
             end,
             tombstone_horizon: now_ms.saturating_sub(ms(cfg.delete_retention_ms)),
@@ -174,18 +185,19 @@ impl PartitionLog {
         let mut result = Ok(());
         for g in out.cleaned {
             let base = g.segs[0].base;
-            let cleaned = recovery::swap_path(&out.dir, base, g.end, "cleaned");
+            let online = self.offline_reason().is_none() && out.dir.path == self.dir;
             match self.find_group(&g) {
-                Some(i) if result.is_ok() && out.dir == self.dir => {
+                Some(i) if result.is_ok() && online => {
                     result = self.swap_in(i, &g);
                 }
                 _ => {
                     tracing::debug!(dir = %self.dir.display(), base, "discarding a cleaned segment: the log changed");
-                    let _ = fs::remove_file(&cleaned);
+                    let _ = out.dir.remove(&recovery::swap_name(base, g.end, "cleaned"));
                 }
             }
         }
         result?;
+        self.check_online()?;
         if out.end > self.cleaner_point {
             recovery::write_checkpoint(&self.dir, CLEANER_POINT_FILE, out.end)?;
             self.cleaner_point = out.end;
@@ -233,9 +245,9 @@ impl PartitionLog {
     /// Commits the cleaned file of `g` and replaces segments `i..` with it.
     fn swap_in(&mut self, i: usize, g: &Group) -> Result<(), StorageError> {
         let base = g.segs[0].base;
-        fs::rename(
-            recovery::swap_path(&self.dir, base, g.end, "cleaned"),
-            recovery::swap_path(&self.dir, base, g.end, "swap"),
+        fsio::rename(
+            &recovery::swap_path(&self.dir, base, g.end, "cleaned"),
+            &recovery::swap_path(&self.dir, base, g.end, "swap"),
         )?;
         recovery::sync_dir(&self.dir)?;
         // Committed: from here on, `open` finishes the swap after a crash.
@@ -316,12 +328,7 @@ impl CompactionJob {
         }
         if let Some(e) = failure {
             for g in &cleaned {
-                let _ = fs::remove_file(recovery::swap_path(
-                    &self.dir,
-                    g.segs[0].base,
-                    g.end,
-                    "cleaned",
-                ));
+                let _ = self.dir.remove(&recovery::swap_name(g.segs[0].base, g.end, "cleaned"));
             }
             return Err(e);
         }
@@ -341,11 +348,11 @@ impl CompactionJob {
         latest: &HashMap<Vec<u8>, i64>,
         removed: &mut u64,
     ) -> Result<bool, StorageError> {
-        let path = recovery::swap_path(&self.dir, g.segs[0].base, g.end, "cleaned");
+        let name = recovery::swap_name(g.segs[0].base, g.end, "cleaned");
         let mut changed = g.segs.len() > 1;
         let mut group_removed = 0u64;
         let written = (|| -> Result<(), StorageError> {
-            let mut w = BufWriter::with_capacity(1 << 20, File::create(&path)?);
+            let mut w = BufWriter::with_capacity(1 << 20, self.dir.create(&name)?);
             for s in &g.segs {
                 for_each_batch(s, |h, bytes| {
                     let expired = h.max_timestamp < self.tombstone_horizon;
@@ -356,22 +363,22 @@ impl CompactionJob {
                         keep
                     })?;
                     match filtered {
-                        Filtered::Unchanged => w.write_all(bytes)?,
+                        Filtered::Unchanged => fsio::write_all(&mut w, bytes)?,
                         Filtered::Empty => changed = true,
                         Filtered::Rewritten(b) => {
                             changed = true;
-                            w.write_all(&b)?;
+                            fsio::write_all(&mut w, &b)?;
                         }
                     }
                     Ok(())
                 })?;
             }
             let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
+            fsio::sync_all(&file)?;
             Ok(())
         })();
         if written.is_err() || !changed {
-            let _ = fs::remove_file(&path);
+            let _ = self.dir.remove(&name);
         }
         written?;
         *removed += group_removed;

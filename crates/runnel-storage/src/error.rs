@@ -24,4 +24,9 @@ pub enum StorageError {
     /// The append cannot be stored (empty, or larger than a segment can address).
     #[error("invalid append: {0}")]
     InvalidAppend(String),
+    /// The log is offline: a failed fsync or checkpoint write (its unsynced state is
+    /// unknown), or it was retired by a topic deletion. Nothing is read or written until
+    /// the broker restarts and recovers it.
+    #[error("log is offline: {0}")]
+    Offline(String),
 }

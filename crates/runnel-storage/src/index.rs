@@ -13,8 +13,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use crate::fsio;
 
 /// An entry type of an index file.
 pub(crate) trait Entry: Copy + std::fmt::Debug {
@@ -114,7 +115,7 @@ impl<E: Entry> IndexFile<E> {
 
     /// Creates (or overwrites) the index file with `entries`.
     pub fn create(path: &Path, entries: Vec<E>) -> io::Result<Self> {
-        OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
+        fsio::open(path, OpenOptions::new().write(true).create(true).truncate(true))?;
         let mut index = IndexFile {
             path: path.to_path_buf(),
             entries: Vec::new(),
@@ -140,8 +141,8 @@ impl<E: Entry> IndexFile<E> {
         new.iter().for_each(|e| e.encode(&mut bytes));
         let at = (self.entries.len() * E::SIZE) as u64;
         let file = self.open()?;
-        if let Err(e) = file.write_all_at(&bytes, at) {
-            let _ = file.set_len(at);
+        if let Err(e) = fsio::write_all_at(&file, &bytes, at) {
+            let _ = fsio::set_len(&file, at);
             return Err(e);
         }
         self.entries.extend_from_slice(new);
@@ -151,7 +152,7 @@ impl<E: Entry> IndexFile<E> {
     /// Keeps the first `n` entries.
     pub fn truncate(&mut self, n: usize) -> io::Result<()> {
         if n < self.entries.len() {
-            self.open()?.set_len((n * E::SIZE) as u64)?;
+            fsio::set_len(&self.open()?, (n * E::SIZE) as u64)?;
             self.entries.truncate(n);
         }
         Ok(())
@@ -159,11 +160,11 @@ impl<E: Entry> IndexFile<E> {
 
     /// fsyncs the index file (fsync covers the file's data whichever descriptor asks).
     pub fn sync(&self) -> io::Result<()> {
-        self.open()?.sync_data()
+        fsio::sync_data(&self.open()?)
     }
 
     fn open(&self) -> io::Result<File> {
-        OpenOptions::new().write(true).open(&self.path)
+        fsio::open(&self.path, OpenOptions::new().write(true))
     }
 }
 

@@ -14,6 +14,9 @@
 pub mod compaction;
 pub mod config;
 pub mod error;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
+mod fsio;
 mod index;
 pub mod log;
 mod recovery;

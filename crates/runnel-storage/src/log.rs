@@ -25,6 +25,7 @@ use runnel_protocol::batch::{self, BatchHeader};
 
 use crate::config::LogConfig;
 use crate::error::StorageError;
+use crate::fsio;
 use crate::recovery::{self, CLEANER_POINT_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE};
 use crate::segment::Segment;
 
@@ -93,6 +94,8 @@ pub struct PartitionLog {
     last_flush: Instant,
     /// fsyncs done by [`PartitionLog::flush`] and the time they took, for metrics.
     fsyncs: FsyncStats,
+    /// Why the log is offline, if it is (see [`StorageError::Offline`]).
+    offline: Option<String>,
 }
 
 /// How many flushes (fsync) a log has done, how long they took in all, and how many took
@@ -149,11 +152,47 @@ impl PartitionLog {
             unflushed_records: 0,
             last_flush: Instant::now(),
             fsyncs: FsyncStats::default(),
+            offline: None,
         };
         // A crash between moving the log start and deleting what lies below it.
         log.delete_segments_below_start()?;
         log.check_invariants();
         Ok(log)
+    }
+
+    /// `Err(Offline)` once the log went offline.
+    pub(crate) fn check_online(&self) -> Result<(), StorageError> {
+        match &self.offline {
+            Some(why) => Err(StorageError::Offline(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the log is offline, if it is.
+    pub fn offline_reason(&self) -> Option<&str> {
+        self.offline.as_deref()
+    }
+
+    /// Takes the log offline: every later read, append, flush or cleaning refuses.
+    pub fn set_offline(&mut self, why: String) {
+        if self.offline.is_none() {
+            tracing::error!(dir = %self.dir.display(), reason = %why, "partition log is offline until restart");
+            self.offline = Some(why);
+        }
+    }
+
+    /// Retires the log of a deleted partition: renames its directory to `to` (in the same
+    /// parent), fsyncs the parent and takes the log offline, so no holder of this log can
+    /// ever touch a new directory created later under the old name. The caller removes
+    /// `to` afterwards.
+    pub fn retire(&mut self, to: &Path) -> Result<(), StorageError> {
+        fsio::rename(&self.dir, to)?;
+        if let Some(parent) = to.parent() {
+            recovery::sync_dir(parent)?;
+        }
+        self.dir = to.to_path_buf();
+        self.offline = Some("the partition was deleted".into());
+        Ok(())
     }
 
     pub(crate) fn check_invariants(&self) {
@@ -203,6 +242,7 @@ impl PartitionLog {
     /// bytes go to the active segment in one write (rolling first when needed). On error
     /// nothing is visible and the log accepts later appends.
     pub fn append(&mut self, batches: &mut [u8]) -> Result<AppendInfo, StorageError> {
+        self.check_online()?;
         if batches.is_empty() {
             return Err(StorageError::InvalidAppend("no batches".into()));
         }
@@ -236,7 +276,12 @@ impl PartitionLog {
         }
         let interval = self.config.index_interval_bytes;
         let last = self.segments.len() - 1;
-        self.segments[last].append(batches, &metas, interval)?;
+        if let Err(e) = self.segments[last].append(batches, &metas, interval) {
+            if self.segments[last].torn() {
+                self.set_offline(format!("a failed append could not be cut back: {e}"));
+            }
+            return Err(e.into());
+        }
         debug_assert_eq!(
             self.log_end_offset(),
             last_offset + 1,
@@ -313,6 +358,7 @@ impl PartitionLog {
         min_one: bool,
         upper: i64,
     ) -> Result<ReadSlice, StorageError> {
+        self.check_online()?;
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }
@@ -388,6 +434,7 @@ impl PartitionLog {
     /// timestamp is `>= ts`. Exact inside uncompressed batches; a compressed batch answers
     /// with its base offset and `maxTimestamp`. `None` if there is no such record.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, StorageError> {
+        self.check_online()?;
         for seg in &self.segments {
             if seg.next_offset() <= self.log_start {
                 continue;
@@ -403,6 +450,7 @@ impl PartitionLog {
     /// offset). Exact for uncompressed batches; a compressed batch answers with its last
     /// offset. `None` for an empty log.
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        self.check_online()?;
         let mut best: Option<(i64, &Segment)> = None;
         for seg in &self.segments {
             if let Some((ts, _)) = seg.max_time_entry() {
@@ -418,18 +466,24 @@ impl PartitionLog {
     }
 
     /// fsyncs every segment with data above the recovery point, then moves the recovery
-    /// checkpoint to the log end offset (written atomically).
+    /// checkpoint to the log end offset (written atomically). A failed fsync or checkpoint
+    /// write takes the log offline (as Kafka takes a log dir offline): after a failed fsync
+    /// the kernel may have dropped the unsynced pages, so nothing more is served or
+    /// acknowledged, and the recovery point stays where it was.
     pub fn flush(&mut self) -> Result<(), StorageError> {
+        self.check_online()?;
         let started = Instant::now();
         let end = self.log_end_offset();
-        for seg in self
+        let synced = self
             .segments
             .iter()
             .filter(|s| s.next_offset() > self.recovery_point || s.size() == 0)
-        {
-            seg.sync()?;
+            .try_for_each(Segment::sync)
+            .and_then(|()| recovery::write_recovery_point(&self.dir, end));
+        if let Err(e) = synced {
+            self.set_offline(format!("flush failed: {e}"));
+            return Err(e.into());
         }
-        recovery::write_recovery_point(&self.dir, end)?;
         self.recovery_point = end;
         self.unflushed_records = 0;
         self.last_flush = Instant::now();
@@ -444,6 +498,9 @@ impl PartitionLog {
 
     /// Flushes if `flush_ms` passed since the last flush and there is unflushed data.
     pub fn maybe_flush(&mut self) -> Result<(), StorageError> {
+        if self.offline.is_some() {
+            return Ok(());
+        }
         let due = self.last_flush.elapsed() >= Duration::from_millis(self.config.flush_ms);
         if due && (self.unflushed_records > 0 || self.recovery_point < self.log_end_offset()) {
             self.flush()?;
@@ -454,7 +511,7 @@ impl PartitionLog {
     /// Flushes and marks a clean shutdown, so the next `open` trusts every segment.
     pub fn close(mut self) -> Result<(), StorageError> {
         self.flush()?;
-        File::create(self.dir.join(CLEAN_SHUTDOWN_FILE))?.sync_all()?;
+        fsio::sync_all(&fsio::create(&self.dir.join(CLEAN_SHUTDOWN_FILE))?)?;
         recovery::sync_dir(&self.dir)?;
         Ok(())
     }
@@ -464,6 +521,7 @@ impl PartitionLog {
     /// batch's base offset (`<= offset`). An `offset` at or below the log start empties
     /// the log, which then starts at `offset`. No-op at or past the log end.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.check_online()?;
         if offset >= self.log_end_offset() {
             return Ok(());
         }

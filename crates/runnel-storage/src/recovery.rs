@@ -14,11 +14,12 @@
 //! swap file takes the name `<base>.log` (its indexes are rebuilt); a `.cleaned` file was
 //! never committed and is deleted like any other temp file.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
+use crate::fsio;
 use crate::segment::{segment_path, LoadOutcome, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 
 /// The recovery checkpoint: offsets below it were fsynced.
@@ -58,11 +59,11 @@ pub(crate) fn read_checkpoint(dir: &Path, name: &str) -> io::Result<Option<i64>>
 pub(crate) fn write_checkpoint(dir: &Path, name: &str, offset: i64) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     {
-        let mut f = File::create(&tmp)?;
-        f.write_all(format!("0\n{offset}\n").as_bytes())?;
-        f.sync_all()?;
+        let mut f = fsio::create(&tmp)?;
+        fsio::write_all(&mut f, format!("0\n{offset}\n").as_bytes())?;
+        fsio::sync_all(&f)?;
     }
-    fs::rename(&tmp, dir.join(name))?;
+    fsio::rename(&tmp, &dir.join(name))?;
     sync_dir(dir)
 }
 
@@ -78,7 +79,12 @@ pub(crate) fn write_recovery_point(dir: &Path, offset: i64) -> io::Result<()> {
 
 /// `<base>-<end>.log.<suffix>`: a cleaned segment replacing the segments in `[base, end)`.
 pub(crate) fn swap_path(dir: &Path, base: i64, end: i64, suffix: &str) -> PathBuf {
-    dir.join(format!("{base:020}-{end:020}.{LOG_EXT}.{suffix}"))
+    dir.join(swap_name(base, end, suffix))
+}
+
+/// The file name of [`swap_path`].
+pub(crate) fn swap_name(base: i64, end: i64, suffix: &str) -> String {
+    format!("{base:020}-{end:020}.{LOG_EXT}.{suffix}")
 }
 
 fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
@@ -110,11 +116,11 @@ pub(crate) fn complete_swap(dir: &Path, base: i64, end: i64) -> io::Result<()> {
             _ => false,
         };
         if doomed {
-            fs::remove_file(entry.path())?;
+            fsio::remove_file(&entry.path())?;
         }
     }
     sync_dir(dir)?;
-    fs::rename(swap_path(dir, base, end, "swap"), segment_path(dir, base, LOG_EXT))?;
+    fsio::rename(&swap_path(dir, base, end, "swap"), &segment_path(dir, base, LOG_EXT))?;
     sync_dir(dir)
 }
 
@@ -136,7 +142,7 @@ fn finish_swaps(dir: &Path) -> io::Result<()> {
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    fsio::sync_dir(dir)
 }
 
 /// Lists segment base offsets (sorted) and deletes temp files and orphan indexes.
@@ -149,7 +155,7 @@ fn scan_dir(dir: &Path) -> io::Result<Vec<i64>> {
         let Some(name) = name.to_str() else { continue };
         if TEMP_SUFFIXES.iter().any(|s| name.ends_with(s)) {
             tracing::info!(file = name, "deleting stray file");
-            fs::remove_file(entry.path())?;
+            fsio::remove_file(&entry.path())?;
             continue;
         }
         let Some((stem, ext)) = name.split_once('.') else {
@@ -171,7 +177,7 @@ fn scan_dir(dir: &Path) -> io::Result<Vec<i64>> {
     for (base, path) in index_files {
         if bases.binary_search(&base).is_err() {
             tracing::info!(file = %path.display(), "deleting index without a log");
-            fs::remove_file(path)?;
+            fsio::remove_file(&path)?;
         }
     }
     Ok(bases)
@@ -180,19 +186,32 @@ fn scan_dir(dir: &Path) -> io::Result<Vec<i64>> {
 /// Loads the partition directory (creating it if missing). Returns the segments (never
 /// empty) and the recovery point, capped at the log end offset.
 pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64), StorageError> {
-    fs::create_dir_all(dir)?;
+    if !dir.exists() {
+        // A new partition dir must survive a power loss with its parent's entry.
+        fs::create_dir_all(dir)?;
+        sync_dir(dir)?;
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
     finish_swaps(dir)?;
     let bases = scan_dir(dir)?;
     let recovery_point = read_recovery_point(dir)?;
     let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let clean = clean_marker.exists();
     if clean {
-        fs::remove_file(&clean_marker)?;
+        fsio::remove_file(&clean_marker)?;
         sync_dir(dir)?;
     }
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     for (i, &base) in bases.iter().enumerate() {
         let chained = !matches!(segments.last(), Some(prev) if prev.next_offset() > base);
+        if !chained && fs::metadata(segment_path(dir, base, LOG_EXT))?.len() == 0 {
+            // An empty segment left by a roll that failed half way: it holds nothing.
+            tracing::info!(dir = %dir.display(), base, "deleting an empty segment inside the log");
+            delete_from(dir, &[base])?;
+            continue;
+        }
         if !chained {
             tracing::warn!(dir = %dir.display(), base, "segment does not continue the log; deleting it and later segments");
             delete_from(dir, &bases[i..])?;
@@ -216,7 +235,7 @@ pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64
 fn delete_from(dir: &Path, bases: &[i64]) -> io::Result<()> {
     for &base in bases {
         for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-            match fs::remove_file(segment_path(dir, base, ext)) {
+            match fsio::remove_file(&segment_path(dir, base, ext)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }

@@ -29,6 +29,9 @@ impl PartitionLog {
         cfg: &RetentionConfig,
         now_ms: i64,
     ) -> Result<RetentionOutcome, StorageError> {
+        if self.offline_reason().is_some() {
+            return Ok(RetentionOutcome::default());
+        }
         let before = (self.segments.len(), self.size_bytes());
         self.delete_segments_below_start()?;
         let closed = self.segments.len() - 1;
@@ -64,6 +67,7 @@ impl PartitionLog {
     /// end; an offset at or below the current log start changes nothing. Returns the new
     /// log start offset (the low watermark).
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, StorageError> {
+        self.check_online()?;
         if offset > self.log_end_offset() || offset < 0 {
             return Err(StorageError::OffsetOutOfRange {
                 requested: offset,

@@ -22,6 +22,7 @@ use std::time::SystemTime;
 use runnel_protocol::batch::{self, BatchHeader, BATCH_HEADER_LEN, MAGIC_V2};
 
 use crate::error::StorageError;
+use crate::fsio;
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
 
 pub(crate) const LOG_EXT: &str = "log";
@@ -84,20 +85,28 @@ pub(crate) struct Segment {
     time_index: IndexFile<TimeEntry>,
     bytes_since_index: u64,
     first_append: Option<SystemTime>,
+    /// See [`Segment::torn`].
+    torn: bool,
 }
 
 fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate)
-        .open(path)
+    fsio::open(
+        path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(truncate),
+    )
 }
 
 impl Segment {
-    /// Creates an empty segment (overwriting files of the same name).
+    /// Creates an empty segment (overwriting files of the same name). The `.log` file
+    /// comes last: after a failure there is no segment, only index files that the next
+    /// open deletes as orphans.
     pub fn create(dir: &Path, base_offset: i64) -> io::Result<Self> {
+        let offset_index = IndexFile::create(&segment_path(dir, base_offset, INDEX_EXT), Vec::new())?;
+        let time_index = IndexFile::create(&segment_path(dir, base_offset, TIME_INDEX_EXT), Vec::new())?;
         let log = open_rw(&segment_path(dir, base_offset, LOG_EXT), true)?;
         Ok(Segment {
             dir: dir.to_path_buf(),
@@ -105,16 +114,11 @@ impl Segment {
             log: Arc::new(log),
             size: 0,
             next_offset: base_offset,
-            offset_index: IndexFile::create(
-                &segment_path(dir, base_offset, INDEX_EXT),
-                Vec::new(),
-            )?,
-            time_index: IndexFile::create(
-                &segment_path(dir, base_offset, TIME_INDEX_EXT),
-                Vec::new(),
-            )?,
+            offset_index,
+            time_index,
             bytes_since_index: 0,
             first_append: None,
+            torn: false,
         })
     }
 
@@ -156,6 +160,7 @@ impl Segment {
             },
             bytes_since_index: 0,
             first_append,
+            torn: false,
         };
         if trusted && seg.indexes_match_log()? {
             return Ok((seg, LoadOutcome::Clean));
@@ -262,8 +267,8 @@ impl Segment {
         };
         if let Some(at) = cut {
             tracing::warn!(dir = %self.dir.display(), segment = self.base_offset, at, size = self.size, "truncating torn or corrupt segment tail");
-            self.log.set_len(at)?;
-            self.log.sync_all()?;
+            fsio::set_len(&self.log, at)?;
+            fsio::sync_all(&self.log)?;
             self.size = at;
         }
         self.offset_index = IndexFile::create(
@@ -333,8 +338,8 @@ impl Segment {
         for (h, range) in batches {
             plan.add(self.base_offset, start + range.start as u64, h, interval);
         }
-        if let Err(e) = self.log.write_all_at(data, start) {
-            let _ = self.log.set_len(start);
+        if let Err(e) = fsio::write_all_at(&self.log, data, start) {
+            self.cut_back(start);
             return Err(e);
         }
         let (n_offsets, n_times) = (
@@ -348,7 +353,7 @@ impl Segment {
         if let Err(e) = indexed {
             let _ = self.offset_index.truncate(n_offsets);
             let _ = self.time_index.truncate(n_times);
-            let _ = self.log.set_len(start);
+            self.cut_back(start);
             return Err(e);
         }
         self.size += data.len() as u64;
@@ -358,6 +363,20 @@ impl Segment {
         }
         self.first_append.get_or_insert_with(SystemTime::now);
         Ok(())
+    }
+
+    /// Cuts the log file back to `len` after a failed append; if even that fails, the file
+    /// may hold bytes past `size` and [`Segment::torn`] says so.
+    fn cut_back(&mut self, len: u64) {
+        if let Err(e) = fsio::set_len(&self.log, len) {
+            tracing::error!(dir = %self.dir.display(), segment = self.base_offset, error = %e, "could not cut back a failed append");
+            self.torn = true;
+        }
+    }
+
+    /// True after a failed append could not be cut back: the file holds bytes past `size`.
+    pub fn torn(&self) -> bool {
+        self.torn
     }
 
     /// Reads and checks the batch header at `pos`.
@@ -425,7 +444,7 @@ impl Segment {
             Some((pos, h)) if offset > self.base_offset => (pos, h.base_offset),
             _ => (0, self.base_offset),
         };
-        self.log.set_len(pos)?;
+        fsio::set_len(&self.log, pos)?;
         let keep = self
             .offset_index
             .entries()
@@ -452,7 +471,7 @@ impl Segment {
 
     /// fsyncs the log and both indexes.
     pub fn sync(&self) -> io::Result<()> {
-        self.log.sync_data()?;
+        fsio::sync_data(&self.log)?;
         self.offset_index.sync()?;
         self.time_index.sync()
     }
@@ -460,7 +479,7 @@ impl Segment {
     /// Removes the segment's files.
     pub fn delete(self) -> io::Result<()> {
         for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
-            match std::fs::remove_file(segment_path(&self.dir, self.base_offset, ext)) {
+            match fsio::remove_file(&segment_path(&self.dir, self.base_offset, ext)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
