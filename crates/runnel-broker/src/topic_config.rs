@@ -3,10 +3,12 @@
 //! (topic override → broker setting → built-in default).
 //!
 //! A config that is not in [`TOPIC_CONFIGS`] is refused with INVALID_CONFIG: Runnel does
-//! not accept settings it would silently ignore.
+//! not accept settings it would silently ignore. Kafka's other topic configs
+//! ([`NOT_SUPPORTED_YET`]) are refused with a message that says so.
 
 use std::collections::BTreeMap;
 
+use runnel_protocol::batch::Compression;
 use runnel_storage::{CompactionConfig, LogConfig, RetentionConfig};
 
 /// The type of a config value, as DescribeConfigs reports it (v3+ `config_type`).
@@ -167,6 +169,14 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         doc: "fsync when unflushed data is this old (default: never).",
     },
     TopicConfigDef {
+        name: "compression.type",
+        broker_name: "compression.type",
+        default: "producer",
+        config_type: ConfigType::String,
+        rule: Rule::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
+        doc: "'producer' keeps batches as the producer compressed them; a codec (or 'uncompressed') makes the broker recompress batches that use another.",
+    },
+    TopicConfigDef {
         name: "min.insync.replicas",
         broker_name: "min.insync.replicas",
         default: "1",
@@ -174,6 +184,30 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         rule: Rule::AtLeast(1),
         doc: "Replicas that must have a write for acks=all; a single broker is always 1.",
     },
+];
+
+/// Kafka's topic configs that Runnel does not serve yet: refused with a message that
+/// says so, never stored and ignored.
+pub const NOT_SUPPORTED_YET: &[&str] = &[
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "file.delete.delay.ms",
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+    "local.retention.bytes",
+    "local.retention.ms",
+    "message.downconversion.enable",
+    "message.format.version",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.difference.max.ms",
+    "preallocate",
+    "remote.log.copy.disable",
+    "remote.log.delete.on.disable",
+    "remote.storage.enable",
+    "segment.jitter.ms",
+    "unclean.leader.election.enable",
 ];
 
 /// Looks up a topic config by its Kafka name.
@@ -184,6 +218,9 @@ pub fn def(name: &str) -> Option<&'static TopicConfigDef> {
 /// Checks one topic config value. The error says what is allowed.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let Some(d) = def(name) else {
+        if NOT_SUPPORTED_YET.contains(&name) {
+            return Err(format!("topic config '{name}' is a Kafka config Runnel does not support yet"));
+        }
         return Err(format!("unknown topic config '{name}'"));
     };
     match d.rule {
@@ -259,6 +296,9 @@ pub struct TopicSettings {
     pub compact: bool,
     pub retention: RetentionConfig,
     pub compaction: CompactionConfig,
+    /// `compression.type`: None for `producer` (batches kept as sent), else the codec
+    /// every stored batch must use.
+    pub compression: Option<Compression>,
 }
 
 impl TopicSettings {
@@ -274,7 +314,11 @@ impl TopicSettings {
                 segment_bytes: num("segment.bytes"),
                 segment_ms: num("segment.ms"),
                 index_interval_bytes: num("index.interval.bytes"),
-                flush_messages: num("flush.messages"),
+                // Kafka's "never" (Long.MAX_VALUE) is the storage's never (u64::MAX).
+                flush_messages: match num("flush.messages") {
+                    n if n >= i64::MAX as u64 => LogConfig::default().flush_messages,
+                    n => n,
+                },
                 flush_ms: num("flush.ms"),
             },
             max_message_bytes: num("max.message.bytes") as usize,
@@ -290,6 +334,14 @@ impl TopicSettings {
                 min_cleanable_dirty_ratio: get("min.cleanable.dirty.ratio").trim().parse().unwrap_or(0.5),
                 min_compaction_lag_ms: num("min.compaction.lag.ms"),
                 max_compaction_lag_ms: num("max.compaction.lag.ms"),
+            },
+            compression: match get("compression.type") {
+                "uncompressed" => Some(Compression::None),
+                "gzip" => Some(Compression::Gzip),
+                "snappy" => Some(Compression::Snappy),
+                "lz4" => Some(Compression::Lz4),
+                "zstd" => Some(Compression::Zstd),
+                _ => None,
             },
         }
     }
@@ -308,6 +360,9 @@ mod tests {
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate("message.timestamp.type", "Later").is_err());
         assert!(validate("no.such.config", "1").is_err());
+        assert!(validate("preallocate", "true").unwrap_err().contains("not support yet"));
+        assert!(validate("compression.type", "lz4").is_ok());
+        assert!(validate("compression.type", "brotli").is_err());
         for ok in ["delete", "compact", "compact,delete", "delete, compact"] {
             assert!(validate("cleanup.policy", ok).is_ok(), "{ok}");
         }
@@ -339,5 +394,14 @@ mod tests {
         let s = TopicSettings::resolve(&o, &b);
         assert!(s.delete && s.compact && s.retention.retention_ms.is_none());
         assert_eq!(s.compaction.min_cleanable_dirty_ratio, 0.5);
+    }
+
+    /// The default `flush.messages` (Kafka's Long.MAX_VALUE) is the storage's "never",
+    /// which the produce path's inline fast path checks for.
+    #[test]
+    fn default_flush_messages_is_never() {
+        let s = TopicSettings::resolve(&BTreeMap::new(), &BTreeMap::new());
+        assert_eq!(s.log.flush_messages, LogConfig::default().flush_messages);
+        assert_eq!(s.compression, None);
     }
 }

@@ -6,11 +6,14 @@
 //!
 //! A partition's data is all or nothing: if any batch fails validation none is stored.
 //! On a compacted topic (`cleanup.policy` has `compact`) a record without a key is
-//! INVALID_RECORD. A failed write (a full disk, any I/O error) is KAFKA_STORAGE_ERROR; the
+//! INVALID_RECORD, and from v8 the response names each such record in `record_errors`
+//! (KIP-467: its index in the batch and why). A topic's `compression.type` other than
+//! `producer` makes the broker recompress batches that use another codec. acks other than
+//! -1, 0 and 1 is INVALID_REQUIRED_ACKS for every partition. A failed write (a full disk, any I/O error) is KAFKA_STORAGE_ERROR; the
 //! log keeps nothing of it and takes later appends.
 
 use bytes::BytesMut;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_protocol::batch::{self, BatchError};
 use runnel_storage::StorageError;
@@ -33,6 +36,9 @@ enum ProduceError {
     UnknownPartition,
     InternalTopic,
     Batch(BatchError),
+    /// Records of the partition's data that are invalid: (index, why), KIP-467.
+    Records(Vec<(i32, String)>),
+    InvalidAcks(i16),
     TooLarge { size: usize, max: usize },
     Empty,
     Storage(StorageError),
@@ -44,7 +50,8 @@ fn error_code(e: &ProduceError) -> KafkaError {
         ProduceError::UnknownPartition => KafkaError::UnknownTopicOrPartition,
         ProduceError::InternalTopic => KafkaError::InvalidTopicException,
         ProduceError::Batch(b) if b.is_corrupt() => KafkaError::CorruptMessage,
-        ProduceError::Batch(_) | ProduceError::Empty => KafkaError::InvalidRecord,
+        ProduceError::Batch(_) | ProduceError::Empty | ProduceError::Records(_) => KafkaError::InvalidRecord,
+        ProduceError::InvalidAcks(_) => KafkaError::InvalidRequiredAcks,
         ProduceError::TooLarge { .. } => KafkaError::MessageTooLarge,
         ProduceError::Storage(_) => KafkaError::KafkaStorageError,
     }
@@ -55,6 +62,8 @@ fn message(e: &ProduceError) -> String {
         ProduceError::UnknownPartition => "this topic-partition does not exist".into(),
         ProduceError::InternalTopic => "cannot append to an internal topic".into(),
         ProduceError::Batch(b) => b.to_string(),
+        ProduceError::Records(r) => format!("{} record(s) rejected: {}", r.len(), r.first().map_or("", |(_, m)| m.as_str())),
+        ProduceError::InvalidAcks(a) => format!("acks must be -1, 0 or 1, got {a}"),
         ProduceError::TooLarge { size, max } => format!("record batch of {size} bytes exceeds max.message.bytes ({max})"),
         ProduceError::Empty => "no record batches in the request".into(),
         ProduceError::Storage(s) => format!("could not write to the log: {s}"),
@@ -75,6 +84,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
         for pd in topic.partition_data {
             let index = pd.index;
             let outcome = match ctx.broker.partition(&name, index) {
+                _ if !matches!(req.acks, -1..=1) => Err(ProduceError::InvalidAcks(req.acks)),
                 None => Err(ProduceError::UnknownPartition),
                 Some(_) if crate::group::is_internal_topic(&name) => Err(ProduceError::InternalTopic),
                 Some(part) => {
@@ -84,7 +94,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                     // high request rates). Large appends and appends that may fsync go to
                     // the blocking pool so they never stall this runtime worker.
                     let settings = part.settings();
-                    if records.len() < INLINE_APPEND_MAX && settings.log.flush_messages == u64::MAX {
+                    if runs_inline(&settings, records.len()) {
                         append(&part, &settings, &records)
                     } else {
                         blocking(move || append(&part, &settings, &records)).await
@@ -103,6 +113,12 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                     } else {
                         tracing::debug!(topic = %name, partition = index, client_id = %ctx.client_id, error = %message(&e), "produce refused");
                     }
+                    if let ProduceError::Records(records) = &e {
+                        r.record_errors = records
+                            .iter()
+                            .map(|(i, m)| BatchIndexAndErrorMessage::default().with_batch_index(*i).with_batch_index_error_message(Some(sb(m.clone()))))
+                            .collect();
+                    }
                     r = r.with_error_code(code(kafka)).with_error_message(Some(sb(message(&e)))).with_base_offset(-1).with_log_append_time_ms(-1).with_log_start_offset(-1);
                 }
             }
@@ -116,26 +132,48 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
     Some(ProduceResponse::default().with_responses(responses))
 }
 
+/// Whether an append may run on the request's task: small, no fsync due (`flush.messages`
+/// never), and no decompression (a compacted topic's key check, a recompression).
+fn runs_inline(settings: &TopicSettings, len: usize) -> bool {
+    len < INLINE_APPEND_MAX
+        && settings.log.flush_messages == runnel_storage::LogConfig::default().flush_messages
+        && settings.compression.is_none()
+        && !settings.compact
+}
+
 /// Validates all batches, then appends them in one write (on the request's task or a
 /// blocking thread, see `handle`).
 fn append(part: &Partition, settings: &TopicSettings, records: &[u8]) -> Result<Appended, ProduceError> {
     if records.is_empty() {
         return Err(ProduceError::Empty);
     }
-    let mut buf = BytesMut::from(records);
+    let mut buf = BytesMut::with_capacity(records.len());
     let now = now_ms();
+    // Index of a record among all records of this partition's data (KIP-467 counts in
+    // the batch; a v2 producer sends one batch per partition).
+    let mut first_record = 0i32;
     for item in batch::batches(records) {
         let (_, range) = item.map_err(ProduceError::Batch)?;
         let size = range.len();
         if size > settings.max_message_bytes {
             return Err(ProduceError::TooLarge { size, max: settings.max_message_bytes });
         }
-        batch::validate_batch(&records[range.clone()]).map_err(ProduceError::Batch)?;
-        if settings.compact && !batch::all_keys_present(&records[range.clone()]).map_err(ProduceError::Batch)? {
-            return Err(ProduceError::Batch(BatchError::InvalidRecord("a compacted topic needs a key on every record".into())));
+        let header = batch::validate_batch(&records[range.clone()]).map_err(ProduceError::Batch)?;
+        if settings.compact {
+            let keyless = batch::keyless_records(&records[range.clone()]).map_err(ProduceError::Batch)?;
+            if !keyless.is_empty() {
+                let why = format!("Compacted topic cannot accept message without key in topic partition {}-{}.", part.topic, part.index);
+                return Err(ProduceError::Records(keyless.into_iter().map(|i| (first_record + i, why.clone())).collect()));
+            }
+        }
+        first_record = first_record.saturating_add(header.records_count);
+        let start = buf.len();
+        match settings.compression.map(|codec| batch::recompress(&records[range.clone()], codec)).transpose().map_err(ProduceError::Batch)? {
+            Some(Some(recompressed)) => buf.extend_from_slice(&recompressed),
+            _ => buf.extend_from_slice(&records[range]),
         }
         if settings.log_append_time {
-            batch::set_log_append_time(&mut buf[range], now);
+            batch::set_log_append_time(&mut buf[start..], now);
         }
     }
     let info = {
@@ -149,4 +187,19 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8]) -> Result<
         log_append_time: if settings.log_append_time { now } else { -1 },
         log_start_offset: info.1,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path compared `flush.messages` with the wrong "never" and never ran.
+    #[test]
+    fn small_appends_to_a_default_topic_run_inline() {
+        let settings = TopicSettings::resolve(&Default::default(), &Default::default());
+        assert!(runs_inline(&settings, 1000));
+        assert!(!runs_inline(&settings, INLINE_APPEND_MAX));
+        let compact = [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect();
+        assert!(!runs_inline(&TopicSettings::resolve(&compact, &Default::default()), 1000));
+    }
 }

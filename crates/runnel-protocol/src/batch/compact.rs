@@ -31,16 +31,38 @@ pub fn walk<'a>(header: &BatchHeader, section: &'a [u8]) -> Records<'a> {
     Records::new(header, section)
 }
 
-/// True if every record of the batch has a non-null key. Compressed batches are
+/// The indexes (0-based, in the batch) of the records without a key, for a compacted
+/// topic's check (Kafka answers them in Produce's `record_errors`). Compressed batches are
 /// decompressed (capped); a batch whose records cannot be walked is an error.
-pub fn all_keys_present(batch: &[u8]) -> Result<bool, BatchError> {
+pub fn keyless_records(batch: &[u8]) -> Result<Vec<i32>, BatchError> {
     let (header, section) = records_section(batch)?;
-    for r in walk(&header, &section) {
+    let mut keyless = Vec::new();
+    for (i, r) in walk(&header, &section).enumerate() {
         if r?.key.is_none() {
-            return Ok(false);
+            keyless.push(i as i32);
         }
     }
-    Ok(true)
+    Ok(keyless)
+}
+
+/// The batch with its records compressed with `codec` instead of its own, for a topic's
+/// `compression.type`: the same header and records otherwise, with new codec bits,
+/// length and CRC. None when the batch already uses `codec`, or is a control batch.
+pub fn recompress(batch: &[u8], codec: Compression) -> Result<Option<Vec<u8>>, BatchError> {
+    let (header, section) = records_section(batch)?;
+    if header.is_control() || header.compression()? == codec {
+        return Ok(None);
+    }
+    let body = compress(codec, &section)?;
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + body.len());
+    out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+    out.extend_from_slice(&body);
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| invalid("recompressed batch too large"))?;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    let attributes = (header.attributes & !COMPRESSION_MASK) | codec.code();
+    out[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+    update_crc(&mut out);
+    Ok(Some(out))
 }
 
 /// Compresses a records section with `codec`, in the framing Kafka clients read (gzip
@@ -148,7 +170,7 @@ mod tests {
     }
 
     /// Re-encodes an uncompressed batch's records section with `codec`.
-    fn recompress(batch: &[u8], codec: Compression, code: i16) -> Vec<u8> {
+    fn recompress_with(batch: &[u8], codec: Compression, code: i16) -> Vec<u8> {
         let mut out = batch[..BATCH_HEADER_LEN].to_vec();
         out.extend(compress(codec, &batch[BATCH_HEADER_LEN..]).unwrap());
         let len = (out.len() - LOG_OVERHEAD) as i32;
@@ -160,11 +182,34 @@ mod tests {
 
     #[test]
     fn keys_checked_through_compression() {
-        assert!(all_keys_present(&keyed(&[Some("a"), Some("b")])).unwrap());
-        assert!(!all_keys_present(&keyed(&[Some("a"), None])).unwrap());
-        let gz = recompress(&keyed(&[None]), Compression::Gzip, 1);
+        assert!(keyless_records(&keyed(&[Some("a"), Some("b")])).unwrap().is_empty());
+        assert_eq!(keyless_records(&keyed(&[Some("a"), None, Some("c"), None])).unwrap(), vec![1, 3]);
+        let gz = recompress_with(&keyed(&[None]), Compression::Gzip, 1);
         validate_batch(&gz).unwrap();
-        assert!(!all_keys_present(&gz).unwrap());
+        assert_eq!(keyless_records(&gz).unwrap(), vec![0]);
+    }
+
+    #[test]
+    fn recompress_changes_only_the_codec() {
+        let plain = keyed(&[Some("a"), None, Some("c")]);
+        let codecs = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+        for from in codecs {
+            let b = match from {
+                Compression::None => plain.clone(),
+                c => recompress(&plain, c).unwrap().unwrap(),
+            };
+            for to in codecs {
+                let Some(out) = recompress(&b, to).unwrap() else {
+                    assert_eq!(from, to);
+                    continue;
+                };
+                let h = validate_batch(&out).unwrap();
+                assert_eq!(h.compression().unwrap(), to);
+                let orig = BatchHeader::parse(&b).unwrap();
+                assert_eq!((h.base_offset, h.last_offset_delta, h.records_count, h.max_timestamp), (orig.base_offset, orig.last_offset_delta, orig.records_count, orig.max_timestamp));
+                assert_eq!(records_section(&out).unwrap().1, records_section(&plain).unwrap().1);
+            }
+        }
     }
 
     #[test]
@@ -177,7 +222,7 @@ mod tests {
             (Compression::Lz4, 3),
             (Compression::Zstd, 4),
         ] {
-            let b = if code == 0 { plain.clone() } else { recompress(&plain, codec, code) };
+            let b = if code == 0 { plain.clone() } else { recompress_with(&plain, codec, code) };
             validate_batch(&b).unwrap();
             assert_eq!(filter_batch(&b, |_| true).unwrap(), Filtered::Unchanged);
             assert_eq!(filter_batch(&b, |_| false).unwrap(), Filtered::Empty);

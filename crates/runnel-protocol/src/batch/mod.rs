@@ -77,6 +77,17 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// The codec id of attribute bits 0-2.
+    pub fn code(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Gzip => 1,
+            Self::Snappy => 2,
+            Self::Lz4 => 3,
+            Self::Zstd => 4,
+        }
+    }
+
     /// Maps a codec id; unknown ids are `InvalidRecord`.
     pub fn from_code(code: i16) -> Result<Self, BatchError> {
         Ok(match code {
@@ -316,6 +327,6 @@ mod records;
 #[cfg(test)]
 mod tests;
 
-pub use compact::{all_keys_present, compress, filter_batch, records_section, walk, Filtered};
+pub use compact::{compress, filter_batch, keyless_records, recompress, records_section, walk, Filtered};
 pub use encode::{encode_batch, NewRecord};
 pub use records::{record_timestamps, records, RecordView, Records};
