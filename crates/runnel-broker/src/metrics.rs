@@ -5,7 +5,6 @@
 //! Metrics are plain values owned by the running broker (no global registry); the admin
 //! HTTP listener renders them.
 
-use std::fmt::Write;
 use std::time::Duration;
 
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -127,26 +126,66 @@ impl Metrics {
     }
 
     /// Renders everything in Prometheus text format. `broker` is None while starting.
+    /// Every series, the per-partition and per-group ones read at scrape time included,
+    /// goes through a prometheus-client registry, so client-chosen strings (group ids) in
+    /// label values are escaped.
     pub fn render(&self, broker: Option<&Broker>) -> String {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
+        let mut scrape = Registry::with_prefix("runnel");
         if let Some(b) = broker {
-            render_partitions(&mut out, b);
-            render_groups(&mut out, b);
+            register_partitions(&mut scrape, b);
+            register_groups(&mut scrape, b);
+        }
+        let encoded = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
+            .and_then(|_| prometheus_client::encoding::text::encode_registry(&mut out, &scrape));
+        if encoded.is_err() {
+            out.clear();
         }
         out.push_str("# EOF\n");
         out
     }
 }
 
-fn render_partitions(out: &mut String, b: &Broker) {
-    let mut parts = b.all_partitions();
-    parts.sort_by(|x, y| (&x.topic, x.index).cmp(&(&y.topic, y.index)));
-    let mut rows = Vec::with_capacity(parts.len());
+/// A client-chosen string (group id, topic name) as a label value, escaped as the
+/// OpenMetrics text format requires: prometheus-client writes label values verbatim, so a
+/// group id holding `"`, `\` or a newline could otherwise forge series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct Escaped(String);
+
+impl prometheus_client::encoding::EncodeLabelValue for Escaped {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelValueEncoder) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: Escaped,
+    partition: i32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabels {
+    group: Escaped,
+    topic: Escaped,
+    partition: i32,
+}
+
+fn register_partitions(registry: &mut Registry, b: &Broker) {
+    let start = Family::<PartitionLabels, Gauge>::default();
+    let end = Family::<PartitionLabels, Gauge>::default();
+    let size = Family::<PartitionLabels, Gauge>::default();
     let mut fsyncs = runnel_storage::FsyncStats::default();
-    for p in &parts {
+    for p in b.all_partitions() {
         let log = p.log();
         let stats = log.fsync_stats();
         fsyncs.count += stats.count;
@@ -154,48 +193,48 @@ fn render_partitions(out: &mut String, b: &Broker) {
         for (sum, n) in fsyncs.buckets.iter_mut().zip(stats.buckets) {
             *sum += n;
         }
-        rows.push((p.topic.clone(), p.index, log.log_start_offset(), log.log_end_offset(), log.size_bytes()));
+        let labels = PartitionLabels { topic: Escaped(p.topic.clone()), partition: p.index };
+        start.get_or_create(&labels).set(log.log_start_offset());
+        end.get_or_create(&labels).set(log.log_end_offset());
+        size.get_or_create(&labels).set(i64::try_from(log.size_bytes()).unwrap_or(i64::MAX));
     }
-    let gauges: [(&str, &str, fn(&(String, i32, i64, i64, u64)) -> String); 3] = [
-        ("runnel_partition_log_start_offset", "First offset of the partition's log", |r| r.2.to_string()),
-        ("runnel_partition_log_end_offset", "Next offset of the partition's log (the high watermark)", |r| r.3.to_string()),
-        ("runnel_partition_size_bytes", "Bytes of the partition's segment files", |r| r.4.to_string()),
-    ];
-    for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} gauge");
-        for r in &rows {
-            let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{}\"}} {}", r.0, r.1, value(r));
-        }
-    }
-    render_fsync_histogram(out, &fsyncs);
+    registry.register("partition_log_start_offset", "First offset of the partition's log", start);
+    registry.register("partition_log_end_offset", "Next offset of the partition's log (the high watermark)", end);
+    registry.register("partition_size_bytes", "Bytes of the partition's segment files", size);
+    registry.register("fsync_seconds", "Log flush (fsync) latency", FsyncHistogram(fsyncs));
 }
 
-/// The fsync latency histogram of all partitions, in Prometheus form (cumulative buckets).
-fn render_fsync_histogram(out: &mut String, f: &runnel_storage::FsyncStats) {
-    let name = "runnel_fsync_seconds";
-    let _ = writeln!(out, "# HELP {name} Log flush (fsync) latency.\n# TYPE {name} histogram");
-    let mut cumulative = 0;
-    for (bound, n) in runnel_storage::FSYNC_BUCKETS.iter().zip(f.buckets) {
-        cumulative += n;
-        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", bound.as_secs_f64());
+/// The fsync latency of all partitions (counted by the storage, in its own buckets).
+#[derive(Debug)]
+struct FsyncHistogram(runnel_storage::FsyncStats);
+
+impl prometheus_client::encoding::EncodeMetric for FsyncHistogram {
+    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
+        let f = &self.0;
+        let mut buckets: Vec<(f64, u64)> = runnel_storage::FSYNC_BUCKETS.iter().map(|b| b.as_secs_f64()).zip(f.buckets.iter().copied()).collect();
+        let counted: u64 = buckets.iter().map(|(_, n)| n).sum();
+        buckets.push((f64::MAX, f.count.saturating_sub(counted)));
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(f.total.as_secs_f64(), f.count, &buckets, None)
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", f.count);
-    let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", f.total.as_secs_f64(), f.count);
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
 }
 
-fn render_groups(out: &mut String, b: &Broker) {
-    let name = "runnel_consumer_group_lag";
-    let _ = writeln!(out, "# HELP {name} Records between a group's committed offset and the partition's log end.\n# TYPE {name} gauge");
+fn register_groups(registry: &mut Registry, b: &Broker) {
+    let lag = Family::<LagLabels, Gauge>::default();
     let coordinator = b.groups();
     for g in coordinator.list() {
         for (topic, partitions) in coordinator.fetch_offsets(&g.group_id, None) {
             for (p, committed) in partitions {
                 let (Some(c), Some(part)) = (committed, b.partition(&topic, p)) else { continue };
-                let lag = (part.log().log_end_offset() - c.offset).max(0);
-                let _ = writeln!(out, "{name}{{group=\"{}\",topic=\"{topic}\",partition=\"{p}\"}} {lag}", g.group_id);
+                let value = (part.log().log_end_offset() - c.offset).max(0);
+                lag.get_or_create(&LagLabels { group: Escaped(g.group_id.clone()), topic: Escaped(topic.clone()), partition: p }).set(value);
             }
         }
     }
+    registry.register("consumer_group_lag", "Records between a group's committed offset and the partition's log end", lag);
 }
 
 /// Whether a response carries an error code (top level or in any partition or resource).

@@ -39,6 +39,8 @@ pub enum StateError {
     NoOffsetsPartition,
     #[error("topic '{0}' already exists")]
     TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
 }
 
 const METADATA_DIR: &str = "__cluster_metadata-0";
@@ -139,10 +141,24 @@ impl Broker {
         Ok(())
     }
 
-    /// Replaces a topic's config overrides and applies them to its open partitions.
-    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), StateError> {
-        let settings = TopicSettings::resolve(&configs, &self.config.settings);
+    /// Read-modify-write of a topic's config overrides under the metadata lock, so two
+    /// concurrent alters never lose each other's changes: `edit` maps the current
+    /// overrides to the new ones, or refuses (then nothing is committed). The new overrides
+    /// apply to the topic's open partitions.
+    pub fn update_topic_configs<E>(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, E>,
+    ) -> Result<Result<(), E>, StateError> {
         let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(current) = md.image().topic(name).map(|t| t.configs.clone()) else {
+            return Err(StateError::UnknownTopic(name.into()));
+        };
+        let configs = match edit(&current) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        let settings = TopicSettings::resolve(&configs, &self.config.settings);
         md.commit(MetadataRecord::SetTopicConfigs { name: name.into(), configs })?;
         let count = md.image().topic(name).map(|t| t.partitions).unwrap_or(0);
         drop(md);
@@ -151,12 +167,16 @@ impl Broker {
                 part.set_settings(settings.clone());
             }
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Deletes a topic: the record first, then its data from disk.
     pub fn delete_topic(&self, name: &str) -> Result<(), StateError> {
         let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        // Checked under the lock: of two concurrent deletes only one commits a record.
+        if md.image().topic(name).is_none() {
+            return Err(StateError::UnknownTopic(name.into()));
+        }
         md.commit(MetadataRecord::DeleteTopic { name: name.into() })?;
         let removed: Vec<Arc<Partition>> = {
             let mut parts = self.partitions.write().unwrap_or_else(|p| p.into_inner());

@@ -231,3 +231,91 @@ fn a_fetch_naming_one_partition_many_times_is_merged() {
     let batches = p.records.clone().unwrap_or_default();
     assert_eq!(i64::from_be_bytes(batches[..8].try_into().unwrap()), 1, "the last entry's offset counts");
 }
+
+/// Runs `frame_for(i)` on `n` connections at once; returns the responses in order.
+fn concurrently(addr: &str, n: usize, frame_for: impl Fn(usize) -> Vec<u8>) -> Vec<Vec<u8>> {
+    let mut conns: Vec<_> = (0..n).map(|_| connect(addr)).collect();
+    let frames: Vec<_> = (0..n).map(frame_for).collect();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let threads: Vec<_> = conns
+        .drain(..)
+        .zip(frames)
+        .map(|(mut s, f)| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                s.write_all(&f).unwrap();
+                read_frame(&mut s).unwrap()
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// IncrementalAlterConfigs reads, edits and writes a topic's overrides under one lock:
+/// eight alters of different configs at once all stay (one used to overwrite another).
+#[test]
+fn concurrent_config_alters_lose_nothing() {
+    let b = Broker::start(&[]);
+    let mut s = connect(&b.addr);
+    let keys = ["retention.ms", "retention.bytes", "segment.ms", "flush.ms", "delete.retention.ms", "min.compaction.lag.ms", "max.message.bytes", "index.interval.bytes"];
+    for round in 0..5 {
+        let topic = format!("alter-{round}");
+        create_topic(&mut s, &topic, &[]);
+        let responses = concurrently(&b.addr, keys.len(), |i| {
+            let c = incremental_alter_configs_request::AlterableConfig::default().with_name(sb(keys[i])).with_config_operation(0).with_value(Some(sb(&format!("{}", 100_000 + i))));
+            let r = incremental_alter_configs_request::AlterConfigsResource::default().with_resource_type(2).with_resource_name(sb(&topic)).with_configs(vec![c]);
+            request(ApiKey::IncrementalAlterConfigs, 1, i as i32, &IncrementalAlterConfigsRequest::default().with_resources(vec![r]))
+        });
+        for f in responses {
+            let (_, r): (i32, IncrementalAlterConfigsResponse) = parse(ApiKey::IncrementalAlterConfigs, 1, f);
+            assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0].error_message);
+        }
+        let res = describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(sb(&topic));
+        let d: DescribeConfigsResponse = call(&mut s, ApiKey::DescribeConfigs, 4, &DescribeConfigsRequest::default().with_resources(vec![res]));
+        for (i, k) in keys.iter().enumerate() {
+            let c = d.results[0].configs.iter().find(|c| c.name.as_str() == *k).unwrap_or_else(|| panic!("{k} described"));
+            assert_eq!(c.value.as_deref(), Some(format!("{}", 100_000 + i).as_str()), "round {round}: {k} was lost");
+        }
+    }
+}
+
+/// Of concurrent DeleteTopics of one topic, exactly one deletes it; the others find no
+/// topic and commit nothing (each used to commit a DeleteTopic record).
+#[test]
+fn concurrent_deletes_of_one_topic_commit_once() {
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    let b = Broker::start(&[]);
+    let mut s = connect(&b.addr);
+    for round in 0..5 {
+        let topic = format!("del-{round}");
+        create_topic(&mut s, &topic, &[]);
+        let responses = concurrently(&b.addr, 8, |i| {
+            request(ApiKey::DeleteTopics, 5, i as i32, &DeleteTopicsRequest::default().with_topic_names(vec![TopicName(sb(&topic))]).with_timeout_ms(10_000))
+        });
+        let codes: Vec<i16> = responses.into_iter().map(|f| parse::<DeleteTopicsResponse>(ApiKey::DeleteTopics, 5, f).1.responses[0].error_code).collect();
+        assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "round {round}: {codes:?}");
+        assert!(codes.iter().all(|c| *c == 0 || *c == UNKNOWN_TOPIC_OR_PARTITION), "{codes:?}");
+    }
+}
+
+/// A group id is the client's to choose: in /metrics it is an escaped label value, so it
+/// cannot end its label set and forge series of its own.
+#[test]
+fn group_ids_in_metrics_are_escaped() {
+    let b = Broker::start(&[]);
+    let mut s = connect(&b.addr);
+    create_topic(&mut s, "lagged", &[]);
+    for _ in 0..3 {
+        assert_eq!(produce(&mut s, 9, "lagged", one_record_batch(b"v")).error_code, 0);
+    }
+    let evil = "evil\"} 1\nrunnel_forged 1\n#\\";
+    let (_, r): (i32, OffsetCommitResponse) = parse(ApiKey::OffsetCommit, 8, pipeline(&b.addr, vec![commit(1, evil, "lagged", 1)]).remove(0));
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let (status, text) = common::admin::get(b.admin_addr.as_deref().unwrap(), "/metrics");
+    assert_eq!(status, 200);
+    assert!(!text.lines().any(|l| l.starts_with("runnel_forged")), "a group id forged a series:\n{text}");
+    let line = text.lines().find(|l| l.starts_with("runnel_consumer_group_lag{")).expect("a lag series");
+    assert!(line.contains(r#"group="evil\"} 1\nrunnel_forged 1\n#\\""#), "{line}");
+    assert!(line.ends_with(" 2"), "{line}");
+}

@@ -123,14 +123,19 @@ impl Coordinator {
 
     /// Writes the group's record if it changed (and drops a Dead group). Call with the
     /// lock held, after every change. Request paths then [`kick`](Self::kick) the timer.
+    /// Members waiting in SyncGroup are answered only now, after the write.
     fn settle(&self, groups: &mut HashMap<String, Group>, id: &str) {
         let Some(g) = groups.get_mut(id) else { return };
+        let mut written = Ok(());
         if g.dirty {
             g.dirty = false;
-            if let Err(e) = persist::append(&self.log, &[persist::group_record(g)]) {
+            written = persist::append(&self.log, &[persist::group_record(g)]);
+            if let Err(e) = &written {
                 tracing::error!(group = %id, error = %e, "could not write the group record");
             }
         }
+        // Kafka maps a failed write of the group to COORDINATOR_NOT_AVAILABLE (retriable).
+        g.answer_sync(written.err().map(|_| KafkaError::CoordinatorNotAvailable), Instant::now());
         if g.state == GroupState::Dead {
             groups.remove(id);
         }
@@ -615,6 +620,51 @@ mod tests {
             .into_iter()
             .flat_map(|(t, ps)| ps.into_iter().map(move |(p, o)| (t.clone(), p, o.unwrap().offset)))
             .collect()
+    }
+
+    fn join_request(member_id: &str) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+            session_timeout_ms: 60_000,
+            rebalance_timeout_ms: 60_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), subscription(&["t"]))],
+            require_known_member_id: false,
+        }
+    }
+
+    /// Kafka answers SyncGroup only after the group's state is written: while the write
+    /// cannot happen (the log's lock is held here), no waiting member is answered.
+    #[test]
+    fn sync_is_answered_after_the_group_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        let c = Arc::new(coordinator(&log, 60_000));
+        let Outcome::Wait(mut rx) = c.join("g", join_request("")) else { panic!() };
+        let a = rx.try_recv().unwrap();
+        // A second member makes the group rebalance; both join generation 2.
+        let Outcome::Wait(mut rx_b) = c.join("g", join_request("")) else { panic!() };
+        let Outcome::Wait(mut rx_a) = c.join("g", join_request(&a.member_id)) else { panic!() };
+        let (a, b) = (rx_a.try_recv().unwrap(), rx_b.try_recv().unwrap());
+        assert_eq!((a.generation, b.generation), (2, 2));
+        let (leader, follower) = if a.leader == a.member_id { (a, b) } else { (b, a) };
+        let Outcome::Wait(mut follower_rx) = c.sync("g", &follower.member_id, None, 2, None, None, vec![]) else { panic!() };
+        let held = log.log();
+        let (c2, id) = (c.clone(), leader.member_id.clone());
+        let t = std::thread::spawn(move || {
+            let assignments = vec![(id.clone(), Bytes::from_static(b"x"))];
+            c2.sync("g", &id, None, 2, None, None, assignments)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(follower_rx.try_recv().is_err(), "a member was answered before the group's state was written");
+        drop(held);
+        let Outcome::Wait(mut leader_rx) = t.join().unwrap() else { panic!() };
+        assert_eq!(leader_rx.try_recv().unwrap().assignment, Bytes::from_static(b"x"));
+        assert!(follower_rx.try_recv().unwrap().error.is_none());
+        assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
     }
 
     #[test]

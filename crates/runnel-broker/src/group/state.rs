@@ -96,6 +96,9 @@ pub struct Group {
     pub offsets: OffsetStore,
     /// The group record must be written (the coordinator clears it).
     pub dirty: bool,
+    /// The leader handed in the assignments: the members waiting in SyncGroup are answered
+    /// once the group's record is written ([`Group::answer_sync`]), as Kafka does.
+    sync_due: bool,
 }
 
 fn ms(v: i32) -> Duration {
@@ -122,6 +125,7 @@ impl Group {
             sync_deadline: None,
             offsets: OffsetStore::default(),
             dirty: false,
+            sync_due: false,
         }
     }
 
@@ -547,18 +551,11 @@ impl Group {
                 self.pending_sync.remove(member_id);
                 if self.is_leader(member_id) {
                     let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
-                    let ptype = self.protocol_type.clone();
-                    let pname = self.protocol.clone();
                     for m in self.members.values_mut() {
                         m.assignment = given.remove(&m.id).unwrap_or_default();
                         m.heartbeat_deadline = now + ms(m.session_timeout_ms);
-                        m.complete_sync(SyncResult {
-                            error: None,
-                            protocol_type: ptype.clone(),
-                            protocol_name: pname.clone(),
-                            assignment: m.assignment.clone(),
-                        });
                     }
+                    self.sync_due = true;
                     self.transition(GroupState::Stable);
                     self.dirty = true;
                     tracing::info!(group = %self.id, generation = self.generation, "group is stable");
@@ -575,6 +572,28 @@ impl Group {
                     protocol_name: self.protocol.clone(),
                     assignment: m.assignment.clone(),
                 })
+            }
+        }
+    }
+
+    /// After the leader's SyncGroup, once the group's record is written: answers every
+    /// member waiting in SyncGroup with its assignment; if the write failed (`error`), with
+    /// that error instead, and the group rebalances again (Kafka's store callback).
+    pub fn answer_sync(&mut self, error: Option<KafkaError>, now: Instant) {
+        if !std::mem::take(&mut self.sync_due) {
+            return;
+        }
+        match error {
+            None => {
+                let (ptype, pname) = (self.protocol_type.clone(), self.protocol.clone());
+                for m in self.members.values_mut() {
+                    let assignment = m.assignment.clone();
+                    m.complete_sync(SyncResult { error: None, protocol_type: ptype.clone(), protocol_name: pname.clone(), assignment });
+                }
+            }
+            Some(e) => {
+                self.reset_and_propagate_assignment_error(e);
+                self.prepare_rebalance(now, 0);
             }
         }
     }

@@ -166,20 +166,40 @@ fn alterable_topic(ctx: &Ctx, resource_type: i8, name: &str) -> Result<BTreeMap<
     }
 }
 
-/// Validates the new overrides and stores them unless `validate_only`.
-async fn apply(ctx: &Ctx, name: &str, configs: BTreeMap<String, String>, validate_only: bool) -> Result<(), Refusal> {
-    for (k, v) in &configs {
-        topic_config::validate(k, v).map_err(|m| (KafkaError::InvalidConfig, m))?;
-    }
-    if validate_only {
-        return Ok(());
-    }
+/// Computes a topic's new overrides from its current ones with `edit`, validates them,
+/// and stores them unless `validate_only`. Read, edit and write happen under the metadata
+/// lock, so concurrent alters of one topic never lose each other's changes.
+async fn apply(
+    ctx: &Ctx,
+    name: &str,
+    edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    let checked = |current: &BTreeMap<String, String>| {
+        let configs = edit(current)?;
+        for (k, v) in &configs {
+            topic_config::validate(k, v).map_err(|m| (KafkaError::InvalidConfig, m))?;
+        }
+        Ok(configs)
+    };
     let broker = ctx.broker.clone();
     let n = name.to_string();
-    blocking(move || broker.set_topic_configs(&n, configs))
-        .await
-        .map_err(|e| (KafkaError::KafkaStorageError, e.to_string()))?;
-    tracing::info!(topic = %name, client_id = %ctx.client_id, "altered topic configs");
+    let outcome = blocking(move || {
+        if validate_only {
+            let current = broker.topic(&n).map(|t| t.configs).ok_or_else(|| crate::state::StateError::UnknownTopic(n.clone()))?;
+            return Ok(checked(&current).map(|_| ()));
+        }
+        broker.update_topic_configs(&n, checked)
+    })
+    .await
+    .map_err(|e| match e {
+        crate::state::StateError::UnknownTopic(_) => (KafkaError::UnknownTopicOrPartition, e.to_string()),
+        e => (KafkaError::KafkaStorageError, e.to_string()),
+    })?;
+    outcome?;
+    if !validate_only {
+        tracing::info!(topic = %name, client_id = %ctx.client_id, "altered topic configs");
+    }
     Ok(())
 }
 
@@ -198,8 +218,9 @@ pub async fn alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse 
             Err(e) => Err(e),
             Ok(_) => {
                 // AlterConfigs replaces the whole override set; a null value removes it.
-                let configs = r.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
-                apply(ctx, &name, configs, req.validate_only).await
+                let configs: BTreeMap<String, String> =
+                    r.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
+                apply(ctx, &name, move |_| Ok(configs), req.validate_only).await
             }
         };
         let (error_code, error_message) = split(outcome);
@@ -225,53 +246,11 @@ pub async fn incremental_alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -
         let name = r.resource_name.to_string();
         let outcome = match alterable_topic(ctx, r.resource_type, &name) {
             Err(e) => Err(e),
-            Ok(mut configs) => {
-                let mut result = Ok(());
-                for c in &r.configs {
-                    let key = c.name.to_string();
-                    let value = c.value.as_ref().map(|v| v.to_string());
-                    let is_list = topic_config::def(&key).is_some_and(|d| d.config_type == topic_config::ConfigType::List);
-                    match (c.config_operation, value) {
-                        (OP_SET, Some(v)) => {
-                            configs.insert(key, v);
-                        }
-                        (OP_DELETE, _) => {
-                            configs.remove(&key);
-                        }
-                        (OP_APPEND | OP_SUBTRACT, Some(v)) if is_list => {
-                            let current = configs.get(&key).cloned().unwrap_or_else(|| {
-                                topic_config::resolve(topic_config::def(&key).expect("list def"), &BTreeMap::new(), &ctx.broker.config.settings).0.to_string()
-                            });
-                            let mut items: Vec<String> = current.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-                            for item in v.split(',').filter(|s| !s.is_empty()) {
-                                if c.config_operation == OP_APPEND {
-                                    if !items.iter().any(|x| x == item) {
-                                        items.push(item.to_string());
-                                    }
-                                } else {
-                                    items.retain(|x| x != item);
-                                }
-                            }
-                            configs.insert(key, items.join(","));
-                        }
-                        (OP_APPEND | OP_SUBTRACT, _) => {
-                            result = Err((KafkaError::InvalidConfig, format!("APPEND and SUBTRACT apply only to list configs; '{key}' is not one")));
-                            break;
-                        }
-                        (OP_SET, None) => {
-                            result = Err((KafkaError::InvalidConfig, format!("SET of '{key}' needs a value")));
-                            break;
-                        }
-                        (op, _) => {
-                            result = Err((KafkaError::InvalidRequest, format!("unknown config operation {op}")));
-                            break;
-                        }
-                    }
-                }
-                match result {
-                    Ok(()) => apply(ctx, &name, configs, req.validate_only).await,
-                    e => e,
-                }
+            Ok(_) => {
+                let ops: Vec<(i8, String, Option<String>)> =
+                    r.configs.iter().map(|c| (c.config_operation, c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect();
+                let broker_settings = ctx.broker.config.settings.clone();
+                apply(ctx, &name, move |current| incremental(current, &ops, &broker_settings), req.validate_only).await
             }
         };
         let (error_code, error_message) = split(outcome);
@@ -284,4 +263,47 @@ pub async fn incremental_alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -
         );
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Applies IncrementalAlterConfigs operations (op, name, value) to a topic's `current`
+/// overrides.
+fn incremental(
+    current: &BTreeMap<String, String>,
+    ops: &[(i8, String, Option<String>)],
+    broker_settings: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let mut configs = current.clone();
+    for (op, key, value) in ops {
+        let is_list = topic_config::def(key).is_some_and(|d| d.config_type == topic_config::ConfigType::List);
+        match (*op, value) {
+            (OP_SET, Some(v)) => {
+                configs.insert(key.clone(), v.clone());
+            }
+            (OP_DELETE, _) => {
+                configs.remove(key);
+            }
+            (OP_APPEND | OP_SUBTRACT, Some(v)) if is_list => {
+                let current = configs.get(key).cloned().unwrap_or_else(|| {
+                    topic_config::resolve(topic_config::def(key).expect("list def"), &BTreeMap::new(), broker_settings).0.to_string()
+                });
+                let mut items: Vec<String> = current.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
+                for item in v.split(',').filter(|s| !s.is_empty()) {
+                    if *op == OP_APPEND {
+                        if !items.iter().any(|x| x == item) {
+                            items.push(item.to_string());
+                        }
+                    } else {
+                        items.retain(|x| x != item);
+                    }
+                }
+                configs.insert(key.clone(), items.join(","));
+            }
+            (OP_APPEND | OP_SUBTRACT, _) => {
+                return Err((KafkaError::InvalidConfig, format!("APPEND and SUBTRACT apply only to list configs; '{key}' is not one")));
+            }
+            (OP_SET, None) => return Err((KafkaError::InvalidConfig, format!("SET of '{key}' needs a value"))),
+            (op, _) => return Err((KafkaError::InvalidRequest, format!("unknown config operation {op}"))),
+        }
+    }
+    Ok(configs)
 }

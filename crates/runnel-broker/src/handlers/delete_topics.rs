@@ -48,11 +48,16 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse
                     broker.groups().remove_offsets_for_topic(&n);
                     Ok::<_, crate::state::StateError>(())
                 });
-                if let Err(e) = deleted.await {
-                    tracing::error!(topic = %tname, error = %e, "delete failed");
-                    r = r.with_error_code(code(KafkaError::KafkaStorageError)).with_error_message(Some(sb(e.to_string())));
-                } else {
-                    tracing::info!(topic = %tname, client_id = %ctx.client_id, "deleted topic");
+                match deleted.await {
+                    // Deleted by a concurrent request meanwhile: nothing is committed here.
+                    Err(crate::state::StateError::UnknownTopic(_)) => {
+                        r = r.with_error_code(code(KafkaError::UnknownTopicOrPartition)).with_error_message(Some(sb("no such topic")));
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %tname, error = %e, "delete failed");
+                        r = r.with_error_code(code(KafkaError::KafkaStorageError)).with_error_message(Some(sb(e.to_string())));
+                    }
+                    Ok(()) => tracing::info!(topic = %tname, client_id = %ctx.client_id, "deleted topic"),
                 }
             }
         }
