@@ -319,3 +319,25 @@ fn group_ids_in_metrics_are_escaped() {
     assert!(line.contains(r#"group="evil\"} 1\nrunnel_forged 1\n#\\""#), "{line}");
     assert!(line.ends_with(" 2"), "{line}");
 }
+
+/// Request values near the integer limits are answered, never wrapped or a panic: an
+/// OffsetCommit v2 with retention_time_ms = i64::MAX (now + retention overflowed), a
+/// batch whose baseOffset is i64::MAX (the broker assigns offsets).
+#[test]
+fn values_at_the_integer_limits_are_answered() {
+    let b = Broker::start(&[]);
+    let mut s = connect(&b.addr);
+    create_topic(&mut s, "limits", &[]);
+    let p = offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(7);
+    let t = offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(sb("limits"))).with_partitions(vec![p]);
+    let req = OffsetCommitRequest::default().with_group_id(GroupId(sb("far"))).with_generation_id_or_member_epoch(-1).with_retention_time_ms(i64::MAX).with_topics(vec![t]);
+    let r: OffsetCommitResponse = call(&mut s, ApiKey::OffsetCommit, 2, &req);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    assert_eq!(committed(&b.addr, "far", "limits"), 7);
+    let recs: Vec<runnel_protocol::batch::NewRecord> =
+        (0..3).map(|_| runnel_protocol::batch::NewRecord { timestamp: 1, key: Some(b"k"), value: Some(b"v"), headers: &[] }).collect();
+    let batch = runnel_protocol::batch::encode_batch(i64::MAX, 0, &recs);
+    let r = produce(&mut s, 9, "limits", batch);
+    assert_eq!((r.error_code, r.base_offset), (0, 0), "{:?}", r.error_message);
+    assert_eq!(log_end(&mut s, "limits"), 3);
+}

@@ -24,7 +24,7 @@ const INSTANCE_ID_VERSION: i16 = 7;
 pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let now = now_ms();
     let max_metadata = ctx.broker.config.offset_metadata_max_bytes();
-    let expire = (ctx.version <= LAST_RETENTION_VERSION && req.retention_time_ms >= 0).then(|| now + req.retention_time_ms);
+    let expire = (ctx.version <= LAST_RETENTION_VERSION && req.retention_time_ms >= 0).then(|| now.saturating_add(req.retention_time_ms));
     // (topic slot, partition, pre-check error) in request order.
     let mut slots: Vec<(usize, i32, Option<KafkaError>)> = Vec::new();
     let mut to_commit = Vec::new();

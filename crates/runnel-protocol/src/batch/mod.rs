@@ -170,7 +170,8 @@ impl BatchHeader {
 
     /// `baseOffset + lastOffsetDelta`.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        // Saturating: a client's baseOffset near i64::MAX must not wrap (the broker replaces it).
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// The codec in attribute bits 0-2 (unknown codes are `InvalidRecord`).
@@ -245,8 +246,10 @@ pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
         let mut n: i32 = 0;
         for record in Records::new(&header, records) {
             let record = record?;
-            if record.offset - header.base_offset != i64::from(n) {
-                return Err(invalid(format!("record {n} has offset delta {}", record.offset - header.base_offset)));
+            // Wrapping, as the walker computes offsets: a client's baseOffset may be near i64::MAX.
+            let delta = record.offset.wrapping_sub(header.base_offset);
+            if delta != i64::from(n) {
+                return Err(invalid(format!("record {n} has offset delta {delta}")));
             }
             n += 1;
         }
