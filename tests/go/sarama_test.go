@@ -29,7 +29,13 @@ func TestSaramaProduceEveryCodecConsumeInAGroupAndAdmin(t *testing.T) {
 	if err := adm.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 3, ReplicationFactor: 1}, false); err != nil {
 		t.Fatal(err)
 	}
-	topics, err := adm.ListTopics()
+	// Apache Kafka answers CreateTopics before its broker's metadata has the topic: wait.
+	var topics map[string]sarama.TopicDetail
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if topics, err = adm.ListTopics(); err == nil && topics[topic].NumPartitions == 3 {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
