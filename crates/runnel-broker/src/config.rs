@@ -16,6 +16,7 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("queued.max.request.bytes", "536870912", "Bytes of requests read and not yet handled, over all connections together; past it the broker stops reading until handled requests free some (-1: no limit; Kafka's default is -1)."),
     ("max.connections", "10000", "Most client connections open at once; the listener stops accepting meanwhile (Kafka's default is 2147483647; keep it below the open-file limit)."),
     ("max.connections.per.ip", "2147483647", "Most client connections from one IP address; more are closed at once."),
+    ("max.broker.partitions", "10000", "Most partitions this broker holds; CreateTopics, CreatePartitions and auto-creation past it are refused with POLICY_VIOLATION (KIP-578's name; Kafka has no such limit)."),
     ("connections.max.idle.ms", "600000", "A connection with nothing read and nothing in flight for this long is closed, as is one whose response cannot be written for this long."),
     ("group.min.session.timeout.ms", "6000", "Smallest session timeout a group member may ask for."),
     ("group.max.session.timeout.ms", "1800000", "Largest session timeout a group member may ask for."),
@@ -98,7 +99,7 @@ impl BrokerConfig {
                 Ok(n) if n >= self.socket_request_max_bytes() as i64 => Ok(()),
                 _ => Err(bad("expected -1 or a number of bytes ≥ socket.request.max.bytes")),
             },
-            "max.connections" | "max.connections.per.ip" | "connections.max.idle.ms" => match value.parse::<i32>() {
+            "max.connections" | "max.connections.per.ip" | "connections.max.idle.ms" | "max.broker.partitions" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
             },
@@ -162,6 +163,10 @@ impl BrokerConfig {
 
     pub fn max_connections_per_ip(&self) -> usize {
         self.int_setting("max.connections.per.ip", i32::MAX as i64).max(1) as usize
+    }
+
+    pub fn max_broker_partitions(&self) -> u64 {
+        self.int_setting("max.broker.partitions", 10_000).max(1) as u64
     }
 
     pub fn connections_max_idle_ms(&self) -> u64 {

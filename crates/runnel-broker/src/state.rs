@@ -41,6 +41,8 @@ pub enum StateError {
     TopicExists(String),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
+    #[error("this broker would hold {total} partitions, over max.broker.partitions ({limit})")]
+    PartitionLimit { total: u64, limit: u64 },
 }
 
 const METADATA_DIR: &str = "__cluster_metadata-0";
@@ -114,6 +116,7 @@ impl Broker {
         if md.image().topic(name).is_some() {
             return Err(StateError::TopicExists(name.into()));
         }
+        self.check_partition_limit(md.image(), u64::from(partitions))?;
         md.commit(MetadataRecord::CreateTopic { name: name.into(), topic_id, partitions, configs })?;
         self.open_new_partitions(name, 0..partitions as i32, &settings)?;
         Ok(topic_id)
@@ -123,6 +126,7 @@ impl Broker {
     pub fn create_partitions(&self, name: &str, total: u32) -> Result<(), StateError> {
         let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
         let Some(topic) = md.image().topic(name).cloned() else { return Ok(()) };
+        self.check_partition_limit(md.image(), u64::from(total.saturating_sub(topic.partitions)))?;
         md.commit(MetadataRecord::CreatePartitions { name: name.into(), total })?;
         let settings = TopicSettings::resolve(&topic.configs, &self.config.settings);
         self.open_new_partitions(name, topic.partitions as i32..total as i32, &settings)
@@ -137,6 +141,17 @@ impl Broker {
         for p in range {
             let part = open_partition(&self.config.data_dir, name, p, settings)?;
             self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert((name.into(), p), Arc::new(part));
+        }
+        Ok(())
+    }
+
+    /// `max.broker.partitions`: refuses `more` partitions if the broker would then hold
+    /// more than that (checked under the metadata lock, so concurrent creates add up).
+    fn check_partition_limit(&self, image: &MetadataImage, more: u64) -> Result<(), StateError> {
+        let limit = self.config.max_broker_partitions();
+        let total = image.topics().map(|t| u64::from(t.partitions)).sum::<u64>() + more;
+        if total > limit {
+            return Err(StateError::PartitionLimit { total, limit });
         }
         Ok(())
     }

@@ -341,3 +341,33 @@ fn values_at_the_integer_limits_are_answered() {
     assert_eq!((r.error_code, r.base_offset), (0, 0), "{:?}", r.error_message);
     assert_eq!(log_end(&mut s, "limits"), 3);
 }
+
+/// `max.broker.partitions` caps what CreateTopics, CreatePartitions and auto-creation may
+/// add up to (every partition is a directory and open files).
+#[test]
+fn partitions_are_capped_broker_wide() {
+    const POLICY_VIOLATION: i16 = 44;
+    // __consumer_offsets holds one of the five.
+    let mut b = Broker::start(&["-o", "max.broker.partitions=5"]);
+    let mut s = connect(&b.addr);
+    let create = |s: &mut std::net::TcpStream, name: &str, n: i32| -> i16 {
+        let t = create_topics_request::CreatableTopic::default().with_name(TopicName(sb(name))).with_num_partitions(n).with_replication_factor(1);
+        let r: CreateTopicsResponse = call(s, ApiKey::CreateTopics, 5, &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000));
+        r.topics[0].error_code
+    };
+    assert_eq!(create(&mut s, "three", 3), 0);
+    assert_eq!(create(&mut s, "two", 2), POLICY_VIOLATION);
+    let t = create_partitions_request::CreatePartitionsTopic::default().with_name(TopicName(sb("three"))).with_count(5).with_assignments(None);
+    let r: CreatePartitionsResponse = call(&mut s, ApiKey::CreatePartitions, 3, &CreatePartitionsRequest::default().with_topics(vec![t]).with_timeout_ms(10_000));
+    assert_eq!(r.results[0].error_code, POLICY_VIOLATION, "{:?}", r.results[0].error_message);
+    let md = |s: &mut std::net::TcpStream, name: &str| -> i16 {
+        let t = metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(sb(name))));
+        let r: MetadataResponse = call(s, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![t])).with_allow_auto_topic_creation(true));
+        r.topics[0].error_code
+    };
+    assert_eq!(md(&mut s, "auto-one"), 0, "the fifth partition is auto-created");
+    assert_ne!(md(&mut s, "auto-two"), 0, "a sixth is not");
+    b.kill9();
+    b.restart();
+    assert_serving(&mut b);
+}

@@ -44,7 +44,10 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
                         let (n, count) = (name.clone(), t.count as u32);
                         blocking(move || broker.create_partitions(&n, count))
                             .await
-                            .map_err(|e| (KafkaError::KafkaStorageError, e.to_string()))
+                            .map_err(|e| match e {
+                                crate::state::StateError::PartitionLimit { .. } => (KafkaError::PolicyViolation, e.to_string()),
+                                e => (KafkaError::KafkaStorageError, e.to_string()),
+                            })
                     }
                 }
             }

@@ -144,6 +144,7 @@ pub fn create_checked(
     }
     broker.create_topic(name, partitions as u32, configs).map_err(|e| match e {
         StateError::TopicExists(_) => (KafkaError::TopicAlreadyExists, e.to_string()),
+        StateError::PartitionLimit { .. } => (KafkaError::PolicyViolation, e.to_string()),
         e => (KafkaError::KafkaStorageError, format!("could not create topic '{name}': {e}")),
     })
 }
