@@ -271,10 +271,10 @@ fn concurrent_config_alters_lose_nothing() {
             let (_, r): (i32, IncrementalAlterConfigsResponse) = parse(ApiKey::IncrementalAlterConfigs, 1, f);
             assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0].error_message);
         }
-        let res = describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(sb(&topic));
+        let res = describe_configs_request::DescribeConfigsResource::default().with_resource_type(2).with_resource_name(sb(&topic)).with_configuration_keys(None);
         let d: DescribeConfigsResponse = call(&mut s, ApiKey::DescribeConfigs, 4, &DescribeConfigsRequest::default().with_resources(vec![res]));
         for (i, k) in keys.iter().enumerate() {
-            let c = d.results[0].configs.iter().find(|c| c.name.as_str() == *k).unwrap_or_else(|| panic!("{k} described"));
+            let c = d.results[0].configs.iter().find(|c| c.name.as_str() == *k).unwrap_or_else(|| panic!("{k} described: {:?}", d.results[0]));
             assert_eq!(c.value.as_deref(), Some(format!("{}", 100_000 + i).as_str()), "round {round}: {k} was lost");
         }
     }
