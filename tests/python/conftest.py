@@ -27,8 +27,9 @@ LISTENER_RE = re.compile(r"Kafka listener on (\S+):(\d+) ")
 class Broker:
     """A running `runnel broker` process."""
 
-    def __init__(self, data_dir, settings=()):
+    def __init__(self, data_dir, settings=(), advertised=None):
         self.data_dir = Path(data_dir)
+        self.advertised = advertised
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir.parent / (self.data_dir.name + ".stderr.log")
         self.settings = list(settings)
@@ -42,6 +43,8 @@ class Broker:
         args = [RUNNEL_BIN, "broker", "--listen", listen, "--data-dir", str(self.data_dir)]
         for kv in self.settings:
             args += ["-o", kv]
+        if self.advertised:
+            args += ["--advertised-listener", self.advertised]
         env = dict(os.environ, RUNNEL_LOG_LEVEL=os.environ.get("RUNNEL_TEST_LOG", "warn"), RUNNEL_ADMIN_LISTEN="127.0.0.1:0")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, env=env)
         line = self._first_line(timeout=30)
@@ -132,11 +135,12 @@ def broker(request, tmp_path_factory):
 
 @pytest.fixture
 def start_broker(tmp_path):
-    """Starts a broker for this test only: start_broker(["num.partitions=3", ...])."""
+    """Starts a broker for this test only: start_broker(["num.partitions=3", ...]),
+    optionally advertised at another address (advertised="host:port", e.g. a proxy)."""
     started = []
 
-    def start(settings=()):
-        b = Broker(tmp_path / f"data{len(started)}", settings)
+    def start(settings=(), advertised=None):
+        b = Broker(tmp_path / f"data{len(started)}", settings, advertised)
         started.append(b)
         return b
 

@@ -1,8 +1,8 @@
 """Interop with kafka-python (pure Python client), against a real Runnel broker.
 
 Client notes:
-- kafka-python 3.x enables idempotence by default, which needs InitProducerId; Runnel does
-  not serve it yet, so every producer here sets `enable_idempotence=False`.
+- kafka-python 3.x enables idempotence by default (InitProducerId, producer ids and
+  sequence numbers); every producer here uses that default.
 - These tests consume with `group_id=None` and manual `assign()`; group consumers are
   covered in test_groups.py.
 """
@@ -27,7 +27,7 @@ def admin(broker):
 
 def producer(bootstrap, **kw):
     kw.setdefault("linger_ms", 5)
-    return KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, **kw)
+    return KafkaProducer(bootstrap_servers=bootstrap, **kw)
 
 
 def consumer(bootstrap, **kw):

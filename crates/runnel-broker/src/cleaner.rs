@@ -36,6 +36,17 @@ pub fn retention_pass(broker: &Broker) {
     }
 }
 
+/// Forgets producers idle for `producer.id.expiration.ms` in every partition.
+pub fn producer_expiry_pass(broker: &Broker) {
+    let (now, ttl) = (now_ms(), broker.config.producer_id_expiration_ms());
+    for part in broker.all_partitions() {
+        let n = part.log().remove_expired_producers(now, ttl);
+        if n > 0 {
+            tracing::debug!(topic = %part.topic, partition = part.index, producers = n, "expired idle producers");
+        }
+    }
+}
+
 /// Compacts every partition whose policy includes `compact` and that is due.
 pub fn compaction_pass(broker: &Broker) {
     for part in broker.all_partitions() {

@@ -26,6 +26,8 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("offset.metadata.max.bytes", "4096", "Largest metadata string of a committed offset."),
     ("log.retention.check.interval.ms", "300000", "How often the cleaner applies retention (retention.ms, retention.bytes) to every partition."),
     ("log.cleaner.backoff.ms", "15000", "How often the cleaner looks for compacted partitions due for cleaning."),
+    ("producer.id.expiration.ms", "86400000", "A partition forgets an idempotent producer that has not written for this long."),
+    ("producer.id.expiration.check.interval.ms", "600000", "How often idle producers are looked for."),
 ];
 
 /// Everything a broker needs to start.
@@ -108,7 +110,8 @@ impl BrokerConfig {
                 Ok(n) if n >= 0 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 0")),
             },
-            "log.retention.check.interval.ms" | "log.cleaner.backoff.ms" => match value.parse::<i64>() {
+            "log.retention.check.interval.ms" | "log.cleaner.backoff.ms" | "producer.id.expiration.ms"
+            | "producer.id.expiration.check.interval.ms" => match value.parse::<i64>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number of ms ≥ 1")),
             },
@@ -204,6 +207,14 @@ impl BrokerConfig {
 
     pub fn log_cleaner_backoff_ms(&self) -> u64 {
         self.int_setting("log.cleaner.backoff.ms", 15_000).max(1) as u64
+    }
+
+    pub fn producer_id_expiration_ms(&self) -> i64 {
+        self.int_setting("producer.id.expiration.ms", 86_400_000).max(1)
+    }
+
+    pub fn producer_id_expiration_check_interval_ms(&self) -> u64 {
+        self.int_setting("producer.id.expiration.check.interval.ms", 600_000).max(1) as u64
     }
 
     pub fn offset_metadata_max_bytes(&self) -> usize {

@@ -128,6 +128,7 @@ async fn serve(
     let group_timers = tokio::spawn(broker.groups().clone().run_timers(shutdown.clone()));
     let retention = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.log_retention_check_interval_ms()), shutdown.clone(), cleaner::retention_pass));
     let compaction = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.log_cleaner_backoff_ms()), shutdown.clone(), cleaner::compaction_pass));
+    let producer_expiry = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.producer_id_expiration_check_interval_ms()), shutdown.clone(), cleaner::producer_expiry_pass));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -164,6 +165,7 @@ async fn serve(
     let _ = group_timers.await;
     let _ = retention.await;
     let _ = compaction.await;
+    let _ = producer_expiry.await;
     let b = broker.clone();
     let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
     tracing::info!("broker stopped; data flushed");

@@ -25,7 +25,12 @@ pub struct Broker {
     partitions: RwLock<Partitions>,
     /// The group coordinator; set once `__consumer_offsets` is open (in [`Broker::open`]).
     groups: Option<Arc<Coordinator>>,
+    /// Producer ids this broker reserved and has not handed out yet: `[next, end)`.
+    producer_ids: Mutex<(i64, i64)>,
 }
+
+/// How many producer ids a broker reserves with one metadata record (Kafka's block size).
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -64,7 +69,7 @@ impl Broker {
             }
         }
         let mut broker =
-            Self { config, cluster_id, advertised, metadata: Mutex::new(metadata), partitions: RwLock::new(partitions), groups: None };
+            Self { config, cluster_id, advertised, metadata: Mutex::new(metadata), partitions: RwLock::new(partitions), groups: None, producer_ids: Mutex::new((0, 0)) };
         if broker.topic(OFFSETS_TOPIC).is_none() {
             broker.create_topic(OFFSETS_TOPIC, 1, BTreeMap::from([("cleanup.policy".into(), "compact".into())]))?;
             tracing::info!(topic = OFFSETS_TOPIC, "created the internal topic");
@@ -79,6 +84,24 @@ impl Broker {
     /// The group coordinator.
     pub fn groups(&self) -> &Arc<Coordinator> {
         self.groups.as_ref().expect("the coordinator is set in Broker::open")
+    }
+
+    /// A producer id never handed out before, by any broker or before any restart: taken
+    /// from this broker's reserved block, reserving the next block (a metadata record,
+    /// fsynced) when it runs out. Blocking: call it off the async workers.
+    pub fn next_producer_id(&self) -> Result<i64, StateError> {
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.0 >= ids.1 {
+            let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+            let start = md.image().next_producer_id();
+            let end = start + PRODUCER_ID_BLOCK;
+            md.commit(MetadataRecord::ProducerIds { broker_id: self.config.node_id, next_producer_id: end })?;
+            tracing::debug!(start, end, "reserved a block of producer ids");
+            *ids = (start, end);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     /// A consistent copy of the metadata image.
@@ -219,7 +242,8 @@ impl Broker {
     /// Flushes every partition and writes its recovery checkpoint (clean shutdown).
     pub fn flush_all(&self) {
         for part in self.all_partitions() {
-            if let Err(e) = part.log().flush() {
+            let mut log = part.log();
+            if let Err(e) = log.flush().and_then(|()| log.snapshot_producer_state()) {
                 tracing::error!(topic = %part.topic, partition = part.index, error = %e, "flush at shutdown failed");
             }
         }

@@ -21,6 +21,8 @@ pub struct TopicImage {
 pub struct MetadataImage {
     topics: BTreeMap<String, TopicImage>,
     ids: BTreeMap<Uuid, String>,
+    /// The first producer id no broker has reserved yet.
+    next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -54,7 +56,15 @@ impl MetadataImage {
                     self.ids.remove(&t.topic_id);
                 }
             }
+            MetadataRecord::ProducerIds { next_producer_id, .. } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
+            }
         }
+    }
+
+    /// The first producer id not yet reserved by any broker.
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {

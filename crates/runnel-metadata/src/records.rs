@@ -23,4 +23,8 @@ pub enum MetadataRecord {
     SetTopicConfigs { name: String, configs: BTreeMap<String, String> },
     /// A topic is deleted.
     DeleteTopic { name: String },
+    /// A broker reserved the producer ids `[next_producer_id - block, next_producer_id)`
+    /// (Kafka's ProducerIdsRecord, KIP-730): ids are handed out in blocks so that they stay
+    /// unique across restarts and brokers.
+    ProducerIds { broker_id: i32, next_producer_id: i64 },
 }

@@ -190,6 +190,7 @@ mod tests {
         (ApiKey::ListGroups, 0, 5),
         (ApiKey::DeleteGroups, 0, 2),
         (ApiKey::OffsetDelete, 0, 0),
+        (ApiKey::InitProducerId, 0, 5),
     ];
 
     fn served(key: ApiKey, version: i16) -> bool {
@@ -312,6 +313,7 @@ mod tests {
             ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
             ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
             ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+            ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default().with_transaction_timeout_ms(60_000)),
             other => panic!("no sample for {other:?}"),
         }
     }

@@ -29,4 +29,7 @@ pub enum StorageError {
     /// the broker restarts and recovers it.
     #[error("log is offline: {0}")]
     Offline(String),
+    /// A producer's batch breaks its sequence, epoch or transaction state.
+    #[error("{0}")]
+    Producer(#[from] crate::producer_state::ProducerError),
 }

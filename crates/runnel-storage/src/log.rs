@@ -26,6 +26,7 @@ use runnel_protocol::batch::{self, BatchHeader};
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::fsio;
+use crate::producer_state::{AppendOrigin, ProducerStateManager};
 use crate::recovery::{self, CLEANER_POINT_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE};
 use crate::segment::Segment;
 
@@ -38,6 +39,9 @@ pub struct AppendInfo {
     pub last_offset: i64,
     /// Largest batch `maxTimestamp` in the append.
     pub max_timestamp: i64,
+    /// The append was a retry of a stored batch: nothing was written, the offsets are the
+    /// original ones.
+    pub duplicate: bool,
 }
 
 /// A byte range of a segment file: whole batches, ready for `pread` or `sendfile`.
@@ -96,6 +100,9 @@ pub struct PartitionLog {
     fsyncs: FsyncStats,
     /// Why the log is offline, if it is (see [`StorageError::Offline`]).
     offline: Option<String>,
+    /// Idempotent and transactional producers, derived from the batches (see
+    /// [`crate::producer_state`]).
+    pub(crate) producers: ProducerStateManager,
 }
 
 /// How many flushes (fsync) a log has done, how long they took in all, and how many took
@@ -153,9 +160,11 @@ impl PartitionLog {
             last_flush: Instant::now(),
             fsyncs: FsyncStats::default(),
             offline: None,
+            producers: ProducerStateManager::default(),
         };
         // A crash between moving the log start and deleting what lies below it.
         log.delete_segments_below_start()?;
+        log.load_producer_state()?;
         log.check_invariants();
         Ok(log)
     }
@@ -241,7 +250,19 @@ impl PartitionLog {
     /// assigned from the log end offset by patching each `baseOffset` in `batches`; the
     /// bytes go to the active segment in one write (rolling first when needed). On error
     /// nothing is visible and the log accepts later appends.
+    ///
+    /// Batches with a producer id are checked against the producer state as a client's
+    /// (see [`append_as`](Self::append_as)).
     pub fn append(&mut self, batches: &mut [u8]) -> Result<AppendInfo, StorageError> {
+        self.append_as(batches, AppendOrigin::Client)
+    }
+
+    /// [`append`](Self::append) for `origin`: a client's batches get the idempotence
+    /// checks (a retried batch returns its original offsets with `duplicate` set and
+    /// writes nothing; a sequence gap or an old epoch is refused); the coordinator's
+    /// markers get the epoch checks; a replay gets none. The producer state changes only
+    /// once the bytes are stored.
+    pub fn append_as(&mut self, batches: &mut [u8], origin: AppendOrigin) -> Result<AppendInfo, StorageError> {
         self.check_online()?;
         if batches.is_empty() {
             return Err(StorageError::InvalidAppend("no batches".into()));
@@ -264,6 +285,19 @@ impl PartitionLog {
             max_timestamp = max_timestamp.max(h.max_timestamp);
         }
         let last_offset = next - 1;
+        let staged = {
+            let headers: Vec<BatchHeader> = metas.iter().map(|(h, _)| *h).collect();
+            let bytes: &[u8] = batches;
+            self.producers.stage(&headers, |i| &bytes[metas[i].1.clone()], origin)?
+        };
+        if let Some(d) = staged.duplicate {
+            return Ok(AppendInfo {
+                base_offset: d.first_offset,
+                last_offset: d.last_offset,
+                max_timestamp: d.timestamp,
+                duplicate: true,
+            });
+        }
         let len = batches.len() as u64;
         if len > u64::from(u32::MAX) || last_offset - base_offset > i64::from(u32::MAX) {
             return Err(StorageError::InvalidAppend(format!(
@@ -287,6 +321,8 @@ impl PartitionLog {
             last_offset + 1,
             "log end = last offset + 1"
         );
+        self.on_transactions_completed(&staged.completed)?;
+        self.producers.commit(staged, next);
         self.unflushed_records = self
             .unflushed_records
             .saturating_add((next - base_offset) as u64);
@@ -297,6 +333,7 @@ impl PartitionLog {
             base_offset,
             last_offset,
             max_timestamp,
+            duplicate: false,
         })
     }
 
@@ -317,6 +354,9 @@ impl PartitionLog {
     fn roll(&mut self) -> Result<(), StorageError> {
         let base = self.log_end_offset();
         tracing::debug!(dir = %self.dir.display(), base, "rolling segment");
+        // The producer state as of the new segment's base: a restart replays only the
+        // segment after it. Not fsynced here (a lost snapshot means a longer replay).
+        self.producers.write_snapshot(&self.dir, base, false)?;
         self.segments.push(Segment::create(&self.dir, base)?);
         self.check_invariants();
         Ok(())
@@ -511,6 +551,7 @@ impl PartitionLog {
     /// Flushes and marks a clean shutdown, so the next `open` trusts every segment.
     pub fn close(mut self) -> Result<(), StorageError> {
         self.flush()?;
+        self.producers.write_snapshot(&self.dir, self.log_end_offset(), true)?;
         fsio::sync_all(&fsio::create(&self.dir.join(CLEAN_SHUTDOWN_FILE))?)?;
         recovery::sync_dir(&self.dir)?;
         Ok(())
@@ -542,6 +583,7 @@ impl PartitionLog {
         }
         self.recovery_point = self.recovery_point.min(self.log_end_offset());
         recovery::write_recovery_point(&self.dir, self.recovery_point)?;
+        self.load_producer_state()?;
         self.check_invariants();
         Ok(())
     }
@@ -593,6 +635,7 @@ impl PartitionLog {
         if start != old {
             recovery::write_checkpoint(&self.dir, LOG_START_FILE, start)?;
         }
+        self.prune_snapshots()?;
         Ok(deleted?)
     }
 

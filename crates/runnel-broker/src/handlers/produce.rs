@@ -11,12 +11,17 @@
 //! `producer` makes the broker recompress batches that use another codec. acks other than
 //! -1, 0 and 1 is INVALID_REQUIRED_ACKS for every partition. A failed write (a full disk, any I/O error) is KAFKA_STORAGE_ERROR; the
 //! log keeps nothing of it and takes later appends.
+//!
+//! Idempotent producers (batches with a producer id) are checked by the partition's
+//! producer state as the batch is appended: a retried batch is answered with its original
+//! offset and not written again; a sequence gap is OUT_OF_ORDER_SEQUENCE_NUMBER, an old
+//! epoch INVALID_PRODUCER_EPOCH. Control batches from clients are INVALID_RECORD.
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use runnel_protocol::batch::{self, BatchError};
-use runnel_storage::StorageError;
+use runnel_storage::{ProducerError, StorageError};
 
 use super::{blocking, sb, Ctx};
 use crate::now_ms;
@@ -42,6 +47,10 @@ enum ProduceError {
     TooLarge { size: usize, max: usize },
     Empty,
     Storage(StorageError),
+    /// A control batch (transaction marker) sent by a client.
+    Control,
+    /// A transactional batch from a producer with no transaction open here.
+    NoTransaction,
 }
 
 /// The one place produce failures become Kafka error codes.
@@ -53,6 +62,14 @@ fn error_code(e: &ProduceError) -> KafkaError {
         ProduceError::Batch(_) | ProduceError::Empty | ProduceError::Records(_) => KafkaError::InvalidRecord,
         ProduceError::InvalidAcks(_) => KafkaError::InvalidRequiredAcks,
         ProduceError::TooLarge { .. } => KafkaError::MessageTooLarge,
+        ProduceError::Control => KafkaError::InvalidRecord,
+        ProduceError::NoTransaction => KafkaError::InvalidTxnState,
+        ProduceError::Storage(StorageError::Producer(p)) => match p {
+            ProducerError::InvalidEpoch { .. } => KafkaError::InvalidProducerEpoch,
+            ProducerError::OutOfOrder { .. } => KafkaError::OutOfOrderSequenceNumber,
+            ProducerError::Duplicate { .. } => KafkaError::DuplicateSequenceNumber,
+            ProducerError::InvalidTxnState { .. } => KafkaError::InvalidTxnState,
+        },
         ProduceError::Storage(_) => KafkaError::KafkaStorageError,
     }
 }
@@ -66,6 +83,9 @@ fn message(e: &ProduceError) -> String {
         ProduceError::InvalidAcks(a) => format!("acks must be -1, 0 or 1, got {a}"),
         ProduceError::TooLarge { size, max } => format!("record batch of {size} bytes exceeds max.message.bytes ({max})"),
         ProduceError::Empty => "no record batches in the request".into(),
+        ProduceError::Control => "clients may not write control batches".into(),
+        ProduceError::NoTransaction => "transactional batch outside a transaction".into(),
+        ProduceError::Storage(StorageError::Producer(p)) => p.to_string(),
         ProduceError::Storage(s) => format!("could not write to the log: {s}"),
     }
 }
@@ -108,7 +128,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                 }
                 Err(e) => {
                     let kafka = error_code(&e);
-                    if matches!(e, ProduceError::Storage(_)) {
+                    if matches!(e, ProduceError::Storage(ref s) if !matches!(s, StorageError::Producer(_))) {
                         tracing::error!(topic = %name, partition = index, error = %message(&e), "append failed");
                     } else {
                         tracing::debug!(topic = %name, partition = index, client_id = %ctx.client_id, error = %message(&e), "produce refused");
@@ -159,6 +179,12 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8]) -> Result<
             return Err(ProduceError::TooLarge { size, max: settings.max_message_bytes });
         }
         let header = batch::validate_batch(&records[range.clone()]).map_err(ProduceError::Batch)?;
+        if header.is_control() {
+            return Err(ProduceError::Control);
+        }
+        if header.is_transactional() {
+            return Err(ProduceError::NoTransaction);
+        }
         if settings.compact {
             let keyless = batch::keyless_records(&records[range.clone()]).map_err(ProduceError::Batch)?;
             if !keyless.is_empty() {
@@ -181,10 +207,16 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8]) -> Result<
         let info = log.append(&mut buf).map_err(ProduceError::Storage)?;
         (info, log.log_start_offset())
     };
-    part.wake_waiters();
+    if !info.0.duplicate {
+        part.wake_waiters();
+    }
     Ok(Appended {
         base_offset: info.0.base_offset,
-        log_append_time: if settings.log_append_time { now } else { -1 },
+        log_append_time: match (settings.log_append_time, info.0.duplicate) {
+            (false, _) => -1,
+            (true, false) => now,
+            (true, true) => info.0.max_timestamp,
+        },
         log_start_offset: info.1,
     })
 }

@@ -324,12 +324,14 @@ pub fn update_crc(batch: &mut [u8]) {
 }
 
 mod compact;
+mod control;
 pub mod decompress;
 mod encode;
 mod records;
 #[cfg(test)]
 mod tests;
 
+pub use control::{encode_marker, in_sequence, read_marker, set_producer, set_transactional, ControlType, Marker};
 pub use compact::{compress, filter_batch, keyless_records, recompress, records_section, walk, Filtered};
 pub use encode::{encode_batch, NewRecord};
 pub use records::{record_timestamps, records, RecordView, Records};

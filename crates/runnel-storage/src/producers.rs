@@ -1,0 +1,111 @@
+//! The partition log's side of producer state (see [`crate::producer_state`]): loading it
+//! at open and after a truncation (the newest intact `<offset>.snapshot` at or below the
+//! log end, then a replay of the batch headers after it), keeping snapshot files in step
+//! with the segments (the newest one always stays, so retention never loses the state),
+//! and what the broker asks of it.
+
+use runnel_protocol::batch;
+
+use crate::error::StorageError;
+use crate::log::PartitionLog;
+use crate::producer_state::{self, CompletedTxn, ProducerStateManager};
+
+impl PartitionLog {
+    /// The producers of this partition.
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producers
+    }
+
+    /// Writes the producer state as of the log end to `<log end>.snapshot` (fsynced), so
+    /// the next open replays nothing (a clean shutdown).
+    pub fn snapshot_producer_state(&mut self) -> Result<(), StorageError> {
+        self.producers.write_snapshot(&self.dir, self.log_end_offset(), true)?;
+        Ok(())
+    }
+
+    /// Drops producers idle for `expiration_ms` [`producer.id.expiration.ms`].
+    pub fn remove_expired_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers.remove_expired(now_ms, expiration_ms)
+    }
+
+    /// Rebuilds the producer state for the current log: newest usable snapshot, then
+    /// the batches after it.
+    pub(crate) fn load_producer_state(&mut self) -> Result<(), StorageError> {
+        let end = self.log_end_offset();
+        let mut snaps = producer_state::list_snapshots(&self.dir)?;
+        while let Some(&o) = snaps.last() {
+            if o <= end {
+                break;
+            }
+            // Describes batches a truncation removed.
+            producer_state::delete_snapshot(&self.dir, o)?;
+            snaps.pop();
+        }
+        let mut loaded = None;
+        while let Some(o) = snaps.pop() {
+            match ProducerStateManager::read_snapshot(&self.dir, o) {
+                Ok(Some(m)) => {
+                    loaded = Some(m);
+                    break;
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!(dir = %self.dir.display(), offset = o, "damaged producer snapshot; deleting it");
+                    producer_state::delete_snapshot(&self.dir, o)?;
+                }
+            }
+        }
+        let first = self.segments[0].base_offset();
+        self.producers = loaded.unwrap_or_default();
+        if self.producers.map_end_offset() < first {
+            self.producers.commit(Default::default(), first);
+        }
+        let from = self.producers.map_end_offset();
+        if from < end {
+            tracing::debug!(dir = %self.dir.display(), from, end, "rebuilding producer state from the log");
+        }
+        let mut done = Vec::new();
+        for seg in self.segments.iter().filter(|s| s.next_offset() > from) {
+            let mut pos = if seg.base_offset() >= from {
+                0
+            } else {
+                match seg.find_batch(from)? {
+                    Some((p, _)) => p,
+                    None => continue,
+                }
+            };
+            while pos < seg.size() {
+                let h = seg.read_header(pos)?;
+                if h.has_producer_id() && h.last_offset() >= from {
+                    let marker = if h.is_control() { batch::read_marker(&seg.read_batch(pos, &h)?) } else { None };
+                    done.extend(self.producers.replay(&h, marker));
+                }
+                pos += h.total_len() as u64;
+            }
+        }
+        self.producers.commit(Default::default(), end);
+        self.on_replayed_transactions(&done)
+    }
+
+    /// Deletes snapshots below the first segment, except the newest snapshot.
+    pub(crate) fn prune_snapshots(&mut self) -> Result<(), StorageError> {
+        let first = self.segments[0].base_offset();
+        let snaps = producer_state::list_snapshots(&self.dir)?;
+        if let Some((_, older)) = snaps.split_last() {
+            for &o in older.iter().filter(|&&o| o < first) {
+                producer_state::delete_snapshot(&self.dir, o)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the aborted ones of `txns`, closed by markers just appended.
+    pub(crate) fn on_transactions_completed(&mut self, _txns: &[CompletedTxn]) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// Like [`on_transactions_completed`](Self::on_transactions_completed), for markers
+    /// found by a replay (their index entries may already exist).
+    fn on_replayed_transactions(&mut self, _txns: &[CompletedTxn]) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
