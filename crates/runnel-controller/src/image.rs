@@ -49,6 +49,8 @@ impl ClusterImage {
                     MetadataRecord::SetTopicConfigs { name, .. } | MetadataRecord::DeleteTopic { name } => {
                         by_name(name).ok_or(Rejection::UnknownTopic)?;
                     }
+                    // A producer id block: the image only ever moves its counter up.
+                    MetadataRecord::ProducerIds { .. } => {}
                 }
                 Ok(())
             }
@@ -101,6 +103,11 @@ impl ClusterImage {
                     partitions: t.partitions,
                     configs: t.configs.clone(),
                 })
+                // The producer id counter rides along with the topics.
+                .chain((self.topics.next_producer_id() > 0).then(|| MetadataRecord::ProducerIds {
+                    broker_id: -1,
+                    next_producer_id: self.topics.next_producer_id(),
+                }))
                 .collect(),
             brokers: self.brokers.values().cloned().collect(),
         }
