@@ -584,17 +584,7 @@ mod tests {
 
     /// Joins `group` as its only member, subscribed to `topics`; the group is then Stable.
     fn stable_member(c: &Coordinator, group: &str, topics: &[&str]) -> (String, i32) {
-        let r = JoinRequest {
-            member_id: String::new(),
-            instance_id: None,
-            client_id: "c".into(),
-            client_host: "h".into(),
-            session_timeout_ms: 60_000,
-            rebalance_timeout_ms: 60_000,
-            protocol_type: "consumer".into(),
-            protocols: vec![("range".into(), subscription(topics))],
-            require_known_member_id: false,
-        };
+        let r = JoinRequest { protocols: vec![("range".into(), subscription(topics))], ..join_request("") };
         let Outcome::Wait(mut rx) = c.join(group, r) else { panic!("join answered at once") };
         let j = rx.try_recv().expect("the only member completes the join");
         assert!(j.error.is_none());
