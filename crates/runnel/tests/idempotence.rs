@@ -101,6 +101,16 @@ fn retries_gaps_and_old_epochs_get_kafkas_answers_across_restarts() {
     let r = produce(&mut s, 9, "idem", pbatch(pid, 0, seq, 1));
     assert_eq!(r.error_code, INVALID_PRODUCER_EPOCH);
     assert_eq!(log_end(&mut s, "idem"), 61);
+    // DescribeProducers shows the producer as the partition knows it.
+    let t = describe_producers_request::TopicRequest::default().with_name(TopicName(common::wire::sb("idem"))).with_partition_indexes(vec![0, 7]);
+    let r: DescribeProducersResponse =
+        call(&mut s, ApiKey::DescribeProducers, 0, &DescribeProducersRequest::default().with_topics(vec![t]));
+    let parts = &r.topics[0].partitions;
+    assert_eq!(parts[0].error_code, 0);
+    let p = &parts[0].active_producers;
+    assert_eq!(p.len(), 1);
+    assert_eq!((p[0].producer_id.0, p[0].producer_epoch, p[0].last_sequence, p[0].current_txn_start_offset), (pid, 1, 0, -1));
+    assert_eq!(parts[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     assert!(std::fs::read_dir(b.data_dir.join("idem-0"))
         .unwrap()
         .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".snapshot")));
