@@ -10,15 +10,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// franzOpts are the options every franz-go client here gets. franz-go's producer is
-// idempotent by default, which needs InitProducerId: not built in Runnel yet (issue 10), so
-// on Runnel idempotent writes are off. Drop that when issue 10 lands.
+// franzOpts are the options every franz-go client here gets: the seed broker, then the
+// defaults (franz-go's producer is idempotent by default).
 func franzOpts(extra ...kgo.Opt) []kgo.Opt {
-	opts := []kgo.Opt{kgo.SeedBrokers(bootstrap)}
-	if isRunnel {
-		opts = append(opts, kgo.DisableIdempotentWrite())
-	}
-	return append(opts, extra...)
+	return append([]kgo.Opt{kgo.SeedBrokers(bootstrap)}, extra...)
 }
 
 func newAdmin(t *testing.T) *kadm.Client {

@@ -86,9 +86,6 @@ class ConnectTest {
         // old member short should it not have left.
         "consumer.session.timeout.ms=10000",
         "consumer.heartbeat.interval.ms=1000",
-        // Kafka's producer is idempotent by default, which needs InitProducerId: not built
-        // in Runnel yet (issue 10). Drop this when issue 10 lands.
-        Broker.isRunnel() ? "producer.enable.idempotence=false" : "",
         ""));
     Files.writeString(dir.resolve("source.properties"), String.join("\n",
         "name=" + topic + "-source",

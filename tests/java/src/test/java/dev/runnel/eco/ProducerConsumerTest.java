@@ -35,15 +35,13 @@ class ProducerConsumerTest {
 
   /**
    * The producer's settings beside the defaults. Kafka's default producer is idempotent
-   * ({@code enable.idempotence=true}), which needs InitProducerId: Runnel does not have it yet
-   * (issue 10, idempotent producer and transactions), so on Runnel the producer turns
-   * idempotence off; everything else is the default. Drop this when issue 10 lands.
+   * ({@code enable.idempotence=true}, InitProducerId and sequence numbers): it runs with its
+   * defaults on both brokers.
    */
   static Properties producerProps(Object... kv) {
     Properties p = Broker.props(kv);
     p.put("key.serializer", StringSerializer.class.getName());
     p.put("value.serializer", StringSerializer.class.getName());
-    if (Broker.isRunnel() && !p.containsKey("enable.idempotence")) p.put("enable.idempotence", "false");
     return p;
   }
 

@@ -71,9 +71,6 @@ class StreamsTest {
         // for the old member's session to time out, so keep it short.
         StreamsConfig.consumerPrefix("session.timeout.ms"), 6000,
         StreamsConfig.consumerPrefix("heartbeat.interval.ms"), 1000);
-    // Kafka's producer is idempotent by default, which needs InitProducerId: not built in
-    // Runnel yet (issue 10). Drop this when issue 10 lands.
-    if (Broker.isRunnel()) p.put(StreamsConfig.producerPrefix("enable.idempotence"), "false");
     KafkaStreams s = new KafkaStreams(b.build(), p);
     s.setGlobalStateRestoreListener(new StateRestoreListener() {
       @Override public void onRestoreStart(TopicPartition tp, String store, long start, long end) { }

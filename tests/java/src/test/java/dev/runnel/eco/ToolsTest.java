@@ -27,15 +27,6 @@ import org.junit.jupiter.api.Test;
 class ToolsTest {
   static final String BS = "--bootstrap-server";
 
-  /**
-   * Producer settings for tools that produce. Kafka's producer is idempotent by default, which
-   * needs InitProducerId: not built in Runnel yet (issue 10), so on Runnel the tools produce
-   * with enable.idempotence=false. Drop this when issue 10 lands.
-   */
-  static List<String> idempotenceOff(String flag) {
-    return Broker.isRunnel() ? List.of(flag, "enable.idempotence=false") : List.of();
-  }
-
   static String[] args(Object... parts) {
     List<String> out = new ArrayList<>();
     for (Object p : parts) {
@@ -47,7 +38,7 @@ class ToolsTest {
 
   static Broker.ToolResult produceLines(String topic, String lines, Object... extra) throws Exception {
     return tool(lines, Duration.ofSeconds(60), Map.of(), "kafka-console-producer",
-        args(BS, Broker.bootstrap(), "--topic", topic, idempotenceOff("--producer-property"), List.of(extra))).ok();
+        args(BS, Broker.bootstrap(), "--topic", topic, List.of(extra))).ok();
   }
 
   @Test
@@ -152,8 +143,7 @@ class ToolsTest {
     tool("kafka-topics", BS, bs, "--create", "--topic", topic, "--partitions", "2").ok();
     String prod = tool(null, Duration.ofSeconds(120), Map.of(), "kafka-producer-perf-test",
         args("--topic", topic, "--num-records", "50000", "--record-size", "100", "--throughput", "-1",
-            "--producer-props", "bootstrap.servers=" + bs, "acks=1", "linger.ms=5",
-            Broker.isRunnel() ? List.of("enable.idempotence=false") : List.of())).ok().stdout();
+            "--producer-props", "bootstrap.servers=" + bs, "acks=1", "linger.ms=5")).ok().stdout();
     assertTrue(prod.contains("50000 records sent"), prod);
     String cons = tool(null, Duration.ofSeconds(120), Map.of(), "kafka-consumer-perf-test",
         BS, bs, "--topic", topic, "--messages", "50000", "--timeout", "30000").ok().stdout();
@@ -180,7 +170,7 @@ class ToolsTest {
     String bs = Broker.bootstrap();
     tool("kafka-topics", BS, bs, "--create", "--topic", topic, "--partitions", "3").ok();
     Path producerConfig = Files.createTempFile("verifiable", ".properties");
-    Files.writeString(producerConfig, Broker.isRunnel() ? "enable.idempotence=false\n" : "");
+    Files.writeString(producerConfig, "");
     String prod = tool(null, Duration.ofSeconds(120), Map.of(), "kafka-verifiable-producer",
         BS, bs, "--topic", topic, "--max-messages", "5000", "--acks", "-1",
         "--producer.config", producerConfig.toString()).ok().stdout();
