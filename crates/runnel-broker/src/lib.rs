@@ -8,6 +8,7 @@ mod admin;
 mod cleaner;
 pub mod config;
 mod connection;
+mod data_dir;
 mod errors;
 mod group;
 mod handlers;

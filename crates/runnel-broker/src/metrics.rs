@@ -133,6 +133,7 @@ impl Metrics {
         let mut out = String::new();
         let mut scrape = Registry::with_prefix("runnel");
         if let Some(b) = broker {
+            register_storage_health(&mut scrape, b);
             register_partitions(&mut scrape, b);
             register_groups(&mut scrape, b);
         }
@@ -144,6 +145,16 @@ impl Metrics {
         out.push_str("# EOF\n");
         out
     }
+}
+
+/// Offline partitions and quarantined directories (see `data_dir`).
+fn register_storage_health(registry: &mut Registry, b: &Broker) {
+    let (offline, stray) = b.storage_health();
+    let (o, q) = (Gauge::<i64>::default(), Gauge::<i64>::default());
+    o.set(offline as i64);
+    q.set(stray as i64);
+    registry.register("offline_partitions", "Partitions that cannot serve (failed fsync, or could not be opened) until a restart", o);
+    registry.register("quarantined_dirs", "Directories in the data dir moved aside as -stray because the metadata does not know them", q);
 }
 
 /// A client-chosen string (group id, topic name) as a label value, escaped as the

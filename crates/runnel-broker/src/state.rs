@@ -3,7 +3,7 @@
 //! directories change together: a record is committed first, then applied to the files.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use runnel_metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage, Uuid};
@@ -12,6 +12,7 @@ use runnel_storage::PartitionLog;
 use crate::group::{Coordinator, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::topic_config::TopicSettings;
+use crate::data_dir;
 use crate::BrokerConfig;
 
 pub type Partitions = HashMap<(String, i32), Arc<Partition>>;
@@ -27,6 +28,10 @@ pub struct Broker {
     groups: Option<Arc<Coordinator>>,
     /// Producer ids this broker reserved and has not handed out yet: `[next, end)`.
     producer_ids: Mutex<(i64, i64)>,
+    /// Partitions that could not be opened at startup, with why.
+    offline_at_open: HashMap<(String, i32), String>,
+    /// Quarantined (`-stray`) directories in the data dir.
+    stray_dirs: usize,
 }
 
 /// How many producer ids a broker reserves with one metadata record (Kafka's block size).
@@ -50,26 +55,44 @@ pub enum StateError {
     PartitionLimit { total: u64, limit: u64 },
 }
 
-const METADATA_DIR: &str = "__cluster_metadata-0";
-const META_PROPERTIES: &str = "meta.properties";
 
 impl Broker {
     /// Opens the data dir: metadata first, then every partition log (recovering each).
     pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Self, StateError> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        let cluster_id = load_or_create_cluster_id(&config.data_dir, config.node_id)?;
-        let metadata = MetadataStore::open_local(&config.data_dir.join(METADATA_DIR))?;
-        remove_orphans(&config.data_dir, metadata.image())?;
+        data_dir::create_dir_durably(&config.data_dir)?;
+        let cluster_id = data_dir::load_or_create_cluster_id(&config.data_dir, config.node_id)?;
+        let metadata = MetadataStore::open_local(&config.data_dir.join(data_dir::METADATA_DIR))?;
+        let sweep = data_dir::sweep(&config.data_dir, metadata.image())?;
         let mut partitions = HashMap::new();
+        let mut offline = HashMap::new();
         for topic in metadata.image().topics() {
             let settings = TopicSettings::resolve(&topic.configs, &config.settings);
             for p in 0..topic.partitions as i32 {
-                let part = open_partition(&config.data_dir, &topic.name, p, &settings)?;
-                partitions.insert((topic.name.clone(), p), Arc::new(part));
+                // One partition that cannot be opened (EIO, damage recovery cannot cut
+                // away) goes offline; the others serve.
+                match open_partition(&config.data_dir, &(&topic.name, topic.topic_id), p, &settings) {
+                    Ok(part) => {
+                        partitions.insert((topic.name.clone(), p), Arc::new(part));
+                    }
+                    Err(e) if topic.name != OFFSETS_TOPIC => {
+                        tracing::error!(topic = %topic.name, partition = p, error = %e, "cannot open the partition; it is offline until a restart opens it");
+                        offline.insert((topic.name.clone(), p), e.to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
-        let mut broker =
-            Self { config, cluster_id, advertised, metadata: Mutex::new(metadata), partitions: RwLock::new(partitions), groups: None, producer_ids: Mutex::new((0, 0)) };
+        let mut broker = Self {
+            config,
+            cluster_id,
+            advertised,
+            metadata: Mutex::new(metadata),
+            partitions: RwLock::new(partitions),
+            groups: None,
+            offline_at_open: offline,
+            stray_dirs: sweep.stray,
+            producer_ids: Mutex::new((0, 0)),
+        };
         if broker.topic(OFFSETS_TOPIC).is_none() {
             broker.create_topic(OFFSETS_TOPIC, 1, BTreeMap::from([("cleanup.policy".into(), "compact".into())]))?;
             tracing::info!(topic = OFFSETS_TOPIC, "created the internal topic");
@@ -122,6 +145,22 @@ impl Broker {
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), index)).cloned()
     }
 
+    /// Why a partition of a live topic is offline (it could not be opened at startup, or
+    /// its log went offline after a failed fsync); `None` if it serves.
+    pub fn offline_reason(&self, topic: &str, index: i32) -> Option<String> {
+        if let Some(why) = self.offline_at_open.get(&(topic.to_string(), index)) {
+            return Some(why.clone());
+        }
+        self.partition(topic, index).and_then(|p| p.log().offline_reason().map(str::to_string))
+    }
+
+    /// How many partitions are offline and how many quarantined directories the data dir
+    /// holds (for `/metrics`).
+    pub fn storage_health(&self) -> (usize, usize) {
+        let offline = self.all_partitions().iter().filter(|p| p.log().offline_reason().is_some()).count();
+        (self.offline_at_open.len() + offline, self.stray_dirs)
+    }
+
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
@@ -141,7 +180,7 @@ impl Broker {
         }
         self.check_partition_limit(md.image(), u64::from(partitions))?;
         md.commit(MetadataRecord::CreateTopic { name: name.into(), topic_id, partitions, configs })?;
-        self.open_new_partitions(name, 0..partitions as i32, &settings)?;
+        self.open_new_partitions(&(name, topic_id), 0..partitions as i32, &settings)?;
         Ok(topic_id)
     }
 
@@ -152,18 +191,18 @@ impl Broker {
         self.check_partition_limit(md.image(), u64::from(total.saturating_sub(topic.partitions)))?;
         md.commit(MetadataRecord::CreatePartitions { name: name.into(), total })?;
         let settings = TopicSettings::resolve(&topic.configs, &self.config.settings);
-        self.open_new_partitions(name, topic.partitions as i32..total as i32, &settings)
+        self.open_new_partitions(&(name, topic.topic_id), topic.partitions as i32..total as i32, &settings)
     }
 
     fn open_new_partitions(
         &self,
-        name: &str,
+        topic: &TopicRef,
         range: std::ops::Range<i32>,
         settings: &TopicSettings,
     ) -> Result<(), StateError> {
         for p in range {
-            let part = open_partition(&self.config.data_dir, name, p, settings)?;
-            self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert((name.into(), p), Arc::new(part));
+            let part = open_partition(&self.config.data_dir, topic, p, settings)?;
+            self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert((topic.0.into(), p), Arc::new(part));
         }
         Ok(())
     }
@@ -208,7 +247,10 @@ impl Broker {
         Ok(Ok(()))
     }
 
-    /// Deletes a topic: the record first, then its data from disk.
+    /// Deletes a topic: the record first, then its data from disk. Before the metadata
+    /// lock is released (so before the name can be reused), every partition log is
+    /// retired: its directory renamed to `*-delete` and the log taken offline, so a
+    /// cleaner pass or a produce still holding it can never touch a new topic's files.
     pub fn delete_topic(&self, name: &str) -> Result<(), StateError> {
         let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
         // Checked under the lock: of two concurrent deletes only one commits a record.
@@ -221,13 +263,26 @@ impl Broker {
             let keys: Vec<_> = parts.keys().filter(|(t, _)| t == name).cloned().collect();
             keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
         };
-        drop(md);
-        for part in removed {
-            part.wake_waiters();
-            let dir = partition_dir(&self.config.data_dir, name, part.index);
-            remove_partition_dir(&dir)?;
+        let mut doomed = Vec::with_capacity(removed.len());
+        let mut failed = Ok(());
+        for part in &removed {
+            let mut log = part.log();
+            let to = data_dir::doomed_name(log.dir());
+            match log.retire(&to) {
+                Ok(()) => doomed.push(to),
+                // Left in place, the dir is removed by the next startup's sweep (its
+                // topic id is deleted in the committed image).
+                Err(e) => failed = Err(e),
+            }
         }
-        Ok(())
+        drop(md);
+        for part in &removed {
+            part.wake_waiters();
+        }
+        for dir in doomed {
+            data_dir::remove_doomed(&dir)?;
+        }
+        Ok(failed?)
     }
 
     /// Flushes every partition whose `flush.ms` has elapsed.
@@ -250,65 +305,12 @@ impl Broker {
     }
 }
 
-fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
-    data_dir.join(format!("{topic}-{index}"))
+fn open_partition(data_dir: &Path, topic: &TopicRef, index: i32, settings: &TopicSettings) -> Result<Partition, StateError> {
+    let dir = data_dir::partition_dir(data_dir, topic.0, index);
+    data_dir::create_partition_dir(&dir, &topic.1)?;
+    let log = PartitionLog::open(&dir, settings.log.clone())?;
+    Ok(Partition::new(topic.0.into(), index, log, settings.clone()))
 }
 
-fn open_partition(data_dir: &Path, topic: &str, index: i32, settings: &TopicSettings) -> Result<Partition, StateError> {
-    let log = PartitionLog::open(&partition_dir(data_dir, topic, index), settings.log.clone())?;
-    Ok(Partition::new(topic.into(), index, log, settings.clone()))
-}
-
-/// Renames a partition dir out of the way (so a crash never leaves it looking live),
-/// then removes it.
-fn remove_partition_dir(dir: &Path) -> std::io::Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let doomed = dir.with_file_name(format!("{name}.{}-delete", Uuid::new_v4().simple()));
-    std::fs::rename(dir, &doomed)?;
-    std::fs::remove_dir_all(&doomed)
-}
-
-/// Finishes deletions a crash interrupted: `*-delete` dirs, and partition dirs of topics
-/// (or partitions) the metadata no longer has.
-fn remove_orphans(data_dir: &Path, image: &MetadataImage) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(data_dir)? {
-        let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == METADATA_DIR {
-            continue;
-        }
-        if name.ends_with("-delete") {
-            std::fs::remove_dir_all(entry.path())?;
-            continue;
-        }
-        let Some((topic, p)) = name.rsplit_once('-') else { continue };
-        let Ok(p) = p.parse::<u32>() else { continue };
-        let live = image.topic(topic).is_some_and(|t| p < t.partitions);
-        if !live {
-            tracing::warn!(dir = %entry.path().display(), "removing partition dir of a deleted topic");
-            remove_partition_dir(&entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// Reads `meta.properties` (cluster.id, node.id), creating it on first start.
-fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> std::io::Result<String> {
-    let path = data_dir.join(META_PROPERTIES);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
-            return Ok(id.trim().to_string());
-        }
-    }
-    let id = Uuid::new_v4().simple().to_string()[..22].to_string();
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("version=1\ncluster.id={id}\nnode.id={node_id}\n"))?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(id)
-}
+/// A topic's name and id.
+type TopicRef<'a> = (&'a str, Uuid);

@@ -23,6 +23,8 @@ pub struct MetadataImage {
     ids: BTreeMap<Uuid, String>,
     /// The first producer id no broker has reserved yet.
     next_producer_id: i64,
+    /// Ids of topics a committed record deleted: their data may be removed.
+    deleted: std::collections::BTreeSet<Uuid>,
 }
 
 impl MetadataImage {
@@ -54,6 +56,7 @@ impl MetadataImage {
             MetadataRecord::DeleteTopic { name } => {
                 if let Some(t) = self.topics.remove(name) {
                     self.ids.remove(&t.topic_id);
+                    self.deleted.insert(t.topic_id);
                 }
             }
             MetadataRecord::ProducerIds { next_producer_id, .. } => {
@@ -73,6 +76,11 @@ impl MetadataImage {
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
         self.ids.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    /// True if a committed record deleted the topic with this id.
+    pub fn was_deleted(&self, id: &Uuid) -> bool {
+        self.deleted.contains(id)
     }
 
     pub fn topics(&self) -> impl Iterator<Item = &TopicImage> {
@@ -99,5 +107,6 @@ mod tests {
         image.apply(&MetadataRecord::DeleteTopic { name: "a".into() });
         assert!(image.topic("a").is_none());
         assert!(image.topic_by_id(&id).is_none());
+        assert!(image.was_deleted(&id));
     }
 }

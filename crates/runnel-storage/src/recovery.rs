@@ -4,8 +4,11 @@
 //!
 //! Rules: a segment wholly below the recovery point (the next segment starts at or below
 //! it), or any segment after a clean shutdown, is trusted; every other segment is scanned
-//! with CRC checks. At the first torn or corrupt batch the segment is cut there and all
-//! later segments are deleted. Segments must chain: each starts at or after the offset
+//! with CRC checks. At the first torn or corrupt batch the segment is cut there; in an
+//! unflushed segment that is a torn write and all later segments are deleted, in a trusted
+//! one it is damage: only that segment is cut (the cut bytes kept as `.damaged-<pos>`) and
+//! the later segments stay. An empty segment that does not chain (a roll that failed half
+//! way) is deleted alone. Segments must chain: each starts at or after the offset
 //! where the previous one ends (compaction leaves gaps, never overlaps).
 //!
 //! A compaction swap interrupted by a crash is finished or rolled back before segments are
@@ -220,6 +223,12 @@ pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64
         let trusted = clean || bases.get(i + 1).is_some_and(|&next| next <= recovery_point);
         let (segment, outcome) = Segment::load(dir, base, trusted, index_interval)?;
         segments.push(segment);
+        if outcome == LoadOutcome::Truncated && trusted && i + 1 < bases.len() {
+            // Damage inside flushed data is not a torn write: cut only this segment (its
+            // cut bytes are kept aside) and keep every later segment; offsets may gap.
+            tracing::error!(dir = %dir.display(), base, "a flushed segment was damaged; cut it at the damage and kept the later segments");
+            continue;
+        }
         if outcome == LoadOutcome::Truncated {
             delete_from(dir, &bases[i + 1..])?;
             break;

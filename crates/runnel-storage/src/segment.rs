@@ -166,7 +166,7 @@ impl Segment {
             return Ok((seg, LoadOutcome::Clean));
         }
         tracing::info!(dir = %dir.display(), base_offset, trusted, "scanning segment and rebuilding its indexes");
-        let outcome = seg.recover(interval)?;
+        let outcome = seg.recover(interval, trusted)?;
         Ok((seg, outcome))
     }
 
@@ -229,7 +229,9 @@ impl Segment {
 
     /// Scans the whole file with CRC checks, cuts it at the first bad batch and rebuilds
     /// both indexes.
-    fn recover(&mut self, interval: u64) -> Result<LoadOutcome, StorageError> {
+    /// With `keep_cut` (damage in data that was flushed, not a torn tail) the bytes cut
+    /// off are first copied to `<base>.log.damaged-<position>` for an operator.
+    fn recover(&mut self, interval: u64, keep_cut: bool) -> Result<LoadOutcome, StorageError> {
         let (mut pos, mut expected) = (0u64, self.base_offset);
         let mut plan = IndexPlan::default();
         let mut buf = Vec::new();
@@ -267,6 +269,13 @@ impl Segment {
         };
         if let Some(at) = cut {
             tracing::warn!(dir = %self.dir.display(), segment = self.base_offset, at, size = self.size, "truncating torn or corrupt segment tail");
+            if keep_cut {
+                let mut tail = vec![0u8; (self.size - at) as usize];
+                self.log.read_exact_at(&mut tail, at)?;
+                let kept = self.dir.join(format!("{:020}.{LOG_EXT}.damaged-{at}", self.base_offset));
+                std::fs::write(&kept, &tail)?;
+                tracing::error!(file = %kept.display(), bytes = tail.len(), "damaged flushed data moved aside");
+            }
             fsio::set_len(&self.log, at)?;
             fsio::sync_all(&self.log)?;
             self.size = at;

@@ -244,3 +244,30 @@ fn random_faults_never_lose_acknowledged_records_nor_serve_garbage() {
         run_seed(seed, 300);
     }
 }
+
+#[test]
+fn a_damaged_batch_in_a_flushed_segment_costs_only_that_segment() {
+    failpoints::clear();
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    for _ in 0..12 {
+        append(&mut log, &batch(2, 60));
+    }
+    assert!(log.segment_count() >= 3, "several segments");
+    log.flush().unwrap();
+    let end = log.log_end_offset();
+    drop(log);
+    // One flipped bit in the first segment's second batch header (its length field).
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).unwrap();
+    let second = 12 + u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    bytes[second + 9] ^= 0x40;
+    std::fs::write(&first, &bytes).unwrap();
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_end_offset(), end, "later segments are kept");
+    let offsets: Vec<i64> = read_records(&log, 0).iter().map(|r| r.0).collect();
+    assert_eq!(offsets[..2], [0, 1], "the batch before the damage is kept");
+    assert!(offsets.contains(&(end - 1)) && offsets.len() as i64 >= end - 4, "only the damaged segment's tail is lost: {offsets:?}");
+    let kept: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.unwrap().file_name().into_string().ok()).filter(|n| n.contains(".damaged-")).collect();
+    assert_eq!(kept.len(), 1, "the cut bytes are kept aside");
+}

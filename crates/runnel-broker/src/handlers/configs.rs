@@ -175,10 +175,14 @@ async fn apply(
     edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
     validate_only: bool,
 ) -> Result<(), Refusal> {
-    let checked = |current: &BTreeMap<String, String>| {
+    let internal = name.to_string();
+    let checked = move |current: &BTreeMap<String, String>| {
         let configs = edit(current)?;
         for (k, v) in &configs {
             topic_config::validate(k, v).map_err(|m| (KafkaError::InvalidConfig, m))?;
+        }
+        if crate::group::is_internal_topic(&internal) && !configs.get("cleanup.policy").is_some_and(|p| p.split(',').any(|x| x.trim() == "compact")) {
+            return Err((KafkaError::InvalidConfig, format!("{internal} must keep cleanup.policy=compact: retention would delete committed offsets")));
         }
         Ok(configs)
     };

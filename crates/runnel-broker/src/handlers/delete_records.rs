@@ -34,6 +34,9 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
             let mut r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
             match ctx.broker.partition(&name, p.partition_index) {
                 None => r.error_code = code(KafkaError::UnknownTopicOrPartition),
+                // Kafka: "Cannot delete records of internal topic" (the committed offsets
+                // of every group live there).
+                Some(_) if crate::group::is_internal_topic(&name) => r.error_code = code(KafkaError::InvalidTopicException),
                 Some(part) => {
                     let offset = p.offset;
                     let outcome = blocking(move || {

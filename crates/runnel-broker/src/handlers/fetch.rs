@@ -80,7 +80,10 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
             }
             let part = match &name {
                 None => Err(KafkaError::UnknownTopicId),
-                Some(n) => ctx.broker.partition(n, p.partition).ok_or(KafkaError::UnknownTopicOrPartition),
+                Some(n) => ctx.broker.partition(n, p.partition).ok_or_else(|| match ctx.broker.offline_reason(n, p.partition) {
+                    Some(_) => KafkaError::KafkaStorageError,
+                    None => KafkaError::UnknownTopicOrPartition,
+                }),
             };
             partition_slots.insert((slot, p.partition), wanted.len());
             wanted.push(Wanted { topic_slot: slot, index: p.partition, fetch_offset, max_bytes, part });

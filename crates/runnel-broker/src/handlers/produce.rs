@@ -105,7 +105,10 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
             let index = pd.index;
             let outcome = match ctx.broker.partition(&name, index) {
                 _ if !matches!(req.acks, -1..=1) => Err(ProduceError::InvalidAcks(req.acks)),
-                None => Err(ProduceError::UnknownPartition),
+                None => Err(match ctx.broker.offline_reason(&name, index) {
+                    Some(why) => ProduceError::Storage(StorageError::Offline(why)),
+                    None => ProduceError::UnknownPartition,
+                }),
                 Some(_) if crate::group::is_internal_topic(&name) => Err(ProduceError::InternalTopic),
                 Some(part) => {
                     let records = pd.records.unwrap_or_default();
