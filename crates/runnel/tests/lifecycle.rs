@@ -85,12 +85,27 @@ fn assert_tail_intact(b: &Broker, topic: &str, produced: &BTreeMap<i64, Vec<u8>>
     lo
 }
 
+/// Waits until retention has moved the low watermark above `above` and then left it alone
+/// for a few cleaner passes, so a read from it cannot race the next deletion.
+fn settled_low_watermark(b: &Broker, topic: &str, above: i64) -> i64 {
+    let mut last = -1;
+    wait_for("retention to move the low watermark and settle", || {
+        let lo = watermarks(b, topic, 0).0;
+        let settled = lo > above && lo == last;
+        last = lo;
+        if !settled {
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        settled.then_some(lo)
+    })
+}
+
 #[test]
 fn retention_by_size_and_by_time_through_topic_configs() {
     let b = Broker::start(FAST_CLEANER);
     create_topic(&b, "by-size", 1, &[("segment.bytes", "2000"), ("retention.bytes", "6000")]);
     let produced = produce_values(&b, "by-size", 120, 200, "s");
-    let lo = wait_for("size retention", || Some(watermarks(&b, "by-size", 0).0).filter(|&lo| lo > 0));
+    let lo = settled_low_watermark(&b, "by-size", 0);
     let lo = lo.max(assert_tail_intact(&b, "by-size", &produced));
     assert!(lo >= 60, "about 6000 of ~33000 bytes stay: low watermark {lo}");
     assert!(first_offset_from(&b, "by-size", 0) >= lo, "a consumer below the start is reset to it");
@@ -104,7 +119,7 @@ fn retention_by_size_and_by_time_through_topic_configs() {
     let alter = AlterConfig::new(ResourceSpecifier::Topic("by-time")).set("segment.bytes", "2000").set("retention.ms", "500");
     let res = block_on(admin.alter_configs([&alter], &admin_opts())).expect("alter_configs");
     assert!(res.iter().all(Result::is_ok), "{res:?}");
-    let lo = wait_for("time retention", || Some(watermarks(&b, "by-time", 0).0).filter(|&lo| lo > 0));
+    let lo = settled_low_watermark(&b, "by-time", 0);
     assert_tail_intact(&b, "by-time", &produced);
     // Only the active segment is left, and appends go on.
     let lo = wait_for("every closed segment to go", || Some(watermarks(&b, "by-time", 0).0).filter(|&l| l >= lo && l > 45));
