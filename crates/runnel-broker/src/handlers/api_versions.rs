@@ -6,12 +6,27 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 use super::{Ctx, SUPPORTED_APIS};
+use crate::errors::{code, KafkaError};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 4;
 
-pub fn handle(_ctx: &Ctx, _req: ApiVersionsRequest) -> ApiVersionsResponse {
+pub fn handle(ctx: &Ctx, req: ApiVersionsRequest) -> ApiVersionsResponse {
+    // v3+ names the client software; Kafka refuses names outside this pattern (KIP-511).
+    if ctx.version >= 3 && !(valid_software_field(&req.client_software_name) && valid_software_field(&req.client_software_version)) {
+        return ApiVersionsResponse::default().with_error_code(code(KafkaError::InvalidRequest));
+    }
     table()
+}
+
+/// `[a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?`, as Kafka checks client software names and versions.
+fn valid_software_field(s: &str) -> bool {
+    let b = s.as_bytes();
+    let edge = |c: &u8| c.is_ascii_alphanumeric();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) => edge(first) && edge(last) && b.iter().all(|c| edge(c) || *c == b'-' || *c == b'.'),
+        _ => false,
+    }
 }
 
 /// Our ApiVersions response body.

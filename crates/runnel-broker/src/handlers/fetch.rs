@@ -149,17 +149,20 @@ fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<(PartitionData, Option<R
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
+                .with_aborted_transactions(None)
                 .with_records(Some(Bytes::new()));
             let part = match &w.part {
                 Ok(p) => p,
-                Err(e) => return (d.with_error_code(code(*e)), None),
+                // Kafka sends an empty (not null) aborted list when it does not read at all.
+                Err(e) => return (d.with_error_code(code(*e)).with_aborted_transactions(Some(Vec::new())), None),
             };
             let limit = w.max_bytes.min(remaining);
             let log = part.log();
             let (start, end) = (log.log_start_offset(), log.log_end_offset());
-            d = d.with_high_watermark(end).with_last_stable_offset(end).with_log_start_offset(start);
             match log.read(w.fetch_offset, limit, min_one) {
                 Ok(slice) => {
+                    // As Kafka: the offsets are sent only with a successful read (-1 on errors).
+                    d = d.with_high_watermark(end).with_last_stable_offset(end).with_log_start_offset(start);
                     if !slice.is_empty() {
                         min_one = false;
                         remaining = remaining.saturating_sub(slice.len());

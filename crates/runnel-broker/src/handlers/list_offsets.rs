@@ -21,9 +21,23 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut partitions = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for p in &t.partitions {
+            *seen.entry(p.partition_index).or_insert(0u32) += 1;
+        }
         for p in t.partitions {
             let mut r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_timestamp(-1).with_offset(-1);
             match ctx.broker.partition(&name, p.partition_index) {
+                // As Kafka: a partition named twice gets one INVALID_REQUEST answer.
+                _ if seen[&p.partition_index] > 1 => {
+                    if partitions.iter().any(|q: &ListOffsetsPartitionResponse| q.partition_index == p.partition_index) {
+                        continue;
+                    }
+                    r.error_code = code(KafkaError::InvalidRequest);
+                    if ctx.version >= 4 {
+                        r.leader_epoch = -1;
+                    }
+                }
                 None => r.error_code = code(KafkaError::UnknownTopicOrPartition),
                 Some(part) => {
                     let ts = p.timestamp;

@@ -142,7 +142,15 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                             .map(|(i, m)| BatchIndexAndErrorMessage::default().with_batch_index(*i).with_batch_index_error_message(Some(sb(m.clone()))))
                             .collect();
                     }
-                    r = r.with_error_code(code(kafka)).with_error_message(Some(sb(message(&e)))).with_base_offset(-1).with_log_append_time_ms(-1).with_log_start_offset(-1);
+                    // Kafka reports the log start offset with a record that failed
+                    // validation or a producer-state error, -1 with the others.
+                    let log_start = match &e {
+                        ProduceError::Records(_) | ProduceError::Storage(StorageError::Producer(_)) => {
+                            ctx.broker.partition(&name, index).map_or(-1, |p| p.log().log_start_offset())
+                        }
+                        _ => -1,
+                    };
+                    r = r.with_error_code(code(kafka)).with_error_message(Some(sb(message(&e)))).with_base_offset(-1).with_log_append_time_ms(-1).with_log_start_offset(log_start);
                 }
             }
             partition_responses.push(r);
