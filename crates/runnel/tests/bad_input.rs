@@ -85,7 +85,7 @@ fn oversized_frames_respect_a_configured_limit() {
     // be answered (the in-flight budget is one limit's worth), and all are answered.
     let at_limit = |corr| {
         (0..1000)
-            .map(|n| request(ApiKey::ApiVersions, 3, corr, &ApiVersionsRequest::default().with_client_software_name(sb(&"a".repeat(n)))))
+            .map(|n| request(ApiKey::ApiVersions, 3, corr, &api_versions_req().with_client_software_name(sb(&"a".repeat(n.max(1))))))
             .find(|f| f.len() == 4 + 1000)
             .expect("a 1000-byte ApiVersions")
     };
@@ -303,7 +303,13 @@ fn api_versions_too_new_gets_a_v0_unsupported_version_answer() {
         }
     }
     // The connection stays usable: the client retries with a version we serve.
-    let r: ApiVersionsResponse = call(&mut s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let r: ApiVersionsResponse = call(&mut s, ApiKey::ApiVersions, 3, &api_versions_req());
     assert_eq!(r.error_code, 0);
+    // v3+ names the client; a name Kafka would refuse gets INVALID_REQUEST (42), as from Kafka.
+    for (name, version) in [("", "1.0"), ("with space", "1.0"), ("ok", "-1"), ("ok", "")] {
+        let req = ApiVersionsRequest::default().with_client_software_name(sb(name)).with_client_software_version(sb(version));
+        let r: ApiVersionsResponse = call(&mut s, ApiKey::ApiVersions, 3, &req);
+        assert_eq!((r.error_code, r.api_keys.len()), (42, 0), "software {name:?} {version:?}");
+    }
     assert_serving(&mut b);
 }

@@ -101,7 +101,7 @@ fn pipelined_requests_are_answered_in_order() {
     for corr in 0..N {
         let key = kinds[corr as usize % kinds.len()];
         let frame = match (key, corr as usize % kinds.len()) {
-            (ApiKey::ApiVersions, _) => request(key, 3, corr, &ApiVersionsRequest::default()),
+            (ApiKey::ApiVersions, _) => request(key, 3, corr, &api_versions_req()),
             (ApiKey::Metadata, _) => request(
                 key,
                 12,
@@ -233,7 +233,7 @@ fn a_real_client_is_served_after_a_barrage_of_bad_input() {
         let _ = s.write_all(bytes);
         let _ = s.shutdown(Shutdown::Write);
         expect_closed(&mut s, "barrage");
-        let _: ApiVersionsResponse = call(&mut early, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        let _: ApiVersionsResponse = call(&mut early, ApiKey::ApiVersions, 3, &api_versions_req());
     }
     assert!(b.is_running());
 

@@ -89,7 +89,7 @@ fn a_request_sees_the_effects_of_the_ones_before_it() {
 }
 
 fn api_versions(s: &mut std::net::TcpStream) {
-    let r: ApiVersionsResponse = call(s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let r: ApiVersionsResponse = call(s, ApiKey::ApiVersions, 3, &api_versions_req());
     assert_eq!(r.error_code, 0);
 }
 
@@ -141,7 +141,7 @@ fn connections_per_ip_are_capped() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut s = connect(&b.addr);
-        let ok = s.write_all(&request(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default())).is_ok() && read_frame(&mut s).is_ok();
+        let ok = s.write_all(&request(ApiKey::ApiVersions, 3, 1, &api_versions_req())).is_ok() && read_frame(&mut s).is_ok();
         if ok {
             break;
         }
@@ -161,7 +161,7 @@ fn connections_are_capped() {
     api_versions(&mut first);
     api_versions(&mut second);
     let mut third = connect(&b.addr);
-    third.write_all(&request(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())).unwrap();
+    third.write_all(&request(ApiKey::ApiVersions, 3, 7, &api_versions_req())).unwrap();
     assert!(silent_for(&mut third, Duration::from_millis(700)), "a third connection was served over max.connections=2");
     drop(first);
     let (corr, r): (i32, ApiVersionsResponse) = parse(ApiKey::ApiVersions, 3, read_frame(&mut third).expect("served once a place is free"));
