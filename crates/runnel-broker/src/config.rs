@@ -28,6 +28,8 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("log.cleaner.backoff.ms", "15000", "How often the cleaner looks for compacted partitions due for cleaning."),
     ("producer.id.expiration.ms", "86400000", "A partition forgets an idempotent producer that has not written for this long."),
     ("producer.id.expiration.check.interval.ms", "600000", "How often idle producers are looked for."),
+    ("broker.session.timeout.ms", "9000", "Cluster mode: a broker the controller has not heard from this long is fenced."),
+    ("broker.heartbeat.interval.ms", "2000", "Cluster mode: how often a broker heartbeats to the controller."),
 ];
 
 /// Everything a broker needs to start.
@@ -41,6 +43,10 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// Address of the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`); None: off.
     pub admin_listen: Option<String>,
+    /// Cluster mode: the controller listener (`--controller-listen`), HOST:PORT.
+    pub controller_listen: Option<String>,
+    /// Cluster mode: every voter, `ID@HOST:PORT,…` (`--controller-quorum`).
+    pub controller_quorum: Option<String>,
     /// Kafka-named broker settings (`auto.create.topics.enable`, `log.segment.bytes` …).
     pub settings: BTreeMap<String, String>,
 }
@@ -53,6 +59,8 @@ impl Default for BrokerConfig {
             advertised_listener: None,
             data_dir: PathBuf::from("runnel-data"),
             admin_listen: Some("127.0.0.1:9644".into()),
+            controller_listen: None,
+            controller_quorum: None,
             settings: BTreeMap::new(),
         }
     }
@@ -81,7 +89,39 @@ impl BrokerConfig {
                 )));
             }
         }
-        self.check_group_settings()
+        self.check_group_settings()?;
+        self.check_cluster_settings()
+    }
+
+    /// `--controller-listen` and `--controller-quorum` come together, and this node is
+    /// one of the voters (broker-only nodes are not built yet).
+    fn check_cluster_settings(&self) -> Result<(), ConfigError> {
+        match (&self.controller_listen, &self.controller_quorum) {
+            (None, None) => Ok(()),
+            (Some(_), None) | (None, Some(_)) => {
+                Err(ConfigError("--controller-listen and --controller-quorum must be given together".into()))
+            }
+            (Some(_), Some(q)) => {
+                let voters = runnel_controller::parse_quorum(q).map_err(|e| ConfigError(format!("--controller-quorum: {e}")))?;
+                if !voters.contains_key(&(self.node_id as u64)) {
+                    return Err(ConfigError(format!(
+                        "--node-id {} is not in --controller-quorum {q} (every node is a voter; broker-only nodes are not built yet)",
+                        self.node_id
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Cluster mode: `broker.session.timeout.ms`.
+    pub fn broker_session_timeout_ms(&self) -> u64 {
+        self.int_setting("broker.session.timeout.ms", 9000) as u64
+    }
+
+    /// Cluster mode: `broker.heartbeat.interval.ms`.
+    pub fn broker_heartbeat_interval_ms(&self) -> u64 {
+        self.int_setting("broker.heartbeat.interval.ms", 2000) as u64
     }
 
     fn check_broker_setting(&self, name: &str, value: &str) -> Result<(), ConfigError> {
@@ -111,7 +151,8 @@ impl BrokerConfig {
                 _ => Err(bad("expected a whole number ≥ 0")),
             },
             "log.retention.check.interval.ms" | "log.cleaner.backoff.ms" | "producer.id.expiration.ms"
-            | "producer.id.expiration.check.interval.ms" => match value.parse::<i64>() {
+            | "producer.id.expiration.check.interval.ms" | "broker.session.timeout.ms"
+            | "broker.heartbeat.interval.ms" => match value.parse::<i64>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number of ms ≥ 1")),
             },

@@ -6,6 +6,7 @@
 
 mod admin;
 mod cleaner;
+mod cluster;
 pub mod config;
 mod connection;
 mod data_dir;

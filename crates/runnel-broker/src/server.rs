@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::cleaner;
+use crate::cluster::Cluster;
 use crate::connection;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -58,6 +59,8 @@ pub enum StartError {
     Bind { addr: String, source: std::io::Error },
     #[error("cannot open the data dir {dir}: {source}")]
     Data { dir: String, source: crate::state::StateError },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("invalid advertised listener '{0}': expected HOST:PORT")]
     Advertised(String),
 }
@@ -94,7 +97,18 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     };
     let dir = config.data_dir.display().to_string();
     failpoint_delay("RUNNEL_FAILPOINT_OPEN_DELAY_MS").await;
-    let opened = tokio::task::spawn_blocking(move || Broker::open(config, (host, port)))
+    let cluster = match (&config.controller_listen, &config.controller_quorum) {
+        (Some(listen), Some(quorum)) => match Cluster::start(&config, listen, quorum).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                admin_stop.cancel();
+                return Err(e.into());
+            }
+        },
+        _ => None,
+    };
+    let for_open = cluster.clone();
+    let opened = tokio::task::spawn_blocking(move || Broker::open(config, (host, port), for_open))
         .await
         .expect("broker open task")
         .map_err(|source| StartError::Data { dir, source });
@@ -102,9 +116,15 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         Ok(b) => Arc::new(b),
         Err(e) => {
             admin_stop.cancel();
+            if let Some(c) = cluster {
+                c.controller.shutdown().await;
+            }
             return Err(e);
         }
     };
+    if let Some(c) = &cluster {
+        c.run_publisher(broker.clone());
+    }
     let _ = admin.broker.set(broker.clone());
     admin.set_ready(true);
     let cluster_id = broker.cluster_id.clone();
@@ -168,6 +188,9 @@ async fn serve(
     let _ = producer_expiry.await;
     let b = broker.clone();
     let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
+    if let Some(c) = broker.cluster() {
+        c.controller.shutdown().await;
+    }
     tracing::info!("broker stopped; data flushed");
     admin_stop.cancel();
 }

@@ -1,6 +1,8 @@
 //! The broker's shared state: config, the metadata store, and the open partitions.
 //! Topic changes go through here so that the metadata record and the partition
 //! directories change together: a record is committed first, then applied to the files.
+//! In cluster mode the record is committed by the metadata quorum and applied to the
+//! files by the publisher (`crate::cluster`), on this broker as on every other.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -9,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use runnel_metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicImage, Uuid};
 use runnel_storage::PartitionLog;
 
+use crate::cluster::Cluster;
 use crate::group::{Coordinator, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::topic_config::TopicSettings;
@@ -22,7 +25,7 @@ pub struct Broker {
     pub cluster_id: String,
     /// The advertised host and port.
     pub advertised: (String, i32),
-    metadata: Mutex<MetadataStore>,
+    metadata: Metadata,
     partitions: RwLock<Partitions>,
     /// The group coordinator; set once `__consumer_offsets` is open (in [`Broker::open`]).
     groups: Option<Arc<Coordinator>>,
@@ -37,8 +40,19 @@ pub struct Broker {
 /// How many producer ids a broker reserves with one metadata record (Kafka's block size).
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
+/// Where the metadata image comes from: the local metadata log (one node), or the
+/// metadata quorum (cluster mode).
+enum Metadata {
+    Local(Mutex<MetadataStore>),
+    Quorum(Arc<Cluster>),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    #[error("metadata quorum: {0}")]
+    Quorum(String),
+    #[error("refused by the controller: {0}")]
+    Refused(String),
     #[error("metadata: {0}")]
     Metadata(#[from] runnel_metadata::MetadataError),
     #[error("storage: {0}")]
@@ -58,9 +72,14 @@ pub enum StateError {
 
 impl Broker {
     /// Opens the data dir: metadata first, then every partition log (recovering each).
-    pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Self, StateError> {
+    /// In cluster mode (`cluster`), waits for the metadata quorum and opens the
+    /// partitions this broker hosts.
+    pub fn open(config: BrokerConfig, advertised: (String, i32), cluster: Option<Arc<Cluster>>) -> Result<Self, StateError> {
         data_dir::create_dir_durably(&config.data_dir)?;
         let cluster_id = data_dir::load_or_create_cluster_id(&config.data_dir, config.node_id)?;
+        if let Some(c) = cluster {
+            return Self::open_clustered(config, advertised, cluster_id, c);
+        }
         let metadata = MetadataStore::open_local(&config.data_dir.join(data_dir::METADATA_DIR))?;
         let sweep = data_dir::sweep(&config.data_dir, metadata.image())?;
         let mut partitions = HashMap::new();
@@ -82,11 +101,11 @@ impl Broker {
                 }
             }
         }
-        let mut broker = Self {
+        let broker = Self {
             config,
             cluster_id,
             advertised,
-            metadata: Mutex::new(metadata),
+            metadata: Metadata::Local(Mutex::new(metadata)),
             partitions: RwLock::new(partitions),
             groups: None,
             offline_at_open: offline,
@@ -94,14 +113,85 @@ impl Broker {
             producer_ids: Mutex::new((0, 0)),
         };
         if broker.topic(OFFSETS_TOPIC).is_none() {
-            broker.create_topic(OFFSETS_TOPIC, 1, BTreeMap::from([("cleanup.policy".into(), "compact".into())]))?;
+            broker.create_topic(OFFSETS_TOPIC, 1, offsets_topic_configs())?;
             tracing::info!(topic = OFFSETS_TOPIC, "created the internal topic");
         }
         let log = broker.partition(OFFSETS_TOPIC, 0).ok_or(StateError::NoOffsetsPartition)?;
+        broker.with_coordinator(log)
+    }
+
+    /// Cluster mode: nothing is removed at start (the image may still be catching up);
+    /// the publisher applies what is committed from here on.
+    fn open_clustered(config: BrokerConfig, advertised: (String, i32), ours: String, c: Arc<Cluster>) -> Result<Self, StateError> {
+        c.register(&advertised, None);
+        let cluster_id = c.agree_cluster_id(&ours)?;
+        c.wait_registered();
+        if c.controller.image().topics.topic(OFFSETS_TOPIC).is_none() {
+            let topic_id = Uuid::new_v4();
+            let record = MetadataRecord::CreateTopic { name: OFFSETS_TOPIC.into(), topic_id, partitions: 1, configs: offsets_topic_configs() };
+            match c.propose_topic(topic_id, record, c.place(topic_id, 0, 1)?) {
+                Ok(()) => tracing::info!(topic = OFFSETS_TOPIC, "created the internal topic"),
+                Err(StateError::TopicExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (hosted, offset) = c.hosted();
+        let broker = Self {
+            config,
+            cluster_id,
+            advertised,
+            metadata: Metadata::Quorum(c.clone()),
+            partitions: RwLock::new(HashMap::new()),
+            groups: None,
+            offline_at_open: HashMap::new(),
+            stray_dirs: 0,
+            producer_ids: Mutex::new((0, 0)),
+        };
+        for (name, (topic_id, parts, configs)) in &hosted {
+            broker.open_partitions(&(name, *topic_id), parts.clone(), configs)?;
+        }
+        c.set_publish_from(offset);
+        // Groups are coordinated by the broker hosting `__consumer_offsets` partition 0;
+        // every broker keeps a local one so that its coordinator can start.
+        let log = match broker.partition(OFFSETS_TOPIC, 0) {
+            Some(log) => log,
+            None => {
+                let settings = TopicSettings::resolve(&offsets_topic_configs(), &broker.config.settings);
+                let topic_id = broker.topic(OFFSETS_TOPIC).map(|t| t.topic_id).ok_or(StateError::NoOffsetsPartition)?;
+                Arc::new(open_partition(&broker.config.data_dir, &(OFFSETS_TOPIC, topic_id), 0, &settings)?)
+            }
+        };
+        broker.with_coordinator(log)
+    }
+
+    fn with_coordinator(mut self, log: Arc<Partition>) -> Result<Self, StateError> {
+        let broker = &mut self;
         broker.groups = Some(Arc::new(Coordinator::load(log, &broker.config)?));
         // Offsets of a topic whose deletion a crash interrupted before they went.
         broker.groups().remove_offsets_of_missing_topics(|t| broker.topic(t).is_some());
-        Ok(broker)
+        Ok(self)
+    }
+
+    /// The cluster this broker belongs to (None: single node).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match &self.metadata {
+            Metadata::Quorum(c) => Some(c),
+            Metadata::Local(_) => None,
+        }
+    }
+
+    fn with_image<T>(&self, f: impl FnOnce(&MetadataImage) -> T) -> T {
+        match &self.metadata {
+            Metadata::Local(m) => f(m.lock().unwrap_or_else(|p| p.into_inner()).image()),
+            Metadata::Quorum(c) => f(&c.controller.image().topics),
+        }
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, MetadataStore> {
+        match &self.metadata {
+            Metadata::Local(m) => m.lock().unwrap_or_else(|p| p.into_inner()),
+            Metadata::Quorum(_) => unreachable!("cluster-mode changes go through the quorum"),
+        }
     }
 
     /// The group coordinator.
@@ -115,7 +205,27 @@ impl Broker {
     pub fn next_producer_id(&self) -> Result<i64, StateError> {
         let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
         if ids.0 >= ids.1 {
-            let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = self.cluster() {
+                // The quorum refuses a block that is not above every block taken so far,
+                // so two brokers racing for one block get different ones.
+                loop {
+                    let start = self.with_image(|i| i.next_producer_id());
+                    let end = start + PRODUCER_ID_BLOCK;
+                    let record = MetadataRecord::ProducerIds { broker_id: self.config.node_id, next_producer_id: end };
+                    match c.commit_topic(Uuid::nil(), record, Vec::new()) {
+                        Ok(()) => {
+                            *ids = (start, end);
+                            break;
+                        }
+                        Err(StateError::Refused(_)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                let id = ids.0;
+                ids.0 += 1;
+                return Ok(id);
+            }
+            let mut md = self.local();
             let start = md.image().next_producer_id();
             let end = start + PRODUCER_ID_BLOCK;
             md.commit(MetadataRecord::ProducerIds { broker_id: self.config.node_id, next_producer_id: end })?;
@@ -129,16 +239,16 @@ impl Broker {
 
     /// A consistent copy of the metadata image.
     pub fn image(&self) -> MetadataImage {
-        self.metadata.lock().unwrap_or_else(|p| p.into_inner()).image().clone()
+        self.with_image(|i| i.clone())
     }
 
     pub fn topic(&self, name: &str) -> Option<TopicImage> {
-        self.metadata.lock().unwrap_or_else(|p| p.into_inner()).image().topic(name).cloned()
+        self.with_image(|i| i.topic(name).cloned())
     }
 
     /// One topic by its id, without copying the whole image.
     pub fn topic_by_id(&self, id: &Uuid) -> Option<TopicImage> {
-        self.metadata.lock().unwrap_or_else(|p| p.into_inner()).image().topic_by_id(id).cloned()
+        self.with_image(|i| i.topic_by_id(id).cloned())
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
@@ -173,8 +283,18 @@ impl Broker {
         configs: BTreeMap<String, String>,
     ) -> Result<Uuid, StateError> {
         let topic_id = Uuid::new_v4();
+        if let Some(c) = self.cluster() {
+            self.with_image(|i| self.check_partition_limit(i, u64::from(partitions)))?;
+            let assignments = c.place(topic_id, 0, partitions)?;
+            let record = MetadataRecord::CreateTopic { name: name.into(), topic_id, partitions, configs };
+            c.commit_topic(topic_id, record, assignments).map_err(|e| match e {
+                StateError::TopicExists(_) => StateError::TopicExists(name.into()),
+                e => e,
+            })?;
+            return Ok(topic_id);
+        }
         let settings = TopicSettings::resolve(&configs, &self.config.settings);
-        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        let mut md = self.local();
         if md.image().topic(name).is_some() {
             return Err(StateError::TopicExists(name.into()));
         }
@@ -186,7 +306,13 @@ impl Broker {
 
     /// Grows a topic to `total` partitions.
     pub fn create_partitions(&self, name: &str, total: u32) -> Result<(), StateError> {
-        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.cluster() {
+            let Some(t) = self.topic(name) else { return Ok(()) };
+            self.with_image(|i| self.check_partition_limit(i, u64::from(total.saturating_sub(t.partitions))))?;
+            let assignments = c.place(t.topic_id, t.partitions, total.saturating_sub(t.partitions))?;
+            return c.commit_topic(t.topic_id, MetadataRecord::CreatePartitions { name: name.into(), total }, assignments);
+        }
+        let mut md = self.local();
         let Some(topic) = md.image().topic(name).cloned() else { return Ok(()) };
         self.check_partition_limit(md.image(), u64::from(total.saturating_sub(topic.partitions)))?;
         md.commit(MetadataRecord::CreatePartitions { name: name.into(), total })?;
@@ -194,10 +320,25 @@ impl Broker {
         self.open_new_partitions(&(name, topic.topic_id), topic.partitions as i32..total as i32, &settings)
     }
 
+    /// Opens (creating if needed) partitions `indexes` of topic `name`.
+    pub(crate) fn open_partitions(&self, topic: &TopicRef, indexes: Vec<i32>, configs: &BTreeMap<String, String>) -> Result<(), StateError> {
+        let settings = TopicSettings::resolve(configs, &self.config.settings);
+        self.open_new_partitions(topic, indexes, &settings)
+    }
+
+    /// Names of the topics with partitions open here.
+    pub(crate) fn open_topic_names(&self) -> Vec<String> {
+        let parts = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = parts.keys().map(|(t, _)| t.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     fn open_new_partitions(
         &self,
         topic: &TopicRef,
-        range: std::ops::Range<i32>,
+        range: impl IntoIterator<Item = i32>,
         settings: &TopicSettings,
     ) -> Result<(), StateError> {
         for p in range {
@@ -221,13 +362,23 @@ impl Broker {
     /// Read-modify-write of a topic's config overrides under the metadata lock, so two
     /// concurrent alters never lose each other's changes: `edit` maps the current
     /// overrides to the new ones, or refuses (then nothing is committed). The new overrides
-    /// apply to the topic's open partitions.
+    /// apply to the topic's open partitions. (Cluster mode: the edit reads this broker's
+    /// image, so an alter racing through another broker can still be overwritten.)
     pub fn update_topic_configs<E>(
         &self,
         name: &str,
         edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, E>,
     ) -> Result<Result<(), E>, StateError> {
-        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.cluster() {
+            let Some(t) = self.topic(name) else { return Err(StateError::UnknownTopic(name.into())) };
+            let configs = match edit(&t.configs) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            c.commit_topic(t.topic_id, MetadataRecord::SetTopicConfigs { name: name.into(), configs }, Vec::new())?;
+            return Ok(Ok(()));
+        }
+        let mut md = self.local();
         let Some(current) = md.image().topic(name).map(|t| t.configs.clone()) else {
             return Err(StateError::UnknownTopic(name.into()));
         };
@@ -235,16 +386,21 @@ impl Broker {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        let settings = TopicSettings::resolve(&configs, &self.config.settings);
-        md.commit(MetadataRecord::SetTopicConfigs { name: name.into(), configs })?;
-        let count = md.image().topic(name).map(|t| t.partitions).unwrap_or(0);
+        md.commit(MetadataRecord::SetTopicConfigs { name: name.into(), configs: configs.clone() })?;
         drop(md);
+        self.apply_topic_configs(name, &configs);
+        Ok(Ok(()))
+    }
+
+    /// Applies a topic's config overrides to its open partitions.
+    pub(crate) fn apply_topic_configs(&self, name: &str, configs: &BTreeMap<String, String>) {
+        let settings = TopicSettings::resolve(configs, &self.config.settings);
+        let count = self.topic(name).map(|t| t.partitions).unwrap_or(0);
         for p in 0..count as i32 {
             if let Some(part) = self.partition(name, p) {
                 part.set_settings(settings.clone());
             }
         }
-        Ok(Ok(()))
     }
 
     /// Deletes a topic: the record first, then its data from disk. Before the metadata
@@ -252,20 +408,50 @@ impl Broker {
     /// retired: its directory renamed to `*-delete` and the log taken offline, so a
     /// cleaner pass or a produce still holding it can never touch a new topic's files.
     pub fn delete_topic(&self, name: &str) -> Result<(), StateError> {
-        let mut md = self.metadata.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.cluster() {
+            let Some(t) = self.topic(name) else { return Err(StateError::UnknownTopic(name.into())) };
+            let record = MetadataRecord::DeleteTopic { name: name.into() };
+            // Of two concurrent deletes the controller commits one; the other is refused.
+            return c.commit_topic(t.topic_id, record, Vec::new()).map_err(|e| match e {
+                StateError::Refused(_) => StateError::UnknownTopic(name.into()),
+                e => e,
+            });
+        }
+        let mut md = self.local();
         // Checked under the lock: of two concurrent deletes only one commits a record.
         if md.image().topic(name).is_none() {
             return Err(StateError::UnknownTopic(name.into()));
         }
         md.commit(MetadataRecord::DeleteTopic { name: name.into() })?;
+        let removed = self.take_topic_partitions(name);
+        let retired = Self::retire_partitions(&removed);
+        drop(md);
+        Self::remove_partition_data(removed, retired)
+    }
+
+    /// Closes topic `name`'s open partitions and removes their data (its deletion is
+    /// committed; cluster mode's publisher).
+    pub(crate) fn remove_topic_partitions(&self, name: &str) -> Result<(), StateError> {
+        let removed = self.take_topic_partitions(name);
+        let retired = Self::retire_partitions(&removed);
+        Self::remove_partition_data(removed, retired)
+    }
+
+    fn take_topic_partitions(&self, name: &str) -> Vec<Arc<Partition>> {
         let removed: Vec<Arc<Partition>> = {
             let mut parts = self.partitions.write().unwrap_or_else(|p| p.into_inner());
             let keys: Vec<_> = parts.keys().filter(|(t, _)| t == name).cloned().collect();
             keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
         };
+        removed
+    }
+
+    /// Retires each removed partition: its directory renamed to `*-delete` and its log
+    /// taken offline (call it before the name can be reused). Returns the renamed dirs.
+    fn retire_partitions(removed: &[Arc<Partition>]) -> (Vec<std::path::PathBuf>, Result<(), runnel_storage::StorageError>) {
         let mut doomed = Vec::with_capacity(removed.len());
         let mut failed = Ok(());
-        for part in &removed {
+        for part in removed {
             let mut log = part.log();
             let to = data_dir::doomed_name(log.dir());
             match log.retire(&to) {
@@ -275,7 +461,14 @@ impl Broker {
                 Err(e) => failed = Err(e),
             }
         }
-        drop(md);
+        (doomed, failed)
+    }
+
+    /// Wakes the retired partitions' waiters and removes their directories.
+    fn remove_partition_data(
+        removed: Vec<Arc<Partition>>,
+        (doomed, failed): (Vec<std::path::PathBuf>, Result<(), runnel_storage::StorageError>),
+    ) -> Result<(), StateError> {
         for part in &removed {
             part.wake_waiters();
         }
@@ -305,6 +498,10 @@ impl Broker {
     }
 }
 
+fn offsets_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([("cleanup.policy".into(), "compact".into())])
+}
+
 fn open_partition(data_dir: &Path, topic: &TopicRef, index: i32, settings: &TopicSettings) -> Result<Partition, StateError> {
     let dir = data_dir::partition_dir(data_dir, topic.0, index);
     data_dir::create_partition_dir(&dir, &topic.1)?;
@@ -313,4 +510,4 @@ fn open_partition(data_dir: &Path, topic: &TopicRef, index: i32, settings: &Topi
 }
 
 /// A topic's name and id.
-type TopicRef<'a> = (&'a str, Uuid);
+pub(crate) type TopicRef<'a> = (&'a str, Uuid);

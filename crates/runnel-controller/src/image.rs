@@ -8,13 +8,18 @@ use std::collections::BTreeMap;
 use runnel_metadata::{MetadataImage, MetadataRecord};
 use serde::{Deserialize, Serialize};
 
-use crate::types::{BrokerRegistration, ControllerRecord, Outcome, Rejection};
+use uuid::Uuid;
+
+use crate::types::{BrokerRegistration, ControllerRecord, Outcome, PartitionAssignment, Rejection};
 
 /// Topics and brokers, as of record `offset` (written in `epoch`).
 #[derive(Debug, Default, Clone)]
 pub struct ClusterImage {
     pub topics: MetadataImage,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// Each topic's partitions, by topic id, in partition order.
+    pub partitions: BTreeMap<Uuid, Vec<PartitionAssignment>>,
+    pub cluster_id: Option<String>,
     /// Raft log index of the last record applied (0: none yet).
     pub offset: u64,
     /// Raft term of that record.
@@ -26,18 +31,27 @@ pub struct ClusterImage {
 pub struct ImageSnapshot {
     pub topics: Vec<MetadataRecord>,
     pub brokers: Vec<BrokerRegistration>,
+    #[serde(default)]
+    pub partitions: BTreeMap<Uuid, Vec<PartitionAssignment>>,
+    #[serde(default)]
+    pub cluster_id: Option<String>,
 }
 
 impl ClusterImage {
     /// Whether `record` may be applied to this image.
     pub fn check(&self, record: &ControllerRecord) -> Result<(), Rejection> {
         match record {
-            ControllerRecord::Topic { topic_id, change } => {
+            ControllerRecord::Topic { topic_id, change, assignments } => {
                 let by_name = |name: &str| self.topics.topic(name).filter(|t| t.topic_id == *topic_id);
                 match change {
                     MetadataRecord::CreateTopic { name, .. } => {
                         if self.topics.topic(name).is_some() || self.topics.topic_by_id(topic_id).is_some() {
                             return Err(Rejection::TopicExists);
+                        }
+                        if let MetadataRecord::CreateTopic { partitions, .. } = change {
+                            if !assignments.is_empty() && assignments.len() != *partitions as usize {
+                                return Err(Rejection::InvalidAssignment);
+                            }
                         }
                     }
                     MetadataRecord::CreatePartitions { name, total } => {
@@ -45,16 +59,26 @@ impl ClusterImage {
                         if *total <= t.partitions {
                             return Err(Rejection::InvalidPartitions);
                         }
+                        if !assignments.is_empty() && assignments.len() != (*total - t.partitions) as usize {
+                            return Err(Rejection::InvalidAssignment);
+                        }
                     }
                     MetadataRecord::SetTopicConfigs { name, .. } | MetadataRecord::DeleteTopic { name } => {
                         by_name(name).ok_or(Rejection::UnknownTopic)?;
                     }
-                    // A producer id block: the image only ever moves its counter up.
-                    MetadataRecord::ProducerIds { .. } => {}
+                    // Not a topic change (keyed by the nil id): a block of producer ids,
+                    // which must lie above every block handed out so far.
+                    MetadataRecord::ProducerIds { next_producer_id, .. } => {
+                        if *next_producer_id <= self.topics.next_producer_id() {
+                            return Err(Rejection::StaleProducerIds);
+                        }
+                    }
                 }
                 Ok(())
             }
             ControllerRecord::RegisterBroker(_) => Ok(()),
+            ControllerRecord::SetClusterId { .. } if self.cluster_id.is_some() => Err(Rejection::ClusterIdSet),
+            ControllerRecord::SetClusterId { .. } => Ok(()),
             ControllerRecord::FenceBroker { broker_id } | ControllerRecord::UnfenceBroker { broker_id } => {
                 self.brokers.get(broker_id).map(|_| ()).ok_or(Rejection::UnknownBroker)
             }
@@ -69,7 +93,22 @@ impl ClusterImage {
             return Outcome::Rejected(r);
         }
         match record {
-            ControllerRecord::Topic { change, .. } => self.topics.apply(change),
+            ControllerRecord::Topic { topic_id, change, assignments } => {
+                match change {
+                    MetadataRecord::CreateTopic { .. } => {
+                        self.partitions.insert(*topic_id, assignments.clone());
+                    }
+                    MetadataRecord::CreatePartitions { .. } => {
+                        self.partitions.entry(*topic_id).or_default().extend(assignments.iter().cloned());
+                    }
+                    MetadataRecord::DeleteTopic { .. } => {
+                        self.partitions.remove(topic_id);
+                    }
+                    MetadataRecord::SetTopicConfigs { .. } | MetadataRecord::ProducerIds { .. } => {}
+                }
+                self.topics.apply(change)
+            }
+            ControllerRecord::SetClusterId { cluster_id } => self.cluster_id = Some(cluster_id.clone()),
             ControllerRecord::RegisterBroker(reg) => {
                 self.brokers.insert(reg.broker_id, BrokerRegistration { fenced: false, ..reg.clone() });
             }
@@ -110,6 +149,8 @@ impl ClusterImage {
                 }))
                 .collect(),
             brokers: self.brokers.values().cloned().collect(),
+            partitions: self.partitions.clone(),
+            cluster_id: self.cluster_id.clone(),
         }
     }
 
@@ -120,7 +161,7 @@ impl ClusterImage {
             topics.apply(r);
         }
         let brokers = snapshot.brokers.iter().map(|b| (b.broker_id, b.clone())).collect();
-        Self { topics, brokers, offset, epoch }
+        Self { topics, brokers, partitions: snapshot.partitions.clone(), cluster_id: snapshot.cluster_id.clone(), offset, epoch }
     }
 }
 
@@ -133,7 +174,12 @@ mod tests {
         ControllerRecord::Topic {
             topic_id: id,
             change: MetadataRecord::CreateTopic { name: name.into(), topic_id: id, partitions: 2, configs: Default::default() },
+            assignments: vec![one(1), one(2)],
         }
+    }
+
+    fn one(b: i32) -> PartitionAssignment {
+        PartitionAssignment { replicas: vec![b], leader: b, leader_epoch: 0, isr: vec![b] }
     }
 
     #[test]
@@ -142,17 +188,26 @@ mod tests {
         let old = Uuid::new_v4();
         assert_eq!(image.apply(1, 1, &create("t", old)), Outcome::Applied);
         assert_eq!(image.apply(2, 1, &create("t", Uuid::new_v4())), Outcome::Rejected(Rejection::TopicExists));
-        let delete = |id| ControllerRecord::Topic { topic_id: id, change: MetadataRecord::DeleteTopic { name: "t".into() } };
+        let delete = |id| ControllerRecord::Topic { topic_id: id, change: MetadataRecord::DeleteTopic { name: "t".into() }, assignments: vec![] };
         assert_eq!(image.apply(3, 1, &delete(old)), Outcome::Applied);
         let new = Uuid::new_v4();
         assert_eq!(image.apply(4, 2, &create("t", new)), Outcome::Applied);
         // A delete of the old topic (say, retried late) does not hit the new one.
         assert_eq!(image.apply(5, 2, &delete(old)), Outcome::Rejected(Rejection::UnknownTopic));
-        let shrink = ControllerRecord::Topic { topic_id: new, change: MetadataRecord::CreatePartitions { name: "t".into(), total: 2 } };
-        assert_eq!(image.apply(6, 2, &shrink), Outcome::Rejected(Rejection::InvalidPartitions));
-        assert_eq!((image.offset, image.epoch), (6, 2));
-        let back = ClusterImage::from_snapshot(&image.to_snapshot(), 6, 2);
+        let grow = |total, assignments| ControllerRecord::Topic {
+            topic_id: new,
+            change: MetadataRecord::CreatePartitions { name: "t".into(), total },
+            assignments,
+        };
+        assert_eq!(image.apply(6, 2, &grow(2, vec![])), Outcome::Rejected(Rejection::InvalidPartitions));
+        assert_eq!(image.apply(7, 2, &grow(4, vec![one(3)])), Outcome::Rejected(Rejection::InvalidAssignment));
+        assert_eq!(image.apply(8, 2, &grow(3, vec![one(3)])), Outcome::Applied);
+        assert_eq!(image.partitions[&new].iter().map(|a| a.leader).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(!image.partitions.contains_key(&old));
+        assert_eq!((image.offset, image.epoch), (8, 2));
+        let back = ClusterImage::from_snapshot(&image.to_snapshot(), 8, 2);
         assert_eq!(back.topics.topic("t").unwrap().topic_id, new);
+        assert_eq!(back.to_snapshot(), image.to_snapshot());
     }
 
     #[test]

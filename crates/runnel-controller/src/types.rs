@@ -17,7 +17,16 @@ pub type NodeId = u64;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ControllerRecord {
     /// A topic change (the single-node record), keyed by the id of the topic it changes.
-    Topic { topic_id: Uuid, change: MetadataRecord },
+    /// A `CreateTopic` carries one assignment per partition, a `CreatePartitions` one
+    /// per new partition; other changes none.
+    Topic {
+        topic_id: Uuid,
+        change: MetadataRecord,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        assignments: Vec<PartitionAssignment>,
+    },
+    /// The cluster's id, set once by the first broker to ask.
+    SetClusterId { cluster_id: String },
     /// A broker registers (or re-registers after a restart) with its endpoint. A
     /// registered broker starts unfenced.
     RegisterBroker(BrokerRegistration),
@@ -25,6 +34,17 @@ pub enum ControllerRecord {
     FenceBroker { broker_id: i32 },
     /// A fenced broker heartbeats again.
     UnfenceBroker { broker_id: i32 },
+}
+
+/// Where one partition lives: its replicas, which of them leads (and since which leader
+/// epoch), and the in-sync replicas. Today every partition has one replica (partitions are
+/// not replicated yet); replication will change leader, epoch and ISR through records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAssignment {
+    pub replicas: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// A broker as the image knows it.
@@ -51,6 +71,12 @@ pub enum Rejection {
     InvalidPartitions,
     #[error("the broker is not registered")]
     UnknownBroker,
+    #[error("the partition assignments do not match the partition count")]
+    InvalidAssignment,
+    #[error("the cluster id is already set")]
+    ClusterIdSet,
+    #[error("that block of producer ids is already taken")]
+    StaleProducerIds,
 }
 
 /// What applying a record answered: the record changed the image, or it was refused

@@ -103,6 +103,7 @@ fn create(name: &str) -> ControllerRecord {
     ControllerRecord::Topic {
         topic_id: id,
         change: MetadataRecord::CreateTopic { name: name.into(), topic_id: id, partitions: 1, configs: Default::default() },
+        assignments: vec![],
     }
 }
 

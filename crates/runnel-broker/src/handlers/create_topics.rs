@@ -127,9 +127,12 @@ pub fn create_checked(
     match replication_factor {
         -1 | 1 => {}
         r if r > 1 => {
-            return Err((KafkaError::InvalidReplicationFactor, format!(
-                "replication factor {r} is larger than the number of brokers (1)"
-            )))
+            let live = crate::cluster::listed_brokers(broker).len();
+            return Err((KafkaError::InvalidReplicationFactor, if r as usize > live {
+                format!("replication factor {r} is larger than the number of brokers ({live})")
+            } else {
+                format!("replication factor {r} is not supported: partitions are not replicated yet (1 only)")
+            }));
         }
         r => return Err((KafkaError::InvalidReplicationFactor, format!("replication factor must be ≥ 1, got {r}"))),
     }
@@ -145,6 +148,7 @@ pub fn create_checked(
     broker.create_topic(name, partitions as u32, configs).map_err(|e| match e {
         StateError::TopicExists(_) => (KafkaError::TopicAlreadyExists, e.to_string()),
         StateError::PartitionLimit { .. } => (KafkaError::PolicyViolation, e.to_string()),
+        StateError::Quorum(_) => (KafkaError::RequestTimedOut, format!("could not create topic '{name}': {e}")),
         e => (KafkaError::KafkaStorageError, format!("could not create topic '{name}': {e}")),
     })
 }

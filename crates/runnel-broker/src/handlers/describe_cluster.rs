@@ -1,4 +1,5 @@
-//! DescribeCluster (key 60) v0–v2: this broker, as the whole cluster and its controller.
+//! DescribeCluster (key 60) v0–v2: the live brokers and the controller (on a single
+//! node: this broker, as the whole cluster and its controller).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -23,10 +24,12 @@ pub fn handle(ctx: &Ctx, req: DescribeClusterRequest) -> DescribeClusterResponse
             .with_error_code(code(KafkaError::UnsupportedEndpointType))
             .with_error_message(Some(sb("this broker only describes broker endpoints (endpoint_type 1)")));
     }
-    resp.controller_id = BrokerId(b.config.node_id);
-    resp.brokers = vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(b.config.node_id))
-        .with_host(sb(b.advertised.0.clone()))
-        .with_port(b.advertised.1)];
+    resp.controller_id = BrokerId(crate::cluster::controller_id(b));
+    resp.brokers = crate::cluster::listed_brokers(b)
+        .into_iter()
+        .map(|l| {
+            DescribeClusterBroker::default().with_broker_id(BrokerId(l.id)).with_host(sb(l.host)).with_port(l.port).with_rack(l.rack.map(sb))
+        })
+        .collect();
     resp
 }

@@ -1,4 +1,6 @@
-//! FindCoordinator (key 10) v0–v6: this broker coordinates every group. Batched keys
+//! FindCoordinator (key 10) v0–v6: every group is coordinated by the broker hosting
+//! `__consumer_offsets` partition 0 (this broker on a single node; COORDINATOR_NOT_AVAILABLE
+//! while that broker is fenced). Batched keys
 //! (v4+) are answered one by one. Transactions are not built, so a transaction
 //! coordinator lookup gets COORDINATOR_NOT_AVAILABLE; share groups (key type 2) are
 //! refused with INVALID_REQUEST.
@@ -19,9 +21,10 @@ const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// The one place FindCoordinator refusals are decided.
-fn refusal(key_type: i8) -> Option<(KafkaError, &'static str)> {
+fn refusal(key_type: i8, coordinator_known: bool) -> Option<(KafkaError, &'static str)> {
     match key_type {
-        KEY_TYPE_GROUP => None,
+        KEY_TYPE_GROUP if coordinator_known => None,
+        KEY_TYPE_GROUP => Some((KafkaError::CoordinatorNotAvailable, "the group coordinator's broker is not available")),
         KEY_TYPE_TRANSACTION => Some((KafkaError::CoordinatorNotAvailable, "transactions are not supported by this broker")),
         _ => Some((KafkaError::InvalidRequest, "unsupported coordinator key type")),
     }
@@ -29,10 +32,12 @@ fn refusal(key_type: i8) -> Option<(KafkaError, &'static str)> {
 
 pub fn handle(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let b = &ctx.broker;
-    let node = BrokerId(b.config.node_id);
-    let host = sb(b.advertised.0.clone());
-    let port = b.advertised.1;
-    let refused = refusal(req.key_type);
+    let coordinator = crate::cluster::group_coordinator(b);
+    let refused = refusal(req.key_type, coordinator.is_some());
+    let (node, host, port) = match coordinator {
+        Some(c) => (BrokerId(c.id), sb(c.host), c.port),
+        None => (BrokerId(-1), sb(""), -1),
+    };
     if ctx.version >= BATCHED_VERSION {
         let coordinators = req
             .coordinator_keys

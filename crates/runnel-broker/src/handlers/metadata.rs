@@ -1,5 +1,7 @@
-//! Metadata (key 3) v0–v13: this broker as the only broker and the leader of every
-//! partition; topics by name (or by id, v10+); auto-creation per
+//! Metadata (key 3) v0–v13: the live brokers and the controller (this broker alone on a
+//! single node), each partition's leader, replicas and ISR from the metadata image (a
+//! partition whose leader is fenced has no leader: LEADER_NOT_AVAILABLE); topics by name
+//! (or by id, v10+); auto-creation per
 //! `auto.create.topics.enable` and the request's `allow_auto_topic_creation` (v4+).
 
 use kafka_protocol::messages::metadata_response::{
@@ -9,28 +11,36 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use runnel_metadata::{TopicImage, Uuid};
 
 use super::{blocking, create_topics, sb, Ctx};
+use crate::cluster;
 use crate::errors::{code, KafkaError};
+use crate::state::Broker;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 13;
 
 pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
     let b = &ctx.broker;
-    let node = BrokerId(b.config.node_id);
+    let brokers = cluster::listed_brokers(b)
+        .into_iter()
+        .map(|l| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(l.id))
+                .with_host(sb(l.host))
+                .with_port(l.port)
+                .with_rack(l.rack.map(sb))
+        })
+        .collect();
     let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(sb(b.advertised.0.clone()))
-            .with_port(b.advertised.1)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(sb(b.cluster_id.clone())))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(cluster::controller_id(b)))
         .with_cluster_authorized_operations(i32::MIN);
     let allow_create = b.config.auto_create_topics() && (ctx.version < 4 || req.allow_auto_topic_creation);
     let requested = match req.topics {
         Some(t) if !(ctx.version == 0 && t.is_empty()) => t,
         _ => {
             let image = b.image();
-            resp.topics = image.topics().map(|t| topic_response(t, node)).collect();
+            resp.topics = image.topics().map(|t| topic_response(b, t)).collect();
             return resp;
         }
     };
@@ -42,13 +52,13 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
             Some(name) => {
                 let name = name.0.to_string();
                 match b.topic(&name) {
-                    Some(topic) => topic_response(&topic, node),
+                    Some(topic) => topic_response(b, &topic),
                     None if allow_create => auto_create(ctx, name).await,
                     None => error_topic(Some(name), Uuid::nil(), KafkaError::UnknownTopicOrPartition),
                 }
             }
             None => match b.topic_by_id(&t.topic_id) {
-                Some(topic) => topic_response(&topic, node),
+                Some(topic) => topic_response(b, &topic),
                 None => error_topic(None, t.topic_id, KafkaError::UnknownTopicId),
             },
         };
@@ -66,13 +76,13 @@ async fn auto_create(ctx: &Ctx, name: String) -> MetadataResponseTopic {
         Ok(_) => {
             tracing::info!(topic = %name, partitions, client_id = %ctx.client_id, "auto-created topic");
             match ctx.broker.topic(&name) {
-                Some(t) => topic_response(&t, BrokerId(ctx.broker.config.node_id)),
+                Some(t) => topic_response(&ctx.broker, &t),
                 None => error_topic(Some(name), Uuid::nil(), KafkaError::UnknownTopicOrPartition),
             }
         }
         // Lost a race with another creator: answer with what exists now.
         Err((KafkaError::TopicAlreadyExists, _)) => match ctx.broker.topic(&name) {
-            Some(t) => topic_response(&t, BrokerId(ctx.broker.config.node_id)),
+            Some(t) => topic_response(&ctx.broker, &t),
             None => error_topic(Some(name), Uuid::nil(), KafkaError::UnknownTopicOrPartition),
         },
         Err((e, _)) => error_topic(Some(name), Uuid::nil(), e),
@@ -87,7 +97,7 @@ fn error_topic(name: Option<String>, id: Uuid, e: KafkaError) -> MetadataRespons
         .with_topic_authorized_operations(i32::MIN)
 }
 
-fn topic_response(t: &TopicImage, node: BrokerId) -> MetadataResponseTopic {
+fn topic_response(b: &Broker, t: &TopicImage) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(sb(t.name.clone()))))
         .with_topic_id(t.topic_id)
@@ -96,12 +106,15 @@ fn topic_response(t: &TopicImage, node: BrokerId) -> MetadataResponseTopic {
         .with_partitions(
             (0..t.partitions as i32)
                 .map(|p| {
+                    let v = cluster::partition_view(b, &t.topic_id, p);
+                    let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect();
                     MetadataResponsePartition::default()
+                        .with_error_code(if v.leader < 0 { code(KafkaError::LeaderNotAvailable) } else { 0 })
                         .with_partition_index(p)
-                        .with_leader_id(node)
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![node])
-                        .with_isr_nodes(vec![node])
+                        .with_leader_id(BrokerId(v.leader))
+                        .with_leader_epoch(v.leader_epoch)
+                        .with_replica_nodes(ids(v.replicas))
+                        .with_isr_nodes(ids(v.isr))
                 })
                 .collect(),
         )

@@ -11,7 +11,8 @@ use runnel_broker::BrokerConfig;
 
 #[derive(clap::Args)]
 pub struct BrokerArgs {
-    /// TOML config file: the keys below (data-dir, listen, advertised-listener, node-id)
+    /// TOML config file: the keys below (data-dir, listen, advertised-listener, node-id,
+    /// admin-listen, controller-listen, controller-quorum)
     /// and any Kafka broker setting by its Kafka name, e.g. "log.segment.bytes" = 1048576.
     #[arg(long, env = "RUNNEL_CONFIG")]
     config: Option<PathBuf>,
@@ -31,6 +32,14 @@ pub struct BrokerArgs {
     /// This broker's node id [default: 1]
     #[arg(long, env = "RUNNEL_NODE_ID")]
     node_id: Option<i32>,
+    /// Cluster mode: address of this node's controller listener (the metadata quorum's
+    /// RPC), HOST:PORT. Needs --controller-quorum.
+    #[arg(long, env = "RUNNEL_CONTROLLER_LISTEN")]
+    controller_listen: Option<String>,
+    /// Cluster mode: every voter of the metadata quorum, ID@HOST:PORT,… (this node's
+    /// --node-id among them), e.g. 1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293
+    #[arg(long, env = "RUNNEL_CONTROLLER_QUORUM")]
+    controller_quorum: Option<String>,
     /// A Kafka broker setting, KEY=VALUE (repeatable), e.g. -o log.segment.bytes=1048576.
     /// Environment: RUNNEL_SET="k1=v1,k2=v2".
     #[arg(short = 'o', long = "set", value_name = "KEY=VALUE", env = "RUNNEL_SET", value_delimiter = ',')]
@@ -58,6 +67,8 @@ struct FileConfig {
     advertised_listener: Option<String>,
     node_id: Option<i32>,
     admin_listen: Option<String>,
+    controller_listen: Option<String>,
+    controller_quorum: Option<String>,
     #[serde(flatten)]
     kafka: BTreeMap<String, toml::Value>,
 }
@@ -97,6 +108,8 @@ fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
             Some(a) => Some(a),
             None => defaults.admin_listen,
         },
+        controller_listen: args.controller_listen.clone().or(file.controller_listen),
+        controller_quorum: args.controller_quorum.clone().or(file.controller_quorum),
         settings,
     })
 }

@@ -34,6 +34,12 @@ impl Broker {
 
     /// Starts a broker on an existing data dir.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Broker {
+        Self::spawn_in(data_dir, extra).wait()
+    }
+
+    /// Starts a broker process without waiting for it to serve (a cluster node waits
+    /// for its quorum before it prints its startup line).
+    pub fn spawn_in(data_dir: &Path, extra: &[&str]) -> Starting {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
             .arg("broker")
@@ -58,6 +64,22 @@ impl Broker {
             }
             for _ in lines {}
         });
+        Starting { child, data_dir: data_dir.to_path_buf(), extra, rx }
+    }
+}
+
+/// A broker process that has not printed its startup line yet.
+pub struct Starting {
+    child: Child,
+    data_dir: PathBuf,
+    extra: Vec<String>,
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl Starting {
+    /// Waits for the startup line and returns the serving broker.
+    pub fn wait(self) -> Broker {
+        let Starting { child, data_dir, extra, rx } = self;
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("broker did not print its startup line");
         let addr = line
             .split("Kafka listener on ")
@@ -70,8 +92,11 @@ impl Broker {
             .nth(1)
             .and_then(|rest| rest.split([' ', ',', ')']).next())
             .map(str::to_string);
-        Broker { addr, admin_addr, data_dir: data_dir.to_path_buf(), child, extra, _tmp: None }
+        Broker { addr, admin_addr, data_dir, child, extra, _tmp: None }
     }
+}
+
+impl Broker {
 
     /// SIGKILL: no flush, no checkpoint.
     pub fn kill9(&mut self) {

@@ -1,0 +1,199 @@
+//! Cluster mode with three real broker processes on 127.0.0.1: the metadata quorum forms
+//! in any start order; a topic created through one broker is committed by a majority and
+//! seen by all; its partitions are spread over the live brokers and clients produce and
+//! consume through any of them; DescribeCluster and Metadata list the live brokers and
+//! the controller; a killed broker is fenced, comes back and catches up; two of three
+//! down, nothing more is committed. Partitions are not replicated yet (RF 1 only).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::kafka::{admin_opts, block_on, TIMEOUT};
+use common::wire;
+use common::Broker;
+use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse};
+use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    nodes: Vec<Broker>,
+}
+
+/// Three nodes started in the order `order` (node ids 1–3).
+fn start_cluster(order: [usize; 3]) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> =
+        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let quorum = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
+    let mut starting: Vec<Option<common::Starting>> = (0..3).map(|_| None).collect();
+    for &i in &order {
+        let data = dir.path().join(format!("node-{}", i + 1));
+        let args = [
+            "--node-id".to_string(),
+            (i + 1).to_string(),
+            "--controller-listen".to_string(),
+            format!("127.0.0.1:{}", ports[i]),
+            "--controller-quorum".to_string(),
+            quorum.clone(),
+            "-o".to_string(),
+            "broker.session.timeout.ms=2000,broker.heartbeat.interval.ms=300".to_string(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        starting[i] = Some(Broker::spawn_in(&data, &args));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let nodes = starting.into_iter().map(|s| s.unwrap().wait()).collect();
+    Cluster { _dir: dir, nodes }
+}
+
+fn metadata(addr: &str) -> MetadataResponse {
+    let mut s = wire::connect(addr);
+    wire::call(&mut s, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None))
+}
+
+fn describe_cluster(addr: &str) -> DescribeClusterResponse {
+    let mut s = wire::connect(addr);
+    wire::call(&mut s, ApiKey::DescribeCluster, 0, &DescribeClusterRequest::default())
+}
+
+fn broker_ids(m: &MetadataResponse) -> Vec<i32> {
+    let mut ids: Vec<i32> = m.brokers.iter().map(|b| b.node_id.0).collect();
+    ids.sort();
+    ids
+}
+
+/// Leaders of `topic`'s partitions as `addr` reports them.
+fn leaders(addr: &str, topic: &str) -> Vec<i32> {
+    let m = metadata(addr);
+    let t = m.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic));
+    let Some(t) = t else { return Vec::new() };
+    let mut ps: Vec<(i32, i32)> = t.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
+    ps.sort();
+    ps.into_iter().map(|(_, l)| l).collect()
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("broker.address.family", "v4");
+    c
+}
+
+fn create(admin: &AdminClient<DefaultClientContext>, name: &str, partitions: i32, rf: i32) -> Result<(), RDKafkaErrorCode> {
+    let t = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
+    match block_on(admin.create_topics([&t], &admin_opts())).expect("create_topics request").remove(0) {
+        Ok(_) => Ok(()),
+        Err((_, code)) => Err(code),
+    }
+}
+
+#[test]
+fn three_brokers_share_one_metadata_quorum() {
+    let mut c = start_cluster([2, 0, 1]);
+    let addrs: Vec<String> = c.nodes.iter().map(|b| b.addr.clone()).collect();
+
+    // Every broker lists all three, the same controller, and the same cluster id.
+    wait_until("all three brokers registered", || addrs.iter().all(|a| broker_ids(&metadata(a)) == [1, 2, 3]));
+    let first = metadata(&addrs[0]);
+    assert!((1..=3).contains(&first.controller_id.0), "controller id {:?}", first.controller_id);
+    for a in &addrs {
+        let m = metadata(a);
+        assert_eq!(m.cluster_id, first.cluster_id);
+        let d = describe_cluster(a);
+        assert_eq!(d.error_code, 0);
+        assert_eq!(d.cluster_id, *first.cluster_id.as_ref().unwrap());
+        let mut ids: Vec<i32> = d.brokers.iter().map(|b| b.broker_id.0).collect();
+        ids.sort();
+        assert_eq!(ids, [1, 2, 3]);
+        assert!((1..=3).contains(&d.controller_id.0));
+    }
+
+    // A topic created through node 2 only: committed, seen by all, spread over all three.
+    let admin2: AdminClient<DefaultClientContext> = client(&addrs[1]).create().unwrap();
+    create(&admin2, "spread", 3, 1).expect("create through node 2");
+    let spread = leaders(&addrs[0], "spread");
+    let mut distinct = spread.clone();
+    distinct.sort();
+    assert_eq!(distinct, [1, 2, 3], "partitions not spread over the brokers: {spread:?}");
+    for a in &addrs {
+        wait_until("every broker sees the topic", || leaders(a, "spread") == spread);
+    }
+    // The image decides everywhere: the name is taken; RF 3 is refused (not replicated yet).
+    let admin1: AdminClient<DefaultClientContext> = client(&addrs[0]).create().unwrap();
+    assert_eq!(create(&admin1, "spread", 1, 1), Err(RDKafkaErrorCode::TopicAlreadyExists));
+    assert_eq!(create(&admin1, "rf3", 1, 3), Err(RDKafkaErrorCode::InvalidReplicationFactor));
+
+    // Clients bootstrapped on all three produce to each partition's broker and read back.
+    let all = addrs.join(",");
+    let producer: FutureProducer = client(&all).set("acks", "all").set("message.timeout.ms", "15000").create().unwrap();
+    for i in 0..30 {
+        let key = format!("k{i}");
+        let value = format!("v{i}");
+        let r = FutureRecord::to("spread").partition(i % 3).key(&key).payload(&value);
+        block_on(producer.send(r, TIMEOUT)).expect("produce");
+    }
+    let consumer: BaseConsumer = client(&all)
+        .set("group.id", "cluster-test")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("spread", p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while got.len() < 30 && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    got.sort();
+    let mut want: Vec<String> = (0..30).map(|i| format!("v{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    // Node 3 is killed: it stops heartbeating and is fenced; the others carry on.
+    c.nodes[2].kill9();
+    wait_until("the killed broker fenced", || broker_ids(&metadata(&addrs[0])) == [1, 2]);
+    assert!(leaders(&addrs[1], "spread").contains(&-1), "a partition of the fenced broker still has a leader");
+    // (A fresh admin client: librdkafka keeps sending CreateTopics to the controller it
+    // knew, which may be the killed node.)
+    let admin1: AdminClient<DefaultClientContext> = client(&addrs[0]).create().unwrap();
+    create(&admin1, "while-down", 2, 1).expect("two of three still commit");
+    let placed = leaders(&addrs[0], "while-down");
+    assert!(placed.iter().all(|l| [1, 2].contains(l)), "placed on a fenced broker: {placed:?}");
+
+    // It restarts on its data dir, registers again and catches up.
+    c.nodes[2].restart();
+    let back = c.nodes[2].addr.clone();
+    wait_until("the restarted broker unfenced", || broker_ids(&metadata(&addrs[0])) == [1, 2, 3]);
+    wait_until("the restarted broker caught up", || leaders(&back, "while-down") == placed);
+    assert_eq!(leaders(&back, "spread"), spread);
+
+    // Two of three down: nothing is committed.
+    c.nodes[1].kill9();
+    c.nodes[2].kill9();
+    let lonely: AdminClient<DefaultClientContext> = client(&addrs[0]).create().unwrap();
+    let t = NewTopic::new("lonely", 1, TopicReplication::Fixed(1));
+    let opts = admin_opts().request_timeout(Some(Duration::from_secs(5))).operation_timeout(Some(Duration::from_secs(5)));
+    let r = block_on(lonely.create_topics([&t], &opts));
+    assert!(!matches!(r.as_deref(), Ok([Ok(_)])), "a minority committed a topic: {r:?}");
+    assert!(leaders(&addrs[0], "lonely").is_empty());
+}
