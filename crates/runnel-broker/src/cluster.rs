@@ -33,6 +33,8 @@ pub struct Cluster {
     /// The image offset `Broker::open` started from: the publisher acts on later records.
     publish_from: std::sync::atomic::AtomicU64,
     events: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Published>>>,
+    /// The follower fetchers of this broker's replicas.
+    pub(crate) fetchers: crate::replication::Fetchers,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,7 @@ impl Cluster {
             published: watch::channel(0).0,
             publish_from: std::sync::atomic::AtomicU64::new(0),
             events: std::sync::Mutex::new(Some(events)),
+            fetchers: Default::default(),
         }))
     }
 
@@ -148,20 +151,26 @@ impl Cluster {
         }
     }
 
-    /// Places `count` new partitions (from index `first`) of `topic_id`, one replica each,
-    /// round-robin over the live brokers starting at a spot that depends on the topic.
-    pub fn place(&self, topic_id: Uuid, first: u32, count: u32) -> Result<Vec<PartitionAssignment>, StateError> {
+    /// Places `count` new partitions (from index `first`) of `topic_id` with `rf` replicas
+    /// each on distinct live brokers: round-robin over the live brokers (by id) from a
+    /// spot that depends on the topic, so leaders (the first replica) spread too.
+    pub fn place(&self, topic_id: Uuid, first: u32, count: u32, rf: usize) -> Result<Vec<PartitionAssignment>, StateError> {
         let live: Vec<i32> = self.controller.image().live_brokers().map(|b| b.broker_id).collect();
-        if live.is_empty() {
-            return Err(StateError::Quorum("no live broker to place partitions on".into()));
+        if rf == 0 || rf > live.len() {
+            return Err(StateError::ReplicationFactor { rf, live: live.len() });
         }
         let start = (topic_id.as_u128() % live.len() as u128) as usize;
         Ok((first..first + count)
             .map(|p| {
-                let leader = live[(start + p as usize) % live.len()];
-                PartitionAssignment { replicas: vec![leader], leader, leader_epoch: 0, isr: vec![leader] }
+                let at = start + p as usize;
+                PartitionAssignment::new((0..rf).map(|j| live[(at + j) % live.len()]).collect())
             })
             .collect())
+    }
+
+    /// The replication factor of a topic (its first partition's replica count).
+    pub fn replication_factor(&self, topic_id: &Uuid) -> usize {
+        self.controller.image().partition(topic_id, 0).map_or(1, |p| p.replicas.len())
     }
 
     /// Live (unfenced) brokers: id, host, port, rack.
@@ -212,6 +221,9 @@ impl Cluster {
         self.published.send_replace(start_offset);
         let me = self.clone();
         tokio::spawn(async move {
+            // The replicas opened with the image `Broker::open` read take their roles.
+            let (b, c) = (broker.clone(), me.clone());
+            let _ = tokio::task::spawn_blocking(move || crate::replication::reconcile(&b, &c)).await;
             while let Some(event) = events.recv().await {
                 let offset = match &event {
                     Published::Record { offset, .. } | Published::Snapshot { offset } => *offset,
@@ -230,8 +242,15 @@ impl Cluster {
         });
     }
 
-    /// Acts on one applied record (blocking I/O).
-    fn publish(&self, broker: &Broker, event: Published) -> Result<(), StateError> {
+    /// Acts on one applied record (blocking I/O), then brings the local replicas' roles
+    /// in line with the image.
+    fn publish(&self, broker: &Arc<Broker>, event: Published) -> Result<(), StateError> {
+        let done = self.apply_record(broker, event);
+        crate::replication::reconcile(broker, self);
+        done
+    }
+
+    fn apply_record(&self, broker: &Broker, event: Published) -> Result<(), StateError> {
         match event {
             Published::Record { record: ControllerRecord::Topic { topic_id, change, .. }, outcome, .. } => {
                 if outcome != runnel_controller::Outcome::Applied {

@@ -11,7 +11,10 @@ use crate::topic_config;
 pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("auto.create.topics.enable", "true", "Create a topic when a client asks Metadata for one that does not exist."),
     ("num.partitions", "1", "Partitions of an auto-created topic, or of CreateTopics asking for the default (-1)."),
-    ("default.replication.factor", "1", "Replication factor of new topics (one broker: 1)."),
+    ("default.replication.factor", "1", "Replication factor of new topics (CreateTopics asking for the default, auto-creation); at most the live brokers (one broker: 1)."),
+    ("replica.lag.time.max.ms", "30000", "Cluster mode: a follower that has not caught up with the leader's log end for this long leaves the ISR."),
+    ("replica.fetch.wait.max.ms", "500", "Cluster mode: how long a follower's fetch waits at the leader for new data."),
+    ("replica.fetch.max.bytes", "1048576", "Cluster mode: bytes a follower asks for per partition and fetch (the first batch comes whole)."),
     ("socket.request.max.bytes", "104857600", "Largest request frame; a larger one closes the connection. Also the most one connection reads ahead of its answers."),
     ("queued.max.request.bytes", "536870912", "Bytes of requests read and not yet handled, over all connections together; past it the broker stops reading until handled requests free some (-1: no limit; Kafka's default is -1)."),
     ("max.connections", "10000", "Most client connections open at once; the listener stops accepting meanwhile (Kafka's default is 2147483647; keep it below the open-file limit)."),
@@ -124,6 +127,26 @@ impl BrokerConfig {
         self.int_setting("broker.heartbeat.interval.ms", 2000) as u64
     }
 
+    /// `default.replication.factor`.
+    pub fn default_replication_factor(&self) -> i16 {
+        self.int_setting("default.replication.factor", 1).clamp(1, i16::MAX as i64) as i16
+    }
+
+    /// Cluster mode: `replica.lag.time.max.ms`.
+    pub fn replica_lag_time_max_ms(&self) -> u64 {
+        self.int_setting("replica.lag.time.max.ms", 30000) as u64
+    }
+
+    /// Cluster mode: `replica.fetch.wait.max.ms`.
+    pub fn replica_fetch_wait_max_ms(&self) -> u64 {
+        self.int_setting("replica.fetch.wait.max.ms", 500) as u64
+    }
+
+    /// Cluster mode: `replica.fetch.max.bytes`.
+    pub fn replica_fetch_max_bytes(&self) -> usize {
+        self.int_setting("replica.fetch.max.bytes", 1048576) as usize
+    }
+
     fn check_broker_setting(&self, name: &str, value: &str) -> Result<(), ConfigError> {
         let bad = |why: &str| ConfigError(format!("{name}={value}: {why}"));
         match name {
@@ -152,7 +175,8 @@ impl BrokerConfig {
             },
             "log.retention.check.interval.ms" | "log.cleaner.backoff.ms" | "producer.id.expiration.ms"
             | "producer.id.expiration.check.interval.ms" | "broker.session.timeout.ms"
-            | "broker.heartbeat.interval.ms" => match value.parse::<i64>() {
+            | "broker.heartbeat.interval.ms" | "replica.lag.time.max.ms" | "replica.fetch.wait.max.ms"
+            | "replica.fetch.max.bytes" => match value.parse::<i64>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number of ms ≥ 1")),
             },

@@ -134,6 +134,7 @@ impl Metrics {
         let mut scrape = Registry::with_prefix("runnel");
         if let Some(b) = broker {
             register_storage_health(&mut scrape, b);
+            register_replication(&mut scrape, b);
             register_partitions(&mut scrape, b);
             register_groups(&mut scrape, b);
         }
@@ -155,6 +156,33 @@ fn register_storage_health(registry: &mut Registry, b: &Broker) {
     q.set(stray as i64);
     registry.register("offline_partitions", "Partitions that cannot serve (failed fsync, or could not be opened) until a restart", o);
     registry.register("quarantined_dirs", "Directories in the data dir moved aside as -stray because the metadata does not know them", q);
+}
+
+/// Cluster mode: partitions led here, those with fewer in-sync replicas than replicas, and
+/// the largest follower lag (records) over the partitions led here.
+fn register_replication(registry: &mut Registry, b: &Broker) {
+    if b.cluster().is_none() {
+        return;
+    }
+    let (mut leaders, mut under, mut lag) = (0i64, 0i64, 0i64);
+    for part in b.all_partitions() {
+        if let Some((leads, isr, replicas, follower_lag)) = part.replica_summary() {
+            if leads {
+                leaders += 1;
+                under += i64::from(isr < replicas);
+                lag = lag.max(follower_lag);
+            }
+        }
+    }
+    for (name, help, v) in [
+        ("leader_partitions", "Partitions this broker leads", leaders),
+        ("under_replicated_partitions", "Partitions led here whose ISR is smaller than their replica set", under),
+        ("max_follower_lag_records", "Largest lag of a follower behind this broker's log end, over the partitions it leads", lag),
+    ] {
+        let g = Gauge::<i64>::default();
+        g.set(v);
+        registry.register(name, help, g);
+    }
 }
 
 /// A client-chosen string (group id, topic name) as a label value, escaped as the

@@ -1,17 +1,24 @@
-//! One partition as the broker holds it: its log (behind a lock), its topic settings, and
-//! the fetch waiters parked on it.
+//! One partition as the broker holds it: its log (behind a lock), its topic settings, the
+//! fetch waiters parked on it, and (cluster mode) its replica state: leader or follower,
+//! leader epoch, ISR, followers' log ends and the high watermark (see [`crate::replica`]).
+//! On a single node there is no replica state: the broker leads alone and the high
+//! watermark is the log end.
 //!
 //! Invariant: a waiter registered before a read that found too little data is woken by
-//! the next append (it registers first, then reads, then waits), so no append is missed.
-//! Registering is O(1) (an entry in `Notify`'s intrusive list, removed when dropped),
-//! whatever the number of fetches parked on the partition.
+//! the next change it waits for (it registers first, then reads, then waits), so no
+//! change is missed. Followers' fetches wait for appends; consumers' fetches and acks=all
+//! produces wait for the high watermark to move. Registering is O(1) (an entry in
+//! `Notify`'s intrusive list, removed when dropped), whatever the number of waiters.
 
 use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
+use runnel_controller::types::PartitionAssignment;
 use runnel_storage::PartitionLog;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
+use crate::replica::{IsrProposal, ReplicaState, RoleChange};
 use crate::topic_config::TopicSettings;
 
 pub struct Partition {
@@ -20,16 +27,44 @@ pub struct Partition {
     log: Mutex<PartitionLog>,
     settings: RwLock<TopicSettings>,
     appended: Notify,
+    hw_moved: Notify,
+    /// None on a single node. Lock order: `replica` before `log`.
+    replica: Mutex<Option<ReplicaState>>,
+}
+
+/// Why this broker cannot take a produce or a consumer's fetch for the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotServing {
+    /// Another broker leads (-1: none does); with its leader epoch.
+    NotLeader { leader: i32, leader_epoch: i32 },
+    /// The request names an older leader epoch than ours (KIP-320).
+    FencedEpoch,
+    /// The request names a newer leader epoch than we know.
+    UnknownEpoch,
+    /// acks=all and the ISR is smaller than `min.insync.replicas`.
+    NotEnoughReplicas,
 }
 
 impl Partition {
     pub fn new(topic: String, index: i32, log: PartitionLog, settings: TopicSettings) -> Self {
-        Self { topic, index, log: Mutex::new(log), settings: RwLock::new(settings), appended: Notify::new() }
+        Self {
+            topic,
+            index,
+            log: Mutex::new(log),
+            settings: RwLock::new(settings),
+            appended: Notify::new(),
+            hw_moved: Notify::new(),
+            replica: Mutex::new(None),
+        }
     }
 
     /// The log, locked. Hold it only for one storage call.
     pub fn log(&self) -> MutexGuard<'_, PartitionLog> {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn replica(&self) -> MutexGuard<'_, Option<ReplicaState>> {
+        self.replica.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn settings(&self) -> TopicSettings {
@@ -41,14 +76,169 @@ impl Partition {
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
     }
 
-    /// A future that completes at the next append to this partition: registered as it is
-    /// created, so an append between this call and the first poll is not missed.
-    pub fn next_append(&self) -> Notified<'_> {
-        self.appended.notified()
+    /// A future that completes at the next append (`follower`: a replica's fetch) or the
+    /// next move of the high watermark (a consumer's fetch): registered as it is created,
+    /// so a change between this call and the first poll is not missed.
+    pub fn next_change(&self, follower: bool) -> Notified<'_> {
+        if follower {
+            self.appended.notified()
+        } else {
+            self.hw_moved.notified()
+        }
     }
 
-    /// Wakes every fetch parked on this partition (after an append).
+    /// Wakes every fetch parked on this partition (deletion).
     pub fn wake_waiters(&self) {
         self.appended.notify_waiters();
+        self.hw_moved.notify_waiters();
     }
+
+    /// After an append as leader (or on a single node): wakes followers' fetches, and
+    /// consumers' if the high watermark moved (a leader alone in its ISR).
+    pub fn on_append(&self) {
+        self.appended.notify_waiters();
+        let moved = match self.replica().as_mut() {
+            None => true,
+            Some(r) => {
+                let leo = self.log().log_end_offset();
+                r.update_hw(leo)
+            }
+        };
+        if moved {
+            self.hw_moved.notify_waiters();
+        }
+    }
+
+    /// The high watermark: what consumers may read below (single node: the log end).
+    pub fn high_watermark(&self) -> i64 {
+        let leo = self.log().log_end_offset();
+        self.replica().as_ref().map_or(leo, |r| r.hw.min(leo))
+    }
+
+    /// Checks that this broker leads, against the request's leader epoch (-1: none
+    /// given). Returns our leader epoch.
+    pub fn check_leader(&self, requested_epoch: i32) -> Result<i32, NotServing> {
+        let guard = self.replica();
+        let Some(r) = guard.as_ref() else { return Ok(0) };
+        if requested_epoch >= 0 && requested_epoch < r.leader_epoch {
+            return Err(NotServing::FencedEpoch);
+        }
+        if requested_epoch > r.leader_epoch {
+            return Err(NotServing::UnknownEpoch);
+        }
+        if !r.is_leader() {
+            return Err(NotServing::NotLeader { leader: r.leader, leader_epoch: r.leader_epoch });
+        }
+        Ok(r.leader_epoch)
+    }
+
+    /// Before a produce: this broker must lead, and for acks=all the ISR must hold at
+    /// least `min.insync.replicas`. Returns the leader epoch to stamp on the batches
+    /// (None on a single node: batches are kept as sent).
+    pub fn check_produce(&self, acks: i16) -> Result<Option<i32>, NotServing> {
+        let epoch = self.check_leader(-1)?;
+        let guard = self.replica();
+        let Some(r) = guard.as_ref() else { return Ok(None) };
+        if acks == -1 && r.isr.len() < self.settings().min_insync_replicas {
+            return Err(NotServing::NotEnoughReplicas);
+        }
+        Ok(Some(epoch))
+    }
+
+    /// acks=all: waits until the high watermark passes `offset` (every ISR member has it).
+    /// Err when leadership is lost or `timeout` passes first; Ok(false) when the ISR
+    /// shrank below `min.insync.replicas` meanwhile (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+    pub async fn wait_replicated(&self, offset: i64, timeout: Duration) -> Result<bool, WaitError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let moved = self.hw_moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            {
+                let guard = self.replica();
+                let Some(r) = guard.as_ref() else { return Ok(true) };
+                if !r.is_leader() {
+                    return Err(WaitError::NotLeader);
+                }
+                if r.hw > offset {
+                    return Ok(r.isr.len() >= self.settings().min_insync_replicas);
+                }
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return Err(WaitError::TimedOut);
+            }
+        }
+    }
+
+    /// Takes the committed assignment (the publisher): sets the replica state, returns
+    /// what the broker must do about the role.
+    pub fn assign(&self, a: &PartitionAssignment, me: i32) -> RoleChange {
+        let mut guard = self.replica();
+        let (start, leo) = {
+            let log = self.log();
+            (log.log_start_offset(), log.log_end_offset())
+        };
+        // The high watermark is not kept across restarts: start from the log start (a
+        // follower fetches its log again; a leader's moves up as the ISR fetches).
+        let r = guard.get_or_insert_with(|| ReplicaState::new(me, start));
+        let hw = r.hw;
+        let change = r.assign(a, leo, Instant::now());
+        let moved = r.hw != hw;
+        drop(guard);
+        // Waiters re-check (a lost leadership fails acks=all waits; a moved hw answers).
+        if moved || change != RoleChange::None {
+            self.wake_waiters();
+        }
+        change
+    }
+
+    /// Leader: follower `id` fetched from `fetch_offset`. Returns an ISR expansion to
+    /// propose, if it caught up.
+    pub fn follower_fetched(&self, id: i32, fetch_offset: i64) -> Option<IsrProposal> {
+        let mut guard = self.replica();
+        let r = guard.as_mut()?;
+        let leo = self.log().log_end_offset();
+        let (moved, proposal) = r.on_follower_fetch(id, fetch_offset, leo, Instant::now());
+        drop(guard);
+        if moved {
+            self.hw_moved.notify_waiters();
+        }
+        proposal
+    }
+
+    /// Leader: an ISR shrink to propose, if followers lag more than `max_lag`.
+    pub fn lagging_followers(&self, max_lag: Duration) -> Option<IsrProposal> {
+        self.replica().as_mut()?.shrink_proposal(max_lag, Instant::now())
+    }
+
+    /// A proposed ISR change was refused or failed: another may be proposed.
+    pub fn isr_change_done(&self) {
+        if let Some(r) = self.replica().as_mut() {
+            r.isr_change_in_flight = false;
+        }
+    }
+
+    /// Follower: the leader's high watermark, from a fetch response.
+    pub fn follow_hw(&self, leader_hw: i64) {
+        let mut guard = self.replica();
+        if let Some(r) = guard.as_mut() {
+            let leo = self.log().log_end_offset();
+            r.follow_hw(leader_hw, leo);
+        }
+    }
+
+    /// Replica state for metrics: (leads, ISR size, replicas, largest follower lag).
+    pub fn replica_summary(&self) -> Option<(bool, usize, usize, i64)> {
+        let guard = self.replica();
+        let r = guard.as_ref()?;
+        let leo = self.log().log_end_offset();
+        Some((r.is_leader(), r.isr.len(), r.replicas.len(), r.follower_lag(leo)))
+    }
+}
+
+/// Why an acks=all wait ended without the ISR having the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitError {
+    NotLeader,
+    TimedOut,
 }

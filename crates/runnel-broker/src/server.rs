@@ -148,6 +148,7 @@ async fn serve(
     let group_timers = tokio::spawn(broker.groups().clone().run_timers(shutdown.clone()));
     let retention = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.log_retention_check_interval_ms()), shutdown.clone(), cleaner::retention_pass));
     let compaction = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.log_cleaner_backoff_ms()), shutdown.clone(), cleaner::compaction_pass));
+    let isr_checks = broker.cluster().map(|_| tokio::spawn(crate::replication::run_isr_checks(broker.clone(), shutdown.clone())));
     let producer_expiry = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.producer_id_expiration_check_interval_ms()), shutdown.clone(), cleaner::producer_expiry_pass));
     loop {
         tokio::select! {
@@ -186,6 +187,12 @@ async fn serve(
     let _ = retention.await;
     let _ = compaction.await;
     let _ = producer_expiry.await;
+    if let Some(t) = isr_checks {
+        let _ = t.await;
+    }
+    if let Some(c) = broker.cluster() {
+        c.fetchers.stop_all();
+    }
     let b = broker.clone();
     let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
     if let Some(c) = broker.cluster() {

@@ -65,6 +65,8 @@ pub enum StateError {
     TopicExists(String),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
+    #[error("replication factor {rf} is larger than the number of live brokers ({live})")]
+    ReplicationFactor { rf: usize, live: usize },
     #[error("this broker would hold {total} partitions, over max.broker.partitions ({limit})")]
     PartitionLimit { total: u64, limit: u64 },
 }
@@ -129,7 +131,7 @@ impl Broker {
         if c.controller.image().topics.topic(OFFSETS_TOPIC).is_none() {
             let topic_id = Uuid::new_v4();
             let record = MetadataRecord::CreateTopic { name: OFFSETS_TOPIC.into(), topic_id, partitions: 1, configs: offsets_topic_configs() };
-            match c.propose_topic(topic_id, record, c.place(topic_id, 0, 1)?) {
+            match c.propose_topic(topic_id, record, c.place(topic_id, 0, 1, 1)?) {
                 Ok(()) => tracing::info!(topic = OFFSETS_TOPIC, "created the internal topic"),
                 Err(StateError::TopicExists(_)) => {}
                 Err(e) => return Err(e),
@@ -275,17 +277,25 @@ impl Broker {
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
-    /// Creates a topic (already validated by the caller) and its partition logs.
-    pub fn create_topic(
+    /// Creates a topic (already validated by the caller) and its partition logs, one
+    /// replica each.
+    pub fn create_topic(&self, name: &str, partitions: u32, configs: BTreeMap<String, String>) -> Result<Uuid, StateError> {
+        self.create_replicated_topic(name, partitions, 1, configs)
+    }
+
+    /// Creates a topic with `rf` replicas per partition (cluster mode; a single node
+    /// holds one).
+    pub fn create_replicated_topic(
         &self,
         name: &str,
         partitions: u32,
+        rf: usize,
         configs: BTreeMap<String, String>,
     ) -> Result<Uuid, StateError> {
         let topic_id = Uuid::new_v4();
         if let Some(c) = self.cluster() {
             self.with_image(|i| self.check_partition_limit(i, u64::from(partitions)))?;
-            let assignments = c.place(topic_id, 0, partitions)?;
+            let assignments = c.place(topic_id, 0, partitions, rf)?;
             let record = MetadataRecord::CreateTopic { name: name.into(), topic_id, partitions, configs };
             c.commit_topic(topic_id, record, assignments).map_err(|e| match e {
                 StateError::TopicExists(_) => StateError::TopicExists(name.into()),
@@ -309,7 +319,7 @@ impl Broker {
         if let Some(c) = self.cluster() {
             let Some(t) = self.topic(name) else { return Ok(()) };
             self.with_image(|i| self.check_partition_limit(i, u64::from(total.saturating_sub(t.partitions))))?;
-            let assignments = c.place(t.topic_id, t.partitions, total.saturating_sub(t.partitions))?;
+            let assignments = c.place(t.topic_id, t.partitions, total.saturating_sub(t.partitions), c.replication_factor(&t.topic_id))?;
             return c.commit_topic(t.topic_id, MetadataRecord::CreatePartitions { name: name.into(), total }, assignments);
         }
         let mut md = self.local();

@@ -182,7 +182,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         default: "1",
         config_type: ConfigType::Int,
         rule: Rule::AtLeast(1),
-        doc: "Replicas that must have a write for acks=all; a single broker is always 1.",
+        doc: "Cluster mode: in-sync replicas a partition needs for acks=all produces (fewer: NOT_ENOUGH_REPLICAS); a single broker has one.",
     },
 ];
 
@@ -299,6 +299,8 @@ pub struct TopicSettings {
     /// `compression.type`: None for `producer` (batches kept as sent), else the codec
     /// every stored batch must use.
     pub compression: Option<Compression>,
+    /// `min.insync.replicas` (cluster mode; a single node is its own ISR).
+    pub min_insync_replicas: usize,
 }
 
 impl TopicSettings {
@@ -335,6 +337,7 @@ impl TopicSettings {
                 min_compaction_lag_ms: num("min.compaction.lag.ms"),
                 max_compaction_lag_ms: num("max.compaction.lag.ms"),
             },
+            min_insync_replicas: num("min.insync.replicas").max(1) as usize,
             compression: match get("compression.type") {
                 "uncompressed" => Some(Compression::None),
                 "gzip" => Some(Compression::Gzip),

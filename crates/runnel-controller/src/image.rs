@@ -82,6 +82,59 @@ impl ClusterImage {
             ControllerRecord::FenceBroker { broker_id } | ControllerRecord::UnfenceBroker { broker_id } => {
                 self.brokers.get(broker_id).map(|_| ()).ok_or(Rejection::UnknownBroker)
             }
+            ControllerRecord::AlterPartition { topic_id, partition, leader, leader_epoch, partition_epoch, isr } => {
+                let p = self.partition(topic_id, *partition).ok_or(Rejection::UnknownPartition)?;
+                if p.leader != *leader || p.leader_epoch != *leader_epoch || p.partition_epoch != *partition_epoch {
+                    return Err(Rejection::StalePartitionEpoch);
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                let valid = isr.contains(leader)
+                    && isr.iter().all(|r| {
+                        seen.insert(*r)
+                            && p.replicas.contains(r)
+                            && (p.isr.contains(r) || self.brokers.get(r).is_some_and(|b| !b.fenced))
+                    });
+                if !valid {
+                    return Err(Rejection::InvalidIsr);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Partition `index` of topic `topic_id`.
+    pub fn partition(&self, topic_id: &Uuid, index: i32) -> Option<&PartitionAssignment> {
+        self.partitions.get(topic_id)?.get(usize::try_from(index).ok()?)
+    }
+
+    /// `broker_id` is gone (fenced, or restarted and registering again): it leaves every
+    /// ISR it is in, except as the last member; a partition it led gets a new leader from
+    /// the rest of the ISR (in replica order; leader epoch bumped), or none (-1) when it
+    /// was the last in-sync replica (unclean election stays off).
+    fn remove_replica(&mut self, broker_id: i32) {
+        for p in self.partitions.values_mut().flatten().filter(|p| p.isr.contains(&broker_id)) {
+            if p.isr.len() > 1 {
+                p.isr.retain(|r| *r != broker_id);
+                p.partition_epoch += 1;
+                if p.leader == broker_id {
+                    p.leader = p.replicas.iter().copied().find(|r| p.isr.contains(r)).unwrap_or(-1);
+                    p.leader_epoch += 1;
+                }
+            } else if p.leader == broker_id {
+                p.leader = -1;
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+            }
+        }
+    }
+
+    /// `broker_id` is live again: every leaderless partition whose ISR holds it gets it
+    /// as leader.
+    fn offer_leadership(&mut self, broker_id: i32) {
+        for p in self.partitions.values_mut().flatten().filter(|p| p.leader == -1 && p.isr.contains(&broker_id)) {
+            p.leader = broker_id;
+            p.leader_epoch += 1;
+            p.partition_epoch += 1;
         }
     }
 
@@ -110,16 +163,31 @@ impl ClusterImage {
             }
             ControllerRecord::SetClusterId { cluster_id } => self.cluster_id = Some(cluster_id.clone()),
             ControllerRecord::RegisterBroker(reg) => {
+                // A broker registering again restarted: what it led moves on, as if it
+                // had been fenced, before it is live again.
+                if let Some(b) = self.brokers.get_mut(&reg.broker_id) {
+                    b.fenced = true;
+                    self.remove_replica(reg.broker_id);
+                }
                 self.brokers.insert(reg.broker_id, BrokerRegistration { fenced: false, ..reg.clone() });
+                self.offer_leadership(reg.broker_id);
             }
             ControllerRecord::FenceBroker { broker_id } => {
                 if let Some(b) = self.brokers.get_mut(broker_id) {
                     b.fenced = true;
                 }
+                self.remove_replica(*broker_id);
             }
             ControllerRecord::UnfenceBroker { broker_id } => {
                 if let Some(b) = self.brokers.get_mut(broker_id) {
                     b.fenced = false;
+                }
+                self.offer_leadership(*broker_id);
+            }
+            ControllerRecord::AlterPartition { topic_id, partition, isr, .. } => {
+                if let Some(p) = self.partitions.get_mut(topic_id).and_then(|ps| ps.get_mut(*partition as usize)) {
+                    p.isr = isr.clone();
+                    p.partition_epoch += 1;
                 }
             }
         }
@@ -179,7 +247,54 @@ mod tests {
     }
 
     fn one(b: i32) -> PartitionAssignment {
-        PartitionAssignment { replicas: vec![b], leader: b, leader_epoch: 0, isr: vec![b] }
+        PartitionAssignment::new(vec![b])
+    }
+
+    fn register(image: &mut ClusterImage, offset: u64, b: i32) {
+        let reg = BrokerRegistration { broker_id: b, host: "h".into(), port: b, rack: None, fenced: false };
+        assert_eq!(image.apply(offset, 1, &ControllerRecord::RegisterBroker(reg)), Outcome::Applied);
+    }
+
+    #[test]
+    fn a_fenced_leader_is_replaced_from_the_isr_and_stale_isr_changes_are_refused() {
+        let mut image = ClusterImage::default();
+        for b in 1..=3 {
+            register(&mut image, b as u64, b);
+        }
+        let id = Uuid::new_v4();
+        let change = MetadataRecord::CreateTopic { name: "t".into(), topic_id: id, partitions: 1, configs: Default::default() };
+        let create = ControllerRecord::Topic { topic_id: id, change, assignments: vec![PartitionAssignment::new(vec![2, 3, 1])] };
+        assert_eq!(image.apply(4, 1, &create), Outcome::Applied);
+        image.apply(5, 1, &ControllerRecord::FenceBroker { broker_id: 2 });
+        let p = image.partition(&id, 0).unwrap().clone();
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone(), p.partition_epoch), (3, 1, vec![3, 1], 1));
+        // The deposed leader's ISR change names an old epoch: refused.
+        let alter = |leader, leader_epoch, partition_epoch, isr: Vec<i32>| ControllerRecord::AlterPartition {
+            topic_id: id,
+            partition: 0,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        };
+        assert_eq!(image.apply(6, 1, &alter(2, 0, 0, vec![2])), Outcome::Rejected(Rejection::StalePartitionEpoch));
+        // A fenced broker cannot join the ISR; a live one can.
+        assert_eq!(image.apply(7, 1, &alter(3, 1, 1, vec![3, 1, 2])), Outcome::Rejected(Rejection::InvalidIsr));
+        assert_eq!(image.apply(8, 1, &alter(3, 1, 1, vec![3])), Outcome::Applied);
+        // The last in-sync replica fenced: no leader until it is back (no unclean election).
+        image.apply(9, 1, &ControllerRecord::FenceBroker { broker_id: 3 });
+        let p = image.partition(&id, 0).unwrap().clone();
+        assert_eq!((p.leader, p.isr.clone()), (-1, vec![3]));
+        image.apply(10, 1, &ControllerRecord::UnfenceBroker { broker_id: 1 });
+        assert_eq!(image.partition(&id, 0).unwrap().leader, -1);
+        image.apply(11, 1, &ControllerRecord::UnfenceBroker { broker_id: 3 });
+        let p = image.partition(&id, 0).unwrap().clone();
+        assert_eq!((p.leader, p.leader_epoch), (3, 3));
+        // A leader that restarts (registers again) hands its leadership over.
+        assert_eq!(image.apply(12, 1, &alter(3, 3, p.partition_epoch, vec![3, 1])), Outcome::Applied);
+        register(&mut image, 13, 3);
+        let p = image.partition(&id, 0).unwrap().clone();
+        assert_eq!((p.leader, p.leader_epoch, p.isr), (1, 4, vec![1]));
     }
 
     #[test]

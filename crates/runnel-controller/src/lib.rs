@@ -298,7 +298,14 @@ impl Controller {
             Request::AppendEntries(r) => Response::AppendEntries(self.raft.append_entries(r).await),
             Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
             Request::InstallSnapshot(r) => Response::InstallSnapshot(self.raft.install_snapshot(r).await),
-            Request::Propose(record) => Response::Propose(self.write(record).await),
+            Request::Propose(record) => {
+                // A broker registering is alive now: its session starts afresh (else a
+                // restarted broker would be fenced again at once, its old heartbeat stale).
+                if let ControllerRecord::RegisterBroker(reg) = &record {
+                    self.last_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(reg.broker_id, Instant::now());
+                }
+                Response::Propose(self.write(record).await)
+            }
             Request::Heartbeat { broker_id } => Response::Heartbeat(self.on_heartbeat(broker_id).await),
         }
     }

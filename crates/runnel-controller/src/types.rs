@@ -34,17 +34,39 @@ pub enum ControllerRecord {
     FenceBroker { broker_id: i32 },
     /// A fenced broker heartbeats again.
     UnfenceBroker { broker_id: i32 },
+    /// A partition leader changes the ISR (Kafka's AlterPartition): accepted only if it
+    /// names the partition's current leader epoch and partition epoch, so a deposed
+    /// leader or a stale request changes nothing.
+    AlterPartition {
+        topic_id: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
-/// Where one partition lives: its replicas, which of them leads (and since which leader
-/// epoch), and the in-sync replicas. Today every partition has one replica (partitions are
-/// not replicated yet); replication will change leader, epoch and ISR through records.
+/// Where one partition lives (Kafka's PartitionRecord): its replicas, which of them
+/// leads (-1: none, all ISR members are fenced) and since which leader epoch, and the
+/// in-sync replicas. The leader epoch grows with every leader change; the partition
+/// epoch with every change of leader or ISR. Only committed records change them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionAssignment {
     pub replicas: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
     pub isr: Vec<i32>,
+    #[serde(default)]
+    pub partition_epoch: i32,
+}
+
+impl PartitionAssignment {
+    /// A new partition on `replicas`, led by the first.
+    pub fn new(replicas: Vec<i32>) -> Self {
+        let leader = replicas.first().copied().unwrap_or(-1);
+        Self { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+    }
 }
 
 /// A broker as the image knows it.
@@ -77,6 +99,12 @@ pub enum Rejection {
     ClusterIdSet,
     #[error("that block of producer ids is already taken")]
     StaleProducerIds,
+    #[error("the partition does not exist")]
+    UnknownPartition,
+    #[error("the leader or partition epoch is stale")]
+    StalePartitionEpoch,
+    #[error("the ISR must hold the leader and live replicas of the partition only")]
+    InvalidIsr,
 }
 
 /// What applying a record answered: the record changed the image, or it was refused

@@ -3,9 +3,12 @@
 //! seen by all; its partitions are spread over the live brokers and clients produce and
 //! consume through any of them; DescribeCluster and Metadata list the live brokers and
 //! the controller; a killed broker is fenced, comes back and catches up; two of three
-//! down, nothing more is committed. Partitions are not replicated yet (RF 1 only).
+//! down, nothing more is committed. Replication (`replication.rs`): RF 3 partitions, acks=all,
+//! identical replicas, a killed leader losing no acknowledged record, min.insync.replicas.
 
 mod common;
+#[path = "cluster/replication.rs"]
+mod replication;
 
 use std::time::{Duration, Instant};
 
@@ -93,7 +96,14 @@ fn client(bootstrap: &str) -> ClientConfig {
 }
 
 fn create(admin: &AdminClient<DefaultClientContext>, name: &str, partitions: i32, rf: i32) -> Result<(), RDKafkaErrorCode> {
-    let t = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
+    create_with(admin, name, partitions, rf, &[])
+}
+
+fn create_with(admin: &AdminClient<DefaultClientContext>, name: &str, partitions: i32, rf: i32, configs: &[(&str, &str)]) -> Result<(), RDKafkaErrorCode> {
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
     match block_on(admin.create_topics([&t], &admin_opts())).expect("create_topics request").remove(0) {
         Ok(_) => Ok(()),
         Err((_, code)) => Err(code),
@@ -132,10 +142,10 @@ fn three_brokers_share_one_metadata_quorum() {
     for a in &addrs {
         wait_until("every broker sees the topic", || leaders(a, "spread") == spread);
     }
-    // The image decides everywhere: the name is taken; RF 3 is refused (not replicated yet).
+    // The image decides everywhere: the name is taken; RF 4 is more than the live brokers.
     let admin1: AdminClient<DefaultClientContext> = client(&addrs[0]).create().unwrap();
     assert_eq!(create(&admin1, "spread", 1, 1), Err(RDKafkaErrorCode::TopicAlreadyExists));
-    assert_eq!(create(&admin1, "rf3", 1, 3), Err(RDKafkaErrorCode::InvalidReplicationFactor));
+    assert_eq!(create(&admin1, "rf4", 1, 4), Err(RDKafkaErrorCode::InvalidReplicationFactor));
 
     // Clients bootstrapped on all three produce to each partition's broker and read back.
     let all = addrs.join(",");

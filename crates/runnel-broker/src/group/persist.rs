@@ -124,7 +124,7 @@ pub fn append(part: &Partition, records: &[Record]) -> Result<(), StorageError> 
         .collect();
     let mut buf = encode_batch(0, 0, &new);
     part.log().append(&mut buf)?;
-    part.wake_waiters();
+    part.on_append();
     Ok(())
 }
 

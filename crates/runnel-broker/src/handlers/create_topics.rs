@@ -76,7 +76,11 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse
                     (Some(t), false) => (t.partitions as i32, t.configs.clone()),
                     _ => (if t.num_partitions == -1 { ctx.broker.config.num_partitions() as i32 } else { t.num_partitions }, Default::default()),
                 };
-                result = result.with_topic_id(id).with_num_partitions(partitions).with_replication_factor(1);
+                let rf = match t.replication_factor {
+                    -1 => ctx.broker.config.default_replication_factor(),
+                    r => r,
+                };
+                result = result.with_topic_id(id).with_num_partitions(partitions).with_replication_factor(rf);
                 if ctx.version >= 5 {
                     result.configs = Some(
                         configs::effective(&overrides, &ctx.broker.config.settings)
@@ -124,17 +128,18 @@ pub fn create_checked(
         }
         p => return Err((KafkaError::InvalidPartitions, format!("number of partitions must be ≥ 1, got {p}"))),
     };
-    match replication_factor {
-        -1 | 1 => {}
-        r if r > 1 => {
-            let live = crate::cluster::listed_brokers(broker).len();
-            return Err((KafkaError::InvalidReplicationFactor, if r as usize > live {
-                format!("replication factor {r} is larger than the number of brokers ({live})")
-            } else {
-                format!("replication factor {r} is not supported: partitions are not replicated yet (1 only)")
-            }));
-        }
-        r => return Err((KafkaError::InvalidReplicationFactor, format!("replication factor must be ≥ 1, got {r}"))),
+    let rf = match replication_factor {
+        -1 => broker.config.default_replication_factor(),
+        r => r,
+    };
+    let live = crate::cluster::listed_brokers(broker).len();
+    if rf < 1 {
+        return Err((KafkaError::InvalidReplicationFactor, format!("replication factor must be ≥ 1, got {rf}")));
+    }
+    if rf as usize > live {
+        return Err((KafkaError::InvalidReplicationFactor, format!(
+            "replication factor {rf} is larger than the number of live brokers ({live})"
+        )));
     }
     for (k, v) in &configs {
         crate::topic_config::validate(k, v).map_err(|m| (KafkaError::InvalidConfig, m))?;
@@ -145,8 +150,9 @@ pub fn create_checked(
     if validate_only {
         return Ok(Uuid::nil());
     }
-    broker.create_topic(name, partitions as u32, configs).map_err(|e| match e {
+    broker.create_replicated_topic(name, partitions as u32, rf as usize, configs).map_err(|e| match e {
         StateError::TopicExists(_) => (KafkaError::TopicAlreadyExists, e.to_string()),
+        StateError::ReplicationFactor { .. } => (KafkaError::InvalidReplicationFactor, e.to_string()),
         StateError::PartitionLimit { .. } => (KafkaError::PolicyViolation, e.to_string()),
         StateError::Quorum(_) => (KafkaError::RequestTimedOut, format!("could not create topic '{name}': {e}")),
         e => (KafkaError::KafkaStorageError, format!("could not create topic '{name}': {e}")),

@@ -10,6 +10,15 @@
 //! `partition_max_bytes` per partition, except that the first batch found is always
 //! returned whole, as Kafka does, so a consumer can always make progress.
 //!
+//! Cluster mode: a fetch with a replica id (v4–v14 `replica_id`, v15+ `replica_state`,
+//! KIP-903) is a follower's: it reads up to the log end, tells the leader the follower's
+//! log end (its fetch offset), which moves the high watermark and may bring the follower
+//! back into the ISR, and waits for appends. A consumer's fetch reads only below the high
+//! watermark and waits for it to move. Both are served by the leader only
+//! (NOT_LEADER_OR_FOLLOWER, with the current leader from v12), and a
+//! `current_leader_epoch` (v9+) older than ours is FENCED_LEADER_EPOCH, newer
+//! UNKNOWN_LEADER_EPOCH.
+//!
 //! Zero copy: record bytes are never read into memory here. Each partition's records field
 //! is encoded as a placeholder, and the connection `sendfile`s the segment ranges in its
 //! place (see `runnel_protocol::splice`).
@@ -21,8 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use runnel_metadata::Uuid;
 use runnel_protocol::splice::{Placeholder, TOKEN_LEN};
 use runnel_storage::{ReadSlice, StorageError};
@@ -31,7 +40,7 @@ use tokio::time::Instant;
 
 use super::Ctx;
 use crate::errors::{code, KafkaError};
-use crate::partition::Partition;
+use crate::partition::{NotServing, Partition};
 
 pub const MIN_VERSION: i16 = 4;
 pub const MAX_VERSION: i16 = 16;
@@ -52,12 +61,34 @@ struct Wanted {
     index: i32,
     fetch_offset: i64,
     max_bytes: usize,
-    /// None when the topic or partition does not exist: the error to answer.
+    /// The error to answer when the partition does not exist or is not served here.
     part: Result<Arc<Partition>, KafkaError>,
+    /// With NOT_LEADER_OR_FOLLOWER: the leader and its epoch.
+    current_leader: Option<(i32, i32)>,
+}
+
+/// Who fetches: a consumer (-1) or the follower replica with this broker id.
+fn replica_id(req: &FetchRequest, version: i16) -> i32 {
+    if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    }
+}
+
+/// The one place a partition's refusal becomes a Kafka error.
+pub(crate) fn not_serving_code(e: NotServing) -> KafkaError {
+    match e {
+        NotServing::NotLeader { .. } | NotServing::NotEnoughReplicas => KafkaError::NotLeaderOrFollower,
+        NotServing::FencedEpoch => KafkaError::FencedLeaderEpoch,
+        NotServing::UnknownEpoch => KafkaError::UnknownLeaderEpoch,
+    }
 }
 
 pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let use_ids = ctx.version >= TOPIC_ID_VERSION;
+    let replica = replica_id(&req, ctx.version);
+    let follower = replica >= 0;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut wanted: Vec<Wanted> = Vec::new();
     // A topic or partition named more than once is merged, as Kafka's fetch map does: one
@@ -78,15 +109,32 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
                 wanted[i].max_bytes = max_bytes;
                 continue;
             }
-            let part = match &name {
+            let mut part = match &name {
                 None => Err(KafkaError::UnknownTopicId),
                 Some(n) => ctx.broker.partition(n, p.partition).ok_or_else(|| match ctx.broker.offline_reason(n, p.partition) {
                     Some(_) => KafkaError::KafkaStorageError,
                     None => KafkaError::UnknownTopicOrPartition,
                 }),
             };
+            let mut current_leader = None;
+            if let Ok(pt) = &part {
+                match pt.check_leader(if ctx.version >= 9 { p.current_leader_epoch } else { -1 }) {
+                    Err(e) => {
+                        if let NotServing::NotLeader { leader, leader_epoch } = e {
+                            current_leader = Some((leader, leader_epoch));
+                        }
+                        part = Err(not_serving_code(e));
+                    }
+                    Ok(_) if follower => {
+                        if let Some(change) = pt.follower_fetched(replica, fetch_offset) {
+                            crate::replication::propose_isr(&ctx.broker, pt.clone(), change);
+                        }
+                    }
+                    Ok(_) => {}
+                }
+            }
             partition_slots.insert((slot, p.partition), wanted.len());
-            wanted.push(Wanted { topic_slot: slot, index: p.partition, fetch_offset, max_bytes, part });
+            wanted.push(Wanted { topic_slot: slot, index: p.partition, fetch_offset, max_bytes, part, current_leader });
         }
     }
     let max_bytes = req.max_bytes.max(0) as usize;
@@ -95,8 +143,8 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let results = loop {
         // Register before reading: an append after the read still wakes us.
         let mut appended: Vec<Pin<Box<Notified<'_>>>> =
-            wanted.iter().filter_map(|w| w.part.as_ref().ok()).map(|p| Box::pin(p.next_append())).collect();
-        let results = read_all(&wanted, max_bytes);
+            wanted.iter().filter_map(|w| w.part.as_ref().ok()).map(|p| Box::pin(p.next_change(follower))).collect();
+        let results = read_all(&wanted, max_bytes, follower);
         let total: usize = results.iter().map(|(_, slice)| slice.as_ref().map_or(0, |s| s.len())).sum();
         let has_error = results.iter().any(|(r, _)| r.error_code != 0);
         if total >= min_bytes || has_error || Instant::now() >= deadline {
@@ -117,7 +165,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         }
         ctx.metrics.fetch_waiters.dec();
         if ctx.shutdown.is_cancelled() || Instant::now() >= deadline {
-            break read_all(&wanted, max_bytes);
+            break read_all(&wanted, max_bytes, follower);
         }
     };
     let mut splices = Vec::new();
@@ -138,7 +186,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
 /// answer (records still empty) and the file ranges of its records. Reads only batch
 /// headers (from the page cache, normally), never record bytes, so it runs on the
 /// request's task: a hand-off to the blocking pool would cost more than the reads.
-fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<(PartitionData, Option<ReadSlice>)> {
+fn read_all(wanted: &[Wanted], max_bytes: usize, follower: bool) -> Vec<(PartitionData, Option<ReadSlice>)> {
     let mut remaining = max_bytes;
     let mut min_one = true;
     wanted
@@ -154,20 +202,35 @@ fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<(PartitionData, Option<R
             let part = match &w.part {
                 Ok(p) => p,
                 // Kafka sends an empty (not null) aborted list when it does not read at all.
-                Err(e) => return (d.with_error_code(code(*e)).with_aborted_transactions(Some(Vec::new())), None),
+                Err(e) => {
+                    if let Some((leader, epoch)) = w.current_leader {
+                        d.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
+                    }
+                    return (d.with_error_code(code(*e)).with_aborted_transactions(Some(Vec::new())), None);
+                }
             };
             let limit = w.max_bytes.min(remaining);
+            // Before the log lock (lock order: replica state, then log).
+            let hw = part.high_watermark();
             let log = part.log();
-            let (start, end) = (log.log_start_offset(), log.log_end_offset());
-            match log.read(w.fetch_offset, limit, min_one) {
+            let start = log.log_start_offset();
+            // A follower reads to the log end; a consumer below the high watermark.
+            let upper = if follower { i64::MAX } else { hw };
+            match log.read_up_to(w.fetch_offset, limit, min_one, upper) {
                 Ok(slice) => {
                     // As Kafka: the offsets are sent only with a successful read (-1 on errors).
-                    d = d.with_high_watermark(end).with_last_stable_offset(end).with_log_start_offset(start);
+                    d = d.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(start);
                     if !slice.is_empty() {
                         min_one = false;
                         remaining = remaining.saturating_sub(slice.len());
                     }
                     (d, Some(slice))
+                }
+                // A follower is told where the log starts and the high watermark, to cut
+                // back or start over (Kafka's follower asks ListOffsets instead).
+                Err(StorageError::OffsetOutOfRange { .. }) if follower => {
+                    let d = d.with_high_watermark(hw).with_log_start_offset(start);
+                    (d.with_error_code(code(KafkaError::OffsetOutOfRange)), None)
                 }
                 Err(StorageError::OffsetOutOfRange { .. }) => (d.with_error_code(code(KafkaError::OffsetOutOfRange)), None),
                 Err(e) => {

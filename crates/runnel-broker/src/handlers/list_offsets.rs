@@ -1,6 +1,8 @@
 //! ListOffsets (key 2) v1–v10: earliest (-2, and -4 earliest-local), latest (-1), max
 //! timestamp (-3, v7+), and the first offset at or after a timestamp (through the time
-//! index).
+//! index). Cluster mode: the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere; a
+//! `current_leader_epoch` (v4+) older than ours is FENCED_LEADER_EPOCH, newer
+//! UNKNOWN_LEADER_EPOCH), "latest" is the high watermark, and offsets carry the leader epoch.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
@@ -39,12 +41,15 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                     }
                 }
                 None => r.error_code = code(KafkaError::UnknownTopicOrPartition),
-                Some(part) => {
+                Some(part) => match part.check_leader(if ctx.version >= 4 { p.current_leader_epoch } else { -1 }) {
+                    Err(e) => r.error_code = code(super::fetch::not_serving_code(e)),
+                    Ok(epoch) => {
                     let ts = p.timestamp;
                     let found = blocking(move || {
+                        let hw = part.high_watermark();
                         let log = part.log();
                         match ts {
-                            LATEST => Ok(Some((-1, log.log_end_offset()))),
+                            LATEST => Ok(Some((-1, hw))),
                             EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
                             MAX_TIMESTAMP => log.max_timestamp(),
                             ts if ts >= 0 => log.offset_for_timestamp(ts).map(|o| o.map(|(off, t)| (t, off))),
@@ -56,7 +61,7 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         Ok(Some((timestamp, offset))) => {
                             r = r.with_timestamp(timestamp).with_offset(offset);
                             if ctx.version >= 4 {
-                                r.leader_epoch = 0;
+                                r.leader_epoch = epoch;
                             }
                         }
                         // No record at or after that time (or a special timestamp we do not serve): -1.
@@ -66,7 +71,8 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                             r.error_code = code(KafkaError::KafkaStorageError);
                         }
                     }
-                }
+                    }
+                },
             }
             partitions.push(r);
         }

@@ -71,7 +71,7 @@ async fn auto_create(ctx: &Ctx, name: String) -> MetadataResponseTopic {
     let broker = ctx.broker.clone();
     let partitions = broker.config.num_partitions();
     let n = name.clone();
-    let created = blocking(move || create_topics::create_checked(&broker, &n, partitions as i32, 1, Default::default(), false)).await;
+    let created = blocking(move || create_topics::create_checked(&broker, &n, partitions as i32, -1, Default::default(), false)).await;
     match created {
         Ok(_) => {
             tracing::info!(topic = %name, partitions, client_id = %ctx.client_id, "auto-created topic");

@@ -12,20 +12,29 @@
 //! -1, 0 and 1 is INVALID_REQUIRED_ACKS for every partition. A failed write (a full disk, any I/O error) is KAFKA_STORAGE_ERROR; the
 //! log keeps nothing of it and takes later appends.
 //!
+//! Cluster mode: only the partition's leader takes a produce (else NOT_LEADER_OR_FOLLOWER,
+//! with the current leader from v10); it stamps its leader epoch on each batch. acks=all
+//! needs an ISR of at least `min.insync.replicas` before appending (NOT_ENOUGH_REPLICAS)
+//! and is answered once the high watermark passes the batch (every ISR member has it), or
+//! REQUEST_TIMED_OUT after the request's `timeout_ms`; NOT_ENOUGH_REPLICAS_AFTER_APPEND if
+//! the ISR shrank below the minimum meanwhile.
+//!
 //! Idempotent producers (batches with a producer id) are checked by the partition's
 //! producer state as the batch is appended: a retried batch is answered with its original
 //! offset and not written again; a sequence gap is OUT_OF_ORDER_SEQUENCE_NUMBER, an old
 //! epoch INVALID_PRODUCER_EPOCH. Control batches from clients are INVALID_RECORD.
 
 use bytes::BytesMut;
-use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use runnel_protocol::batch::{self, BatchError};
 use runnel_storage::{ProducerError, StorageError};
 
 use super::{blocking, sb, Ctx};
 use crate::now_ms;
-use crate::partition::Partition;
+use crate::partition::{NotServing, Partition, WaitError};
 use crate::topic_config::TopicSettings;
 use crate::errors::{code, KafkaError};
 
@@ -51,6 +60,12 @@ enum ProduceError {
     Control,
     /// A transactional batch from a producer with no transaction open here.
     NoTransaction,
+    /// Not the leader, or too few in-sync replicas (cluster mode).
+    NotServing(NotServing),
+    /// acks=all: appended, but the ISR shrank below `min.insync.replicas` before it had it.
+    NotEnoughReplicasAfterAppend,
+    /// acks=all: leadership was lost, or the timeout passed, before the ISR had it.
+    Replication(WaitError),
 }
 
 /// The one place produce failures become Kafka error codes.
@@ -64,6 +79,14 @@ fn error_code(e: &ProduceError) -> KafkaError {
         ProduceError::TooLarge { .. } => KafkaError::MessageTooLarge,
         ProduceError::Control => KafkaError::InvalidRecord,
         ProduceError::NoTransaction => KafkaError::InvalidTxnState,
+        ProduceError::NotServing(NotServing::NotEnoughReplicas) => KafkaError::NotEnoughReplicas,
+        ProduceError::NotServing(NotServing::FencedEpoch) => KafkaError::FencedLeaderEpoch,
+        ProduceError::NotServing(NotServing::UnknownEpoch) => KafkaError::UnknownLeaderEpoch,
+        ProduceError::NotServing(NotServing::NotLeader { .. }) | ProduceError::Replication(WaitError::NotLeader) => {
+            KafkaError::NotLeaderOrFollower
+        }
+        ProduceError::NotEnoughReplicasAfterAppend => KafkaError::NotEnoughReplicasAfterAppend,
+        ProduceError::Replication(WaitError::TimedOut) => KafkaError::RequestTimedOut,
         ProduceError::Storage(StorageError::Producer(p)) => match p {
             ProducerError::InvalidEpoch { .. } => KafkaError::InvalidProducerEpoch,
             ProducerError::OutOfOrder { .. } => KafkaError::OutOfOrderSequenceNumber,
@@ -85,6 +108,12 @@ fn message(e: &ProduceError) -> String {
         ProduceError::Empty => "no record batches in the request".into(),
         ProduceError::Control => "clients may not write control batches".into(),
         ProduceError::NoTransaction => "transactional batch outside a transaction".into(),
+        ProduceError::NotServing(NotServing::NotLeader { leader, .. }) => format!("this broker is not the partition's leader (the leader is {leader})"),
+        ProduceError::NotServing(NotServing::NotEnoughReplicas) => "fewer in-sync replicas than min.insync.replicas".into(),
+        ProduceError::NotServing(_) => "stale leader epoch".into(),
+        ProduceError::NotEnoughReplicasAfterAppend => "appended, but the ISR shrank below min.insync.replicas".into(),
+        ProduceError::Replication(WaitError::NotLeader) => "leadership moved before the in-sync replicas had the batch".into(),
+        ProduceError::Replication(WaitError::TimedOut) => "the in-sync replicas did not confirm the batch within timeout_ms".into(),
         ProduceError::Storage(StorageError::Producer(p)) => p.to_string(),
         ProduceError::Storage(s) => format!("could not write to the log: {s}"),
     }
@@ -92,12 +121,15 @@ fn message(e: &ProduceError) -> String {
 
 struct Appended {
     base_offset: i64,
+    last_offset: i64,
     log_append_time: i64,
     log_start_offset: i64,
 }
 
 pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    // Leaders named in NOT_LEADER_OR_FOLLOWER answers: their endpoints go along (v10+).
+    let mut leaders: Vec<i32> = Vec::new();
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
@@ -110,19 +142,34 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                     None => ProduceError::UnknownPartition,
                 }),
                 Some(_) if crate::group::is_internal_topic(&name) => Err(ProduceError::InternalTopic),
-                Some(part) => {
+                Some(part) => match part.check_produce(req.acks) {
+                    Err(e) => Err(ProduceError::NotServing(e)),
+                    Ok(epoch) => {
                     let records = pd.records.unwrap_or_default();
                     // A small append without fsync is a copy into the page cache: done
                     // here, it saves two thread hand-offs per request (the latency tail at
                     // high request rates). Large appends and appends that may fsync go to
                     // the blocking pool so they never stall this runtime worker.
                     let settings = part.settings();
-                    if runs_inline(&settings, records.len()) {
-                        append(&part, &settings, &records)
+                    let appended = if runs_inline(&settings, records.len()) {
+                        append(&part, &settings, &records, epoch)
                     } else {
-                        blocking(move || append(&part, &settings, &records)).await
+                        let p = part.clone();
+                        blocking(move || append(&p, &settings, &records, epoch)).await
+                    };
+                    match appended {
+                        Ok(a) if req.acks == -1 && epoch.is_some() => {
+                            let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+                            match part.wait_replicated(a.last_offset, timeout).await {
+                                Ok(true) => Ok(a),
+                                Ok(false) => Err(ProduceError::NotEnoughReplicasAfterAppend),
+                                Err(e) => Err(ProduceError::Replication(e)),
+                            }
+                        }
+                        other => other,
                     }
-                }
+                    }
+                },
             };
             let mut r = PartitionProduceResponse::default().with_index(index);
             match outcome {
@@ -142,6 +189,10 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                             .map(|(i, m)| BatchIndexAndErrorMessage::default().with_batch_index(*i).with_batch_index_error_message(Some(sb(m.clone()))))
                             .collect();
                     }
+                    if let ProduceError::NotServing(NotServing::NotLeader { leader, leader_epoch }) = e {
+                        r.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(leader_epoch);
+                        leaders.push(leader);
+                    }
                     // Kafka reports the log start offset with a record that failed
                     // validation or a producer-state error, -1 with the others.
                     let log_start = match &e {
@@ -160,7 +211,12 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
     if req.acks == 0 {
         return None;
     }
-    Some(ProduceResponse::default().with_responses(responses))
+    let node_endpoints = crate::cluster::listed_brokers(&ctx.broker)
+        .into_iter()
+        .filter(|b| leaders.contains(&b.id))
+        .map(|b| NodeEndpoint::default().with_node_id(BrokerId(b.id)).with_host(sb(b.host)).with_port(b.port).with_rack(b.rack.map(sb)))
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses).with_node_endpoints(node_endpoints))
 }
 
 /// Whether an append may run on the request's task: small, no fsync due (`flush.messages`
@@ -173,8 +229,8 @@ fn runs_inline(settings: &TopicSettings, len: usize) -> bool {
 }
 
 /// Validates all batches, then appends them in one write (on the request's task or a
-/// blocking thread, see `handle`).
-fn append(part: &Partition, settings: &TopicSettings, records: &[u8]) -> Result<Appended, ProduceError> {
+/// blocking thread, see `handle`), stamped with the leader's `epoch` in cluster mode.
+fn append(part: &Partition, settings: &TopicSettings, records: &[u8], epoch: Option<i32>) -> Result<Appended, ProduceError> {
     if records.is_empty() {
         return Err(ProduceError::Empty);
     }
@@ -212,6 +268,9 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8]) -> Result<
         if settings.log_append_time {
             batch::set_log_append_time(&mut buf[start..], now);
         }
+        if let Some(epoch) = epoch {
+            batch::set_partition_leader_epoch(&mut buf[start..], epoch);
+        }
     }
     let info = {
         let mut log = part.log();
@@ -219,10 +278,11 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8]) -> Result<
         (info, log.log_start_offset())
     };
     if !info.0.duplicate {
-        part.wake_waiters();
+        part.on_append();
     }
     Ok(Appended {
         base_offset: info.0.base_offset,
+        last_offset: info.0.last_offset,
         log_append_time: match (settings.log_append_time, info.0.duplicate) {
             (false, _) => -1,
             (true, false) => now,

@@ -1,0 +1,238 @@
+//! The follower side of replication (Kafka's ReplicaFetcherThread, one task per followed
+//! partition): fetch from the leader with the Fetch API clients use, our node id as
+//! `replica_id` and our leader epoch as `current_leader_epoch`, and append what comes back
+//! as it is (the leader's offsets, leader epochs and producer ids; the producer state is
+//! rebuilt as on replay). Each fetch tells the leader our log end; each answer brings the
+//! leader's high watermark.
+//!
+//! On starting to follow a new leader epoch the log is first cut back to the high
+//! watermark (every record above it may be missing on the new leader; everything below
+//! it is on every ISR member, the new leader included), then fetched again from there.
+//! A restarted broker starts from its log start as high watermark, so it fetches its log
+//! again, and it rejoins the ISR only once caught up. (Truncating by leader epoch,
+//! KIP-101/279, which keeps what the new leader has, is not built yet.)
+//!
+//! The task stops when cancelled (the publisher saw a new leader or epoch). It never
+//! fetches from a broker the image does not list as live.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use runnel_protocol::batch;
+use runnel_storage::{AppendOrigin, StorageError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::errors::KafkaError;
+use crate::partition::Partition;
+use crate::state::Broker;
+
+/// The Fetch version followers send (topics by name, `replica_id`, leader epochs).
+const FETCH_VERSION: i16 = 12;
+/// Largest response a follower accepts.
+const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+/// Back-off after an error (no leader yet, connection refused, leader not ready).
+const BACKOFF: Duration = Duration::from_millis(100);
+
+/// What the follower knows about whom it follows.
+pub struct Target {
+    pub leader: i32,
+    pub leader_epoch: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("leader answered {0:?}")]
+    Kafka(KafkaError),
+}
+
+/// Follows `target` for `part` until `cancel`.
+pub async fn run(broker: Arc<Broker>, part: Arc<Partition>, target: Target, cancel: CancellationToken) {
+    let p = part.clone();
+    // Cut back to the high watermark before fetching from the new leader.
+    let cut = tokio::task::spawn_blocking(move || {
+        let hw = p.high_watermark();
+        p.log().truncate_to(hw).map(|()| hw)
+    })
+    .await;
+    match cut {
+        Ok(Ok(hw)) => tracing::info!(topic = %part.topic, partition = part.index, leader = target.leader, epoch = target.leader_epoch, truncated_to = hw, "following the leader"),
+        Ok(Err(e)) => tracing::error!(topic = %part.topic, partition = part.index, error = %e, "could not truncate to the high watermark; following anyway"),
+        Err(_) => return,
+    }
+    let mut conn: Option<TcpStream> = None;
+    let mut correlation = 0i32;
+    while !cancel.is_cancelled() {
+        if conn.is_none() {
+            conn = match leader_addr(&broker, target.leader) {
+                None => None,
+                Some(addr) => tokio::select! {
+                    c = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)) => c.ok().and_then(Result::ok),
+                    _ = cancel.cancelled() => return,
+                },
+            };
+            if conn.is_none() {
+                backoff(&cancel).await;
+                continue;
+            }
+        }
+        let stream = conn.as_mut().expect("connected above");
+        correlation = correlation.wrapping_add(1);
+        let round = tokio::select! {
+            r = fetch_once(&broker, &part, &target, stream, correlation) => r,
+            _ = cancel.cancelled() => return,
+        };
+        match round {
+            Ok(()) => {}
+            Err(FetchError::Kafka(e)) => {
+                tracing::debug!(topic = %part.topic, partition = part.index, leader = target.leader, error = ?e, "leader refused the fetch; retrying");
+                backoff(&cancel).await;
+            }
+            Err(e) => {
+                tracing::debug!(topic = %part.topic, partition = part.index, leader = target.leader, error = %e, "replica fetch failed; reconnecting");
+                conn = None;
+                backoff(&cancel).await;
+            }
+        }
+    }
+}
+
+async fn backoff(cancel: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(BACKOFF) => {}
+        _ = cancel.cancelled() => {}
+    }
+}
+
+/// The leader's address, if the image lists it as a live broker.
+fn leader_addr(broker: &Broker, leader: i32) -> Option<String> {
+    let c = broker.cluster()?;
+    c.live_brokers().into_iter().find(|b| b.broker_id == leader).map(|b| format!("{}:{}", b.host, b.port))
+}
+
+/// One fetch round trip and its append.
+async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target, stream: &mut TcpStream, correlation: i32) -> Result<(), FetchError> {
+    let fetch_offset = part.log().log_end_offset();
+    let cfg = &broker.config;
+    let wait_ms = cfg.replica_fetch_wait_max_ms();
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(cfg.node_id))
+        .with_max_wait_ms(wait_ms as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(MAX_RESPONSE as i32)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(TopicName(StrBytes::from_string(part.topic.clone()))).with_partitions(vec![
+            FetchPartition::default()
+                .with_partition(part.index)
+                .with_current_leader_epoch(target.leader_epoch)
+                .with_fetch_offset(fetch_offset)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(cfg.replica_fetch_max_bytes() as i32),
+        ])]);
+    let resp = call(stream, correlation, &req, Duration::from_millis(wait_ms) + Duration::from_secs(10)).await?;
+    let data = resp
+        .responses
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .find(|p| p.partition_index == part.index)
+        .ok_or_else(|| FetchError::Protocol("the response lacks the partition".into()))?;
+    if data.error_code != 0 {
+        let e = KafkaError::try_from_code(data.error_code).unwrap_or(KafkaError::UnknownServerError);
+        if e == KafkaError::OffsetOutOfRange {
+            // Our log end is outside the leader's log: below its start (start again
+            // there) or above its end (cut back to its high watermark).
+            let to = if fetch_offset < data.log_start_offset { data.log_start_offset } else { data.high_watermark.max(0) };
+            let p = part.clone();
+            tokio::task::spawn_blocking(move || p.log().truncate_to(to)).await.map_err(std::io::Error::other)??;
+            tracing::warn!(topic = %part.topic, partition = part.index, fetch_offset, truncated_to = to, "fetch offset out of the leader's range");
+            return Ok(());
+        }
+        return Err(FetchError::Kafka(e));
+    }
+    let records = data.records.unwrap_or_default();
+    if !records.is_empty() {
+        let mut buf = records.to_vec();
+        let p = part.clone();
+        tokio::task::spawn_blocking(move || append(&p, fetch_offset, &mut buf)).await.map_err(std::io::Error::other)??;
+    }
+    part.follow_hw(data.high_watermark);
+    Ok(())
+}
+
+/// Appends the leader's batches at its offsets: they must start at our log end and follow
+/// each other without a gap (a compacted leader's gaps cannot be kept yet).
+fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8]) -> Result<(), FetchError> {
+    let mut next = fetch_offset;
+    let mut whole = 0;
+    for item in batch::batches(buf) {
+        let Ok((header, range)) = item else { break };
+        if batch::check_integrity(&buf[range.clone()]).is_err() {
+            return Err(FetchError::Protocol(format!("corrupt batch at offset {}", header.base_offset)));
+        }
+        if header.base_offset != next {
+            return Err(FetchError::Protocol(format!("batch at offset {} where {next} was expected", header.base_offset)));
+        }
+        next = header.last_offset() + 1;
+        whole = range.end;
+    }
+    if whole == 0 {
+        return Ok(());
+    }
+    let mut log = part.log();
+    if log.log_end_offset() != fetch_offset {
+        return Err(FetchError::Protocol("the log moved during the fetch".into()));
+    }
+    log.append_as(&mut buf[..whole], AppendOrigin::Replay)?;
+    Ok(())
+}
+
+/// Sends `req` and reads its response (`timeout` for the whole exchange).
+async fn call(stream: &mut TcpStream, correlation: i32, req: &FetchRequest, timeout: Duration) -> Result<FetchResponse, FetchError> {
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(FETCH_VERSION)
+        .with_correlation_id(correlation)
+        .with_client_id(Some(StrBytes::from_static_str("runnel-replica-fetcher")))
+        .encode(&mut buf, ApiKey::Fetch.request_header_version(FETCH_VERSION))
+        .map_err(|e| FetchError::Protocol(e.to_string()))?;
+    req.encode(&mut buf, FETCH_VERSION).map_err(|e| FetchError::Protocol(e.to_string()))?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    let exchange = async {
+        stream.write_all(&buf).await?;
+        let len = stream.read_i32().await?;
+        if len < 0 || len as usize > MAX_RESPONSE {
+            return Err(FetchError::Protocol(format!("response of {len} bytes")));
+        }
+        let mut frame = vec![0u8; len as usize];
+        stream.read_exact(&mut frame).await?;
+        Ok(frame)
+    };
+    let frame = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| FetchError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "leader did not answer")))??;
+    let mut body = bytes::Bytes::from(frame);
+    let header = ResponseHeader::decode(&mut body, ApiKey::Fetch.response_header_version(FETCH_VERSION))
+        .map_err(|e| FetchError::Protocol(e.to_string()))?;
+    if header.correlation_id != correlation {
+        return Err(FetchError::Protocol("response to another request".into()));
+    }
+    let resp = FetchResponse::decode(&mut body, FETCH_VERSION).map_err(|e| FetchError::Protocol(e.to_string()))?;
+    if body.has_remaining() {
+        return Err(FetchError::Protocol("trailing bytes after the response".into()));
+    }
+    Ok(resp)
+}

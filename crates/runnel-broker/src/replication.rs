@@ -1,0 +1,141 @@
+//! Cluster mode: the broker acts on the partition state of the committed image (Kafka's
+//! ReplicaManager). After every applied record the publisher calls [`reconcile`]: each
+//! local replica takes its assignment (leader, leader epoch, ISR), a replica that became
+//! a follower gets a fetcher for its leader ([`crate::fetcher`]), one that became leader
+//! loses its fetcher. A leader proposes ISR changes to the controller ([`propose_isr`]):
+//! a follower that caught up joins (from the fetch path), one that lagged more than
+//! `replica.lag.time.max.ms` leaves ([`run_isr_checks`]). The controller commits or
+//! refuses them; the ISR changes here only when the committed record is published.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use runnel_controller::types::PartitionAssignment;
+use runnel_controller::ControllerRecord;
+use runnel_metadata::Uuid;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
+use crate::fetcher::{self, Target};
+use crate::partition::Partition;
+use crate::replica::{IsrProposal, RoleChange};
+use crate::state::Broker;
+
+/// The running fetchers, by partition: (leader epoch followed, stop token).
+#[derive(Default)]
+pub struct Fetchers {
+    running: Mutex<HashMap<(String, i32), (i32, CancellationToken)>>,
+}
+
+impl Fetchers {
+    fn stop(&self, key: &(String, i32)) {
+        if let Some((_, token)) = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(key) {
+            token.cancel();
+        }
+    }
+
+    fn start(&self, broker: &Arc<Broker>, part: Arc<Partition>, target: Target) {
+        let key = (part.topic.clone(), part.index);
+        let token = CancellationToken::new();
+        let previous =
+            self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (target.leader_epoch, token.clone()));
+        if let Some((_, old)) = previous {
+            old.cancel();
+        }
+        tokio::spawn(fetcher::run(broker.clone(), part, target, token));
+    }
+
+    /// Stops every fetcher (shutdown).
+    pub fn stop_all(&self) {
+        for (_, (_, token)) in self.running.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            token.cancel();
+        }
+    }
+}
+
+/// Brings every local replica in line with the image (blocking: call it off the async
+/// workers; it must run inside the runtime, as it spawns fetchers).
+pub fn reconcile(broker: &Arc<Broker>, c: &Cluster) {
+    let me = broker.config.node_id;
+    let hosted: Vec<(String, i32, PartitionAssignment)> = {
+        let image = c.controller.image();
+        image
+            .topics
+            .topics()
+            .flat_map(|t| {
+                let parts = image.partitions.get(&t.topic_id).map(Vec::as_slice).unwrap_or_default();
+                parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| a.replicas.contains(&me))
+                    .map(|(i, a)| (t.name.clone(), i as i32, a.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    for (name, index, a) in hosted {
+        let Some(part) = broker.partition(&name, index) else { continue };
+        match part.assign(&a, me) {
+            RoleChange::None => {}
+            RoleChange::BecameLeader => {
+                tracing::info!(topic = %name, partition = index, epoch = a.leader_epoch, isr = ?a.isr, "leading the partition");
+                c.fetchers.stop(&(name, index));
+            }
+            RoleChange::BecameFollower { leader } if leader < 0 => {
+                tracing::warn!(topic = %name, partition = index, epoch = a.leader_epoch, "the partition has no leader (its in-sync replicas are down)");
+                c.fetchers.stop(&(name, index));
+            }
+            RoleChange::BecameFollower { leader } => {
+                c.fetchers.start(broker, part, Target { leader, leader_epoch: a.leader_epoch });
+            }
+        }
+    }
+}
+
+/// Proposes a leader's ISR change to the controller (asynchronously). If it is refused
+/// or fails, the partition may propose again; if it commits, the publisher applies it.
+pub fn propose_isr(broker: &Broker, part: Arc<Partition>, change: IsrProposal) {
+    let (Some(c), Some(topic_id)) = (broker.cluster(), broker.topic(&part.topic).map(|t| t.topic_id)) else {
+        part.isr_change_done();
+        return;
+    };
+    let controller = c.controller.clone();
+    tokio::spawn(async move {
+        tracing::info!(topic = %part.topic, partition = part.index, isr = ?change.isr, "proposing an ISR change");
+        let record = alter_partition(topic_id, part.index, &change);
+        if let Err(e) = controller.propose(record).await {
+            tracing::info!(topic = %part.topic, partition = part.index, error = %e, "ISR change not committed");
+            part.isr_change_done();
+        }
+    });
+}
+
+fn alter_partition(topic_id: Uuid, partition: i32, c: &IsrProposal) -> ControllerRecord {
+    ControllerRecord::AlterPartition {
+        topic_id,
+        partition,
+        leader: c.leader,
+        leader_epoch: c.leader_epoch,
+        partition_epoch: c.partition_epoch,
+        isr: c.isr.clone(),
+    }
+}
+
+/// On every partition this broker leads, every half `replica.lag.time.max.ms`: proposes
+/// to drop followers that lag more than that from the ISR.
+pub async fn run_isr_checks(broker: Arc<Broker>, shutdown: CancellationToken) {
+    let max_lag = Duration::from_millis(broker.config.replica_lag_time_max_ms());
+    let tick = (max_lag / 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        for part in broker.all_partitions() {
+            if let Some(change) = part.lagging_followers(max_lag) {
+                propose_isr(&broker, part, change);
+            }
+        }
+    }
+}
