@@ -151,3 +151,9 @@ impl Payloads {
         &self.pool[start..start + size]
     }
 }
+
+/// The low and high watermarks of partition 0 of `topic`.
+pub fn watermarks(brokers: &str, topic: &str) -> Result<(i64, i64)> {
+    let c: BaseConsumer = consumer_config(brokers, &[]).create()?;
+    Ok(c.fetch_watermarks(topic, 0, Duration::from_secs(10))?)
+}

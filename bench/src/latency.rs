@@ -36,8 +36,9 @@ pub struct Latency {
 }
 
 /// Runs `rate` records/s for `duration` (plus the warm-up) against `topic` partition 0,
-/// which must be new and empty.
-pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration) -> Result<Latency> {
+/// which must be new and empty. With `keys > 0` record `i` has the key `i % keys` (as a
+/// compacted topic requires).
+pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64) -> Result<Latency> {
     let total = WARMUP + duration;
     let expected = (total.as_secs_f64() * rate as f64) as u64;
     let base = Instant::now();
@@ -103,7 +104,11 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration) -> Result<
                 let sched = t0.as_nanos() as u64 + (i as f64 * interval_ns) as u64;
                 value[..8].copy_from_slice(&sched.to_le_bytes());
                 value[8] = u8::from(((i as f64 * interval_ns) as u64) < WARMUP.as_nanos() as u64);
+                let key = (i % keys.max(1)).to_be_bytes();
                 let mut rec = BaseRecord::to(topic).payload(&value[..]).partition(0);
+                if keys > 0 {
+                    rec = rec.key(&key[..]);
+                }
                 loop {
                     match producer.send::<[u8], [u8]>(rec) {
                         Ok(()) => break,

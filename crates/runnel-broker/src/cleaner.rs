@@ -5,8 +5,10 @@
 //! Each pass reads every partition's current settings, so AlterConfigs and
 //! IncrementalAlterConfigs take effect at the next pass without a restart. The work itself
 //! belongs to `runnel-storage` (`apply_retention`, `plan_compaction` / `run` /
-//! `install_compaction`); this module only schedules it. A compaction holds the
-//! partition's lock only to plan and to install, never while it reads and writes segments.
+//! `prepare_install` / `commit` / `finish_install`); this module only schedules it. A
+//! compaction holds the partition's lock only to plan, to check what it will install and
+//! to put the new segments in place, never while it reads, writes, renames or fsyncs
+//! files; its install holds the partition's maintenance lock, as retention does.
 //! Errors are logged and the next pass tries again; nothing here panics.
 
 use std::sync::Arc;
@@ -25,6 +27,7 @@ pub fn retention_pass(broker: &Broker) {
     for part in broker.all_partitions() {
         let settings = part.settings();
         let cfg = if settings.delete { settings.retention } else { Default::default() };
+        let _maintenance = part.maintenance();
         match part.log().apply_retention(&cfg, now) {
             Ok(out) if out.segments_deleted > 0 => tracing::info!(
                 topic = %part.topic, partition = part.index, segments = out.segments_deleted,
@@ -57,7 +60,12 @@ pub fn compaction_pass(broker: &Broker) {
         let Some(job) = part.log().plan_compaction(&settings.compaction, now_ms(), false) else {
             continue;
         };
-        let result = job.run().and_then(|out| part.log().install_compaction(out));
+        let result = job.run().and_then(|out| {
+            let _maintenance = part.maintenance();
+            let mut install = part.log().prepare_install(out);
+            let committed = install.commit();
+            part.log().finish_install(install, committed)
+        });
         match result {
             Ok(s) => tracing::info!(
                 topic = %part.topic, partition = part.index, removed = s.records_removed,

@@ -63,6 +63,7 @@ pub async fn run(broker: Arc<Broker>, part: Arc<Partition>, target: Target, canc
     // Cut back to the high watermark before fetching from the new leader.
     let cut = tokio::task::spawn_blocking(move || {
         let hw = p.high_watermark();
+        let _maintenance = p.maintenance();
         p.log().truncate_to(hw).map(|()| hw)
     })
     .await;
@@ -154,7 +155,11 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
             // there) or above its end (cut back to its high watermark).
             let to = if fetch_offset < data.log_start_offset { data.log_start_offset } else { data.high_watermark.max(0) };
             let p = part.clone();
-            tokio::task::spawn_blocking(move || p.log().truncate_to(to)).await.map_err(std::io::Error::other)??;
+            tokio::task::spawn_blocking(move || {
+                let _maintenance = p.maintenance();
+                p.log().truncate_to(to)
+            })
+            .await.map_err(std::io::Error::other)??;
             tracing::warn!(topic = %part.topic, partition = part.index, fetch_offset, truncated_to = to, "fetch offset out of the leader's range");
             return Ok(());
         }
@@ -194,6 +199,12 @@ fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8]) -> Result<(), Fet
         return Err(FetchError::Protocol("the log moved during the fetch".into()));
     }
     log.append_as(&mut buf[..whole], AppendOrigin::Replay)?;
+    let flush_due = log.flush_due_by_count();
+    drop(log);
+    if flush_due {
+        // `flush.messages` on a follower: fsynced without the partition's lock.
+        part.flush()?;
+    }
     Ok(())
 }
 

@@ -9,12 +9,18 @@
 //! change is missed. Followers' fetches wait for appends; consumers' fetches and acks=all
 //! produces wait for the high watermark to move. Registering is O(1) (an entry in
 //! `Notify`'s intrusive list, removed when dropped), whatever the number of waiters.
+//!
+//! No fsync runs under the log's lock (which Produce and Fetch take): flushes plan under
+//! it, sync without it and finish under it ([`Partition::flush`]); a compaction commits
+//! its files without it. Work that deletes or replaces closed segments (retention,
+//! DeleteRecords, compaction's install, retiring a deleted partition) is serialized by
+//! the `maintenance` lock instead, always taken before the log's lock, never after.
 
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use runnel_controller::types::PartitionAssignment;
-use runnel_storage::PartitionLog;
+use runnel_storage::{PartitionLog, StorageError};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
@@ -25,6 +31,7 @@ pub struct Partition {
     pub topic: String,
     pub index: i32,
     log: Mutex<PartitionLog>,
+    maintenance: Mutex<()>,
     settings: RwLock<TopicSettings>,
     appended: Notify,
     hw_moved: Notify,
@@ -46,16 +53,41 @@ pub enum NotServing {
 }
 
 impl Partition {
-    pub fn new(topic: String, index: i32, log: PartitionLog, settings: TopicSettings) -> Self {
+    pub fn new(topic: String, index: i32, mut log: PartitionLog, settings: TopicSettings) -> Self {
+        log.defer_flushes();
         Self {
             topic,
             index,
             log: Mutex::new(log),
+            maintenance: Mutex::new(()),
             settings: RwLock::new(settings),
             appended: Notify::new(),
             hw_moved: Notify::new(),
             replica: Mutex::new(None),
         }
+    }
+
+    /// Held while closed segments are deleted or replaced (see the module docs); take it
+    /// before [`log`](Self::log), never while holding it.
+    pub fn maintenance(&self) -> MutexGuard<'_, ()> {
+        self.maintenance.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Flushes the log, holding its lock only to plan and to finish, not across the
+    /// fsyncs. Blocking: call it off the async workers.
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let job = self.log().begin_flush()?;
+        let ran = job.run();
+        self.log().finish_flush(job, ran)
+    }
+
+    /// [`flush`](Self::flush) if `flush.ms` has passed with data unflushed.
+    pub fn maybe_flush(&self) -> Result<(), StorageError> {
+        let due = self.log().flush_due_by_time();
+        if due {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// The log, locked. Hold it only for one storage call.

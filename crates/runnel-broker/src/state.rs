@@ -462,6 +462,7 @@ impl Broker {
         let mut doomed = Vec::with_capacity(removed.len());
         let mut failed = Ok(());
         for part in removed {
+            let _maintenance = part.maintenance();
             let mut log = part.log();
             let to = data_dir::doomed_name(log.dir());
             match log.retire(&to) {
@@ -491,7 +492,7 @@ impl Broker {
     /// Flushes every partition whose `flush.ms` has elapsed.
     pub fn flush_due(&self) {
         for part in self.all_partitions() {
-            if let Err(e) = part.log().maybe_flush() {
+            if let Err(e) = part.maybe_flush() {
                 tracing::error!(topic = %part.topic, partition = part.index, error = %e, "periodic flush failed");
             }
         }

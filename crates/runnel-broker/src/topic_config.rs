@@ -153,6 +153,22 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime stamps batches with the broker's clock.",
     },
     TopicConfigDef {
+        name: "message.timestamp.before.max.ms",
+        broker_name: "log.message.timestamp.before.max.ms",
+        default: "9223372036854775807",
+        config_type: ConfigType::Long,
+        rule: Rule::AtLeast(0),
+        doc: "With CreateTime, a batch whose timestamps are further than this in the past is INVALID_TIMESTAMP.",
+    },
+    TopicConfigDef {
+        name: "message.timestamp.after.max.ms",
+        broker_name: "log.message.timestamp.after.max.ms",
+        default: "3600000",
+        config_type: ConfigType::Long,
+        rule: Rule::AtLeast(0),
+        doc: "With CreateTime, a batch whose timestamps are further than this in the future is INVALID_TIMESTAMP (a far-future maxTimestamp would stop time retention).",
+    },
+    TopicConfigDef {
         name: "flush.messages",
         broker_name: "log.flush.interval.messages",
         default: "9223372036854775807",
@@ -199,8 +215,6 @@ pub const NOT_SUPPORTED_YET: &[&str] = &[
     "local.retention.ms",
     "message.downconversion.enable",
     "message.format.version",
-    "message.timestamp.after.max.ms",
-    "message.timestamp.before.max.ms",
     "message.timestamp.difference.max.ms",
     "preallocate",
     "remote.log.copy.disable",
@@ -210,6 +224,10 @@ pub const NOT_SUPPORTED_YET: &[&str] = &[
     "unclean.leader.election.enable",
 ];
 
+/// The longest config value accepted (Kafka's values are numbers, names and short lists):
+/// a value is the client's to size, and it is stored in the metadata log.
+pub const MAX_VALUE_LEN: usize = 1024;
+
 /// Looks up a topic config by its Kafka name.
 pub fn def(name: &str) -> Option<&'static TopicConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
@@ -217,6 +235,9 @@ pub fn def(name: &str) -> Option<&'static TopicConfigDef> {
 
 /// Checks one topic config value. The error says what is allowed.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(format!("the value of {name} is {} bytes long; at most {MAX_VALUE_LEN} are accepted", value.len()));
+    }
     let Some(d) = def(name) else {
         if NOT_SUPPORTED_YET.contains(&name) {
             return Err(format!("topic config '{name}' is a Kafka config Runnel does not support yet"));
@@ -301,6 +322,10 @@ pub struct TopicSettings {
     pub compression: Option<Compression>,
     /// `min.insync.replicas` (cluster mode; a single node is its own ISR).
     pub min_insync_replicas: usize,
+    /// `message.timestamp.before.max.ms` and `message.timestamp.after.max.ms`: how far a
+    /// CreateTime batch's timestamps may lie behind and ahead of the broker's clock.
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
 }
 
 impl TopicSettings {
@@ -346,6 +371,8 @@ impl TopicSettings {
                 "zstd" => Some(Compression::Zstd),
                 _ => None,
             },
+            timestamp_before_max_ms: num("message.timestamp.before.max.ms").min(i64::MAX as u64) as i64,
+            timestamp_after_max_ms: num("message.timestamp.after.max.ms").min(i64::MAX as u64) as i64,
         }
     }
 }
@@ -376,6 +403,9 @@ mod tests {
         assert!(validate("min.cleanable.dirty.ratio", "1.5").is_err());
         assert!(validate("retention.ms", "-1").is_ok());
         assert!(validate("retention.ms", "-2").is_err());
+        let padded = format!("{}1000", " ".repeat(MAX_VALUE_LEN));
+        assert!(validate("retention.ms", &padded).unwrap_err().contains("at most"));
+        assert!(validate("message.timestamp.after.max.ms", "0").is_ok());
     }
 
     #[test]

@@ -13,13 +13,22 @@
 //!    batches to `<base>-<end>.log.cleaned` and fsyncs it. Batches that keep every record
 //!    are copied verbatim; the others are rewritten with the same codec
 //!    ([`runnel_protocol::batch::filter_batch`]).
-//! 3. [`PartitionLog::install_compaction`] (under the lock): for each group whose segments
-//!    are still in place, renames `.cleaned` to `.swap` and fsyncs the directory — the
-//!    commit point — then deletes the replaced segments and renames the swap file to
-//!    `<base>.log` (see [`crate::recovery`], which finishes a committed swap and deletes an
-//!    uncommitted `.cleaned` file at open). A `kill -9` at any moment therefore leaves
-//!    either the old segments or the cleaned one, never a half-written segment, and every
-//!    key's latest value survives.
+//! 3. The install, itself in three steps so that the lock is not held across its file
+//!    operations: [`PartitionLog::prepare_install`] (under the lock) keeps the groups whose
+//!    segments are still in place; [`InstallJob::commit`] (no lock) renames each `.cleaned`
+//!    to `.swap` and fsyncs the directory — the commit point — then deletes the replaced
+//!    segments, renames the swap file to `<base>.log`, scans it and writes its indexes, and
+//!    writes the cleaner checkpoint; [`PartitionLog::finish_install`] (under the lock)
+//!    puts the new segments in place of the old ones (readers holding the old files keep
+//!    reading them). See [`crate::recovery`], which finishes a committed swap and deletes
+//!    an uncommitted `.cleaned` file at open: a `kill -9` at any moment leaves either the
+//!    old segments or the cleaned one, never a half-written segment, and every key's
+//!    latest value survives. [`PartitionLog::install_compaction`] does the three at once.
+//!
+//! Contract for callers that commit without the lock: nothing else may delete or truncate
+//! this log's closed segments between `prepare_install` and `finish_install` (retention,
+//! `delete_records_before`, `truncate_to`, `retire`): the broker serializes them with a
+//! per-partition maintenance lock. Appends, reads and rolls may run meanwhile.
 //!
 //! Records without a key are dropped (Kafka's cleaner does the same); control batches are
 //! kept. The key map holds whole keys (no hash collisions), so its memory grows with the
@@ -175,39 +184,68 @@ impl PartitionLog {
         })
     }
 
-    /// Installs what [`CompactionJob::run`] wrote (see the module docs). A group whose
-    /// segments changed since the plan (retention, truncation) is discarded.
+    /// Installs what [`CompactionJob::run`] wrote (see the module docs), holding
+    /// `&mut self` throughout. A group whose segments changed since the plan (retention,
+    /// truncation) is discarded.
     pub fn install_compaction(
         &mut self,
         out: CompactionOutput,
     ) -> Result<CompactionStats, StorageError> {
-        let before = (self.segments.len(), self.size_bytes());
-        let mut result = Ok(());
+        let mut job = self.prepare_install(out);
+        let committed = job.commit();
+        self.finish_install(job, committed)
+    }
+
+    /// Install step 1 (under the lock): keeps the cleaned groups whose segments are still
+    /// in place; the others' files are removed.
+    pub fn prepare_install(&self, out: CompactionOutput) -> InstallJob {
+        let online = self.offline_reason().is_none() && out.dir.path == self.dir;
+        let mut groups = Vec::new();
         for g in out.cleaned {
-            let base = g.segs[0].base;
-            let online = self.offline_reason().is_none() && out.dir.path == self.dir;
-            match self.find_group(&g) {
-                Some(i) if result.is_ok() && online => {
-                    result = self.swap_in(i, &g);
-                }
-                _ => {
-                    tracing::debug!(dir = %self.dir.display(), base, "discarding a cleaned segment: the log changed");
-                    let _ = out.dir.remove(&recovery::swap_name(base, g.end, "cleaned"));
-                }
+            if online && self.find_group(&g).is_some() {
+                groups.push((g, None));
+            } else {
+                tracing::debug!(dir = %self.dir.display(), base = g.segs[0].base, "discarding a cleaned segment: the log changed");
+                let _ = out.dir.remove(&recovery::swap_name(g.segs[0].base, g.end, "cleaned"));
             }
         }
-        result?;
-        self.check_online()?;
-        if out.end > self.cleaner_point {
-            recovery::write_checkpoint(&self.dir, CLEANER_POINT_FILE, out.end)?;
-            self.cleaner_point = out.end;
-        }
-        Ok(CompactionStats {
-            segments_before: before.0,
-            segments_after: self.segments.len(),
-            bytes_before: before.1,
-            bytes_after: self.size_bytes(),
+        InstallJob {
+            dir: out.dir,
+            groups,
+            end: out.end,
+            cleaner_point: self.cleaner_point,
+            interval: self.config.index_interval_bytes,
             records_removed: out.records_removed,
+            before: (self.segments.len(), self.size_bytes()),
+        }
+    }
+
+    /// Install step 3 (under the lock): puts the committed segments in place. A failed
+    /// commit leaves the log as it was in memory; what was committed on disk is what a
+    /// restart finds, so a group that committed on disk but cannot be placed (the contract
+    /// was broken) takes the log offline rather than serve what the disk no longer has.
+    pub fn finish_install(&mut self, job: InstallJob, committed: Result<(), StorageError>) -> Result<CompactionStats, StorageError> {
+        for (g, seg) in job.groups {
+            let Some(seg) = seg else { continue };
+            match self.find_group(&g) {
+                Some(i) => {
+                    // The old segments' files are gone (or renamed over); dropping them
+                    // closes them once no reader holds them.
+                    self.segments.splice(i..i + g.segs.len(), [seg]);
+                    self.check_invariants();
+                }
+                None => self.set_offline(format!("compacted segment {} was committed but the log changed meanwhile", g.segs[0].base)),
+            }
+        }
+        committed?;
+        self.check_online()?;
+        self.cleaner_point = self.cleaner_point.max(job.end);
+        Ok(CompactionStats {
+            segments_before: job.before.0,
+            segments_after: self.segments.len(),
+            bytes_before: job.before.1,
+            bytes_after: self.size_bytes(),
+            records_removed: job.records_removed,
         })
     }
 
@@ -241,21 +279,54 @@ impl PartitionLog {
         let next = self.segments.get(i + g.segs.len()).map(Segment::base_offset);
         (same && next == Some(g.end)).then_some(i)
     }
+}
 
-    /// Commits the cleaned file of `g` and replaces segments `i..` with it.
-    fn swap_in(&mut self, i: usize, g: &Group) -> Result<(), StorageError> {
-        let base = g.segs[0].base;
-        fsio::rename(
-            &recovery::swap_path(&self.dir, base, g.end, "cleaned"),
-            &recovery::swap_path(&self.dir, base, g.end, "swap"),
-        )?;
-        recovery::sync_dir(&self.dir)?;
-        // Committed: from here on, `open` finishes the swap after a crash.
-        recovery::complete_swap(&self.dir, base, g.end)?;
-        let (seg, _) = Segment::load(&self.dir, base, false, self.config.index_interval_bytes)?;
-        // The old segments' files are gone (or renamed over); dropping them closes them.
-        self.segments.splice(i..i + g.segs.len(), [seg]);
-        self.check_invariants();
+/// A compaction install between [`PartitionLog::prepare_install`] and
+/// [`PartitionLog::finish_install`]: its file operations run in [`InstallJob::commit`],
+/// without the log's lock (see the module docs for the contract).
+#[derive(Debug)]
+pub struct InstallJob {
+    dir: Arc<Dir>,
+    /// The groups to install and, once committed, the segment that replaces each.
+    groups: Vec<(Group, Option<Segment>)>,
+    end: i64,
+    cleaner_point: i64,
+    interval: u64,
+    records_removed: u64,
+    before: (usize, u64),
+}
+
+impl InstallJob {
+    /// Install step 2 (no lock): commits each group's cleaned file and opens it as a
+    /// segment (a CRC scan that builds its indexes), then writes the cleaner checkpoint.
+    /// Stops at the first error; groups not committed have their files removed.
+    pub fn commit(&mut self) -> Result<(), StorageError> {
+        let path = self.dir.path.clone();
+        let mut failed = None;
+        for (g, seg) in &mut self.groups {
+            let base = g.segs[0].base;
+            if failed.is_some() {
+                let _ = self.dir.remove(&recovery::swap_name(base, g.end, "cleaned"));
+                continue;
+            }
+            let committed = (|| -> Result<Segment, StorageError> {
+                fsio::rename(&recovery::swap_path(&path, base, g.end, "cleaned"), &recovery::swap_path(&path, base, g.end, "swap"))?;
+                recovery::sync_dir(&path)?;
+                // Committed: from here on, `open` finishes the swap after a crash.
+                recovery::complete_swap(&path, base, g.end)?;
+                Ok(Segment::load(&path, base, false, self.interval)?.0)
+            })();
+            match committed {
+                Ok(s) => *seg = Some(s),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if self.end > self.cleaner_point {
+            recovery::write_checkpoint(&path, CLEANER_POINT_FILE, self.end)?;
+        }
         Ok(())
     }
 }

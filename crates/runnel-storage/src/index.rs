@@ -3,10 +3,11 @@
 //! - `.index`: sparse offset index, 8-byte entries `relative offset u32 | position u32`
 //!   (big-endian), one per `index_interval_bytes` of log. Each entry points at the start of
 //!   a batch whose base offset is `segment base + relative offset`.
-//! - `.timeindex`: 12-byte entries `timestamp i64 | relative offset u32`, appended when a
-//!   batch's `maxTimestamp` exceeds the last entry's. The offset is the base offset of
-//!   that batch, so the last entry names the segment's maximum batch timestamp and the
-//!   first batch that reached it.
+//! - `.timeindex`: 12-byte entries `timestamp i64 | relative offset u32`, appended with
+//!   the offset index's entries (once per `index_interval_bytes`): the largest batch
+//!   `maxTimestamp` so far, if it grew, and the base offset of the first batch that
+//!   reached it. Every batch up to that offset-index entry has a `maxTimestamp` at most
+//!   the time entry's; the segment keeps its exact maximum in memory.
 //!
 //! Indexes are derived data: the `.log` file is the truth, and an index that fails
 //! [`IndexFile::load`]'s checks is rebuilt from it. This module never reads the log.
@@ -84,7 +85,8 @@ impl Entry for TimeEntry {
 /// `entries` (the file may hold garbage past them only after a failed write, and the
 /// next write overwrites it).
 ///
-/// The file is opened only for the moment of a write, truncation or sync, so a partition
+/// The file is opened only for the moment of a write or truncation (a flush syncs it by
+/// path, see [`crate::flush`]), so a partition
 /// with many segments holds one descriptor per segment (its log), not three.
 #[derive(Debug)]
 pub(crate) struct IndexFile<E: Entry> {
@@ -156,11 +158,6 @@ impl<E: Entry> IndexFile<E> {
             self.entries.truncate(n);
         }
         Ok(())
-    }
-
-    /// fsyncs the index file (fsync covers the file's data whichever descriptor asks).
-    pub fn sync(&self) -> io::Result<()> {
-        fsio::sync_data(&self.open()?)
     }
 
     fn open(&self) -> io::Result<File> {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+mod flush;
 mod fsio;
 mod index;
 pub mod log;
@@ -25,9 +26,10 @@ mod recovery;
 pub mod retention;
 mod segment;
 
-pub use compaction::{CompactionJob, CompactionOutput, CompactionStats};
+pub use compaction::{CompactionJob, CompactionOutput, CompactionStats, InstallJob};
 pub use config::{CompactionConfig, LogConfig, RetentionConfig};
 pub use error::StorageError;
 pub use producer_state::{AppendOrigin, ProducerEntry, ProducerError, ProducerStateManager};
 pub use retention::RetentionOutcome;
+pub use flush::FlushJob;
 pub use log::{AppendInfo, FileSlice, FsyncStats, PartitionLog, ReadSlice, FSYNC_BUCKETS};

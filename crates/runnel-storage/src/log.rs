@@ -25,6 +25,7 @@ use runnel_protocol::batch::{self, BatchHeader};
 
 use crate::config::LogConfig;
 use crate::error::StorageError;
+use crate::flush::SharedCheckpoint;
 use crate::fsio;
 use crate::producer_state::{AppendOrigin, ProducerStateManager};
 use crate::recovery::{self, CLEANER_POINT_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE};
@@ -89,15 +90,20 @@ pub struct PartitionLog {
     /// Sorted by base offset, never empty; the last one is active.
     pub(crate) segments: Vec<Segment>,
     /// Offsets below this are fsynced (and named by the checkpoint file).
-    recovery_point: i64,
+    pub(crate) recovery_point: i64,
     /// The first readable offset (checkpointed in `log-start-offset`).
     pub(crate) log_start: i64,
     /// Offsets below this were compacted at least once (checkpointed in `cleaner-offset`).
     pub(crate) cleaner_point: i64,
-    unflushed_records: u64,
-    last_flush: Instant,
+    pub(crate) unflushed_records: u64,
+    pub(crate) last_flush: Instant,
     /// fsyncs done by [`PartitionLog::flush`] and the time they took, for metrics.
-    fsyncs: FsyncStats,
+    pub(crate) fsyncs: FsyncStats,
+    /// The recovery checkpoint file, shared with running [`crate::flush::FlushJob`]s.
+    pub(crate) checkpoint: SharedCheckpoint,
+    /// Whether an append that reaches `flush.messages` flushes before it returns (true
+    /// by default); see [`PartitionLog::defer_flushes`].
+    flush_inline: bool,
     /// Why the log is offline, if it is (see [`StorageError::Offline`]).
     offline: Option<String>,
     /// Idempotent and transactional producers, derived from the batches (see
@@ -129,7 +135,7 @@ pub const FSYNC_BUCKETS: [Duration; 10] = [
 ];
 
 impl FsyncStats {
-    fn record(&mut self, took: Duration) {
+    pub(crate) fn record(&mut self, took: Duration) {
         self.count += 1;
         self.total += took;
         if let Some(i) = FSYNC_BUCKETS.iter().position(|b| took <= *b) {
@@ -159,6 +165,8 @@ impl PartitionLog {
             unflushed_records: 0,
             last_flush: Instant::now(),
             fsyncs: FsyncStats::default(),
+            checkpoint: SharedCheckpoint::default(),
+            flush_inline: true,
             offline: None,
             producers: ProducerStateManager::default(),
         };
@@ -246,6 +254,14 @@ impl PartitionLog {
         self.config = config;
     }
 
+    /// From now on an append that reaches `flush.messages` does not flush: the caller
+    /// checks [`flush_due_by_count`](Self::flush_due_by_count) after it and flushes with
+    /// [`begin_flush`](Self::begin_flush) / `run` / [`finish_flush`](Self::finish_flush)
+    /// outside its lock, before acknowledging.
+    pub fn defer_flushes(&mut self) {
+        self.flush_inline = false;
+    }
+
     /// Appends one or more already-validated v2 batches laid end to end. Offsets are
     /// assigned from the log end offset by patching each `baseOffset` in `batches`; the
     /// bytes go to the active segment in one write (rolling first when needed). On error
@@ -326,7 +342,7 @@ impl PartitionLog {
         self.unflushed_records = self
             .unflushed_records
             .saturating_add((next - base_offset) as u64);
-        if self.unflushed_records >= self.config.flush_messages {
+        if self.flush_inline && self.flush_due_by_count() {
             self.flush()?;
         }
         Ok(AppendInfo {
@@ -505,47 +521,9 @@ impl PartitionLog {
         }
     }
 
-    /// fsyncs every segment with data above the recovery point, then moves the recovery
-    /// checkpoint to the log end offset (written atomically). A failed fsync or checkpoint
-    /// write takes the log offline (as Kafka takes a log dir offline): after a failed fsync
-    /// the kernel may have dropped the unsynced pages, so nothing more is served or
-    /// acknowledged, and the recovery point stays where it was.
-    pub fn flush(&mut self) -> Result<(), StorageError> {
-        self.check_online()?;
-        let started = Instant::now();
-        let end = self.log_end_offset();
-        let synced = self
-            .segments
-            .iter()
-            .filter(|s| s.next_offset() > self.recovery_point || s.size() == 0)
-            .try_for_each(Segment::sync)
-            .and_then(|()| recovery::write_recovery_point(&self.dir, end));
-        if let Err(e) = synced {
-            self.set_offline(format!("flush failed: {e}"));
-            return Err(e.into());
-        }
-        self.recovery_point = end;
-        self.unflushed_records = 0;
-        self.last_flush = Instant::now();
-        self.fsyncs.record(started.elapsed());
-        Ok(())
-    }
-
     /// Flushes done so far and their total duration.
     pub fn fsync_stats(&self) -> FsyncStats {
         self.fsyncs
-    }
-
-    /// Flushes if `flush_ms` passed since the last flush and there is unflushed data.
-    pub fn maybe_flush(&mut self) -> Result<(), StorageError> {
-        if self.offline.is_some() {
-            return Ok(());
-        }
-        let due = self.last_flush.elapsed() >= Duration::from_millis(self.config.flush_ms);
-        if due && (self.unflushed_records > 0 || self.recovery_point < self.log_end_offset()) {
-            self.flush()?;
-        }
-        Ok(())
     }
 
     /// Flushes and marks a clean shutdown, so the next `open` trusts every segment.
@@ -582,7 +560,7 @@ impl PartitionLog {
             self.segments[last].truncate_to(offset)?;
         }
         self.recovery_point = self.recovery_point.min(self.log_end_offset());
-        recovery::write_recovery_point(&self.dir, self.recovery_point)?;
+        crate::flush::write_after_truncation(&self.checkpoint, &self.dir, self.recovery_point)?;
         self.load_producer_state()?;
         self.check_invariants();
         Ok(())

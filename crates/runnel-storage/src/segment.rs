@@ -43,33 +43,44 @@ pub(crate) enum LoadOutcome {
     Truncated,
 }
 
-/// Index entries to add for a run of batches.
+/// Index entries to add for a run of batches. Both indexes gain an entry only once per
+/// `index.interval.bytes` of log (as in Kafka): the time index's entry is the largest
+/// `maxTimestamp` so far, if it grew. Batches are the client's, so an entry per batch
+/// would let tiny batches turn a large share of the bytes written into index.
 #[derive(Debug, Default)]
 struct IndexPlan {
     offsets: Vec<OffsetEntry>,
     times: Vec<TimeEntry>,
     bytes_since_index: u64,
     last_ts: Option<i64>,
+    /// The largest batch `maxTimestamp` so far and the first batch (relative offset)
+    /// that reached it.
+    max: Option<(i64, u32)>,
+    /// The first batch's `maxTimestamp`, if the plan saw the segment's first batch.
+    first_ts: Option<i64>,
 }
 
 impl IndexPlan {
     fn add(&mut self, base: i64, pos: u64, h: &BatchHeader, interval: u64) {
         let rel = (h.base_offset - base) as u32;
+        if pos == 0 {
+            self.first_ts = Some(h.max_timestamp);
+        }
+        if !matches!(self.max, Some((t, _)) if h.max_timestamp <= t) {
+            self.max = Some((h.max_timestamp, rel));
+        }
         if pos > 0 && self.bytes_since_index >= interval {
             self.offsets.push(OffsetEntry {
                 rel_offset: rel,
                 position: pos as u32,
             });
             self.bytes_since_index = 0;
+            if let Some((timestamp, rel_offset)) = self.max.filter(|(t, _)| !matches!(self.last_ts, Some(l) if *t <= l)) {
+                self.times.push(TimeEntry { timestamp, rel_offset });
+                self.last_ts = Some(timestamp);
+            }
         }
         self.bytes_since_index += h.total_len() as u64;
-        if !matches!(self.last_ts, Some(t) if h.max_timestamp <= t) {
-            self.times.push(TimeEntry {
-                timestamp: h.max_timestamp,
-                rel_offset: rel,
-            });
-            self.last_ts = Some(h.max_timestamp);
-        }
     }
 }
 
@@ -84,6 +95,11 @@ pub(crate) struct Segment {
     offset_index: IndexFile<OffsetEntry>,
     time_index: IndexFile<TimeEntry>,
     bytes_since_index: u64,
+    /// The largest batch `maxTimestamp` and the first batch offset that reached it (the
+    /// time index is sparse: its last entry may lag the batches after it).
+    max_ts: Option<(i64, i64)>,
+    /// The first batch's `maxTimestamp`.
+    first_ts: Option<i64>,
     first_append: Option<SystemTime>,
     /// See [`Segment::torn`].
     torn: bool,
@@ -117,6 +133,8 @@ impl Segment {
             offset_index,
             time_index,
             bytes_since_index: 0,
+            max_ts: None,
+            first_ts: None,
             first_append: None,
             torn: false,
         })
@@ -159,6 +177,8 @@ impl Segment {
                 None => IndexFile::create(&time_path, Vec::new())?,
             },
             bytes_since_index: 0,
+            max_ts: None,
+            first_ts: None,
             first_append,
             torn: false,
         };
@@ -181,6 +201,36 @@ impl Segment {
         {
             return Ok(false);
         }
+        let Some((expected, max_ts)) = self.walk_tail()? else {
+            return Ok(false);
+        };
+        let rel_end = expected - self.base_offset;
+        if self
+            .time_index
+            .last()
+            .is_some_and(|e| i64::from(e.rel_offset) >= rel_end)
+            || (size == 0 && !self.time_index.entries().is_empty())
+        {
+            return Ok(false);
+        }
+        self.next_offset = expected;
+        self.max_ts = max_ts;
+        self.first_ts = if size > 0 { Some(self.read_header(0)?.max_timestamp) } else { None };
+        self.bytes_since_index = size
+            - self
+                .offset_index
+                .last()
+                .map_or(0, |e| u64::from(e.position));
+        Ok(true)
+    }
+
+    /// Walks the batch headers from the last offset-index entry to the end of the file.
+    /// `None` if they do not chain (a bad header, offsets going back, a batch past the
+    /// end); else the offset after the last batch and the segment's largest
+    /// `maxTimestamp` with the first batch that reached it: the time index's last entry
+    /// covers every batch up to the last offset-index entry, the walk the rest.
+    fn walk_tail(&self) -> Result<Option<(i64, Option<(i64, i64)>)>, StorageError> {
+        let size = self.size;
         let (mut pos, mut expected) = match self.offset_index.last() {
             Some(e) => (
                 u64::from(e.position),
@@ -188,14 +238,18 @@ impl Segment {
             ),
             None => (0, self.base_offset),
         };
+        let mut max = self
+            .time_index
+            .last()
+            .map(|e| (e.timestamp, self.base_offset + i64::from(e.rel_offset)));
         let mut header = [0u8; BATCH_HEADER_LEN];
         while pos < size {
             if size - pos < BATCH_HEADER_LEN as u64 {
-                return Ok(false);
+                return Ok(None);
             }
             self.log.read_exact_at(&mut header, pos)?;
             let Ok(h) = BatchHeader::parse(&header) else {
-                return Ok(false);
+                return Ok(None);
             };
             let end = pos + h.total_len() as u64;
             if h.magic != MAGIC_V2
@@ -203,28 +257,15 @@ impl Segment {
                 || h.last_offset_delta < 0
                 || end > size
             {
-                return Ok(false);
+                return Ok(None);
+            }
+            if !matches!(max, Some((t, _)) if h.max_timestamp <= t) {
+                max = Some((h.max_timestamp, h.base_offset));
             }
             expected = h.last_offset() + 1;
             pos = end;
         }
-        let rel_end = expected - self.base_offset;
-        if self
-            .time_index
-            .last()
-            .is_some_and(|e| i64::from(e.rel_offset) >= rel_end)
-            || (size == 0 && !self.time_index.entries().is_empty())
-            || (size > 0 && self.time_index.entries().is_empty())
-        {
-            return Ok(false);
-        }
-        self.next_offset = expected;
-        self.bytes_since_index = size
-            - self
-                .offset_index
-                .last()
-                .map_or(0, |e| u64::from(e.position));
-        Ok(true)
+        Ok(Some((expected, max)))
     }
 
     /// Scans the whole file with CRC checks, cuts it at the first bad batch and rebuilds
@@ -290,6 +331,8 @@ impl Segment {
         )?;
         self.next_offset = expected;
         self.bytes_since_index = plan.bytes_since_index;
+        self.max_ts = plan.max.map(|(t, rel)| (t, self.base_offset + i64::from(rel)));
+        self.first_ts = plan.first_ts;
         if self.size == 0 {
             self.first_append = None;
         }
@@ -342,6 +385,8 @@ impl Segment {
         let mut plan = IndexPlan {
             bytes_since_index: self.bytes_since_index,
             last_ts: self.time_index.last().map(|e| e.timestamp),
+            max: self.max_ts.map(|(t, o)| (t, (o - self.base_offset) as u32)),
+            first_ts: self.first_ts,
             ..IndexPlan::default()
         };
         for (h, range) in batches {
@@ -367,6 +412,8 @@ impl Segment {
         }
         self.size += data.len() as u64;
         self.bytes_since_index = plan.bytes_since_index;
+        self.max_ts = plan.max.map(|(t, rel)| (t, self.base_offset + i64::from(rel)));
+        self.first_ts = plan.first_ts;
         if let Some((h, _)) = batches.last() {
             self.next_offset = h.last_offset() + 1;
         }
@@ -474,15 +521,18 @@ impl Segment {
                 .map_or(0, |e| u64::from(e.position));
         if pos == 0 {
             self.first_append = None;
+            self.first_ts = None;
         }
+        self.max_ts = match self.walk_tail()? {
+            Some((_, max)) => max,
+            None => return Err(StorageError::Corrupt(format!("segment {}: batches do not chain after truncation", self.base_offset))),
+        };
         Ok(())
     }
 
-    /// fsyncs the log and both indexes.
-    pub fn sync(&self) -> io::Result<()> {
-        fsio::sync_data(&self.log)?;
-        self.offset_index.sync()?;
-        self.time_index.sync()
+    /// The paths of the two index files.
+    pub fn index_paths(&self) -> [PathBuf; 2] {
+        [INDEX_EXT, TIME_INDEX_EXT].map(|ext| segment_path(&self.dir, self.base_offset, ext))
     }
 
     /// Removes the segment's files.

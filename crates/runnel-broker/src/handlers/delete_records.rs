@@ -40,6 +40,7 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                 Some(part) => {
                     let offset = p.offset;
                     let outcome = blocking(move || {
+                        let _maintenance = part.maintenance();
                         let mut log = part.log();
                         let target = if offset == HIGH_WATERMARK { log.log_end_offset() } else { offset };
                         log.delete_records_before(target)

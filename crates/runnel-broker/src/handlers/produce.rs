@@ -66,6 +66,8 @@ enum ProduceError {
     NotEnoughReplicasAfterAppend,
     /// acks=all: leadership was lost, or the timeout passed, before the ISR had it.
     Replication(WaitError),
+    /// A CreateTime batch timestamp outside `message.timestamp.{before,after}.max.ms`.
+    Timestamp(String),
 }
 
 /// The one place produce failures become Kafka error codes.
@@ -87,6 +89,7 @@ fn error_code(e: &ProduceError) -> KafkaError {
         }
         ProduceError::NotEnoughReplicasAfterAppend => KafkaError::NotEnoughReplicasAfterAppend,
         ProduceError::Replication(WaitError::TimedOut) => KafkaError::RequestTimedOut,
+        ProduceError::Timestamp(_) => KafkaError::InvalidTimestamp,
         ProduceError::Storage(StorageError::Producer(p)) => match p {
             ProducerError::InvalidEpoch { .. } => KafkaError::InvalidProducerEpoch,
             ProducerError::OutOfOrder { .. } => KafkaError::OutOfOrderSequenceNumber,
@@ -114,6 +117,7 @@ fn message(e: &ProduceError) -> String {
         ProduceError::NotEnoughReplicasAfterAppend => "appended, but the ISR shrank below min.insync.replicas".into(),
         ProduceError::Replication(WaitError::NotLeader) => "leadership moved before the in-sync replicas had the batch".into(),
         ProduceError::Replication(WaitError::TimedOut) => "the in-sync replicas did not confirm the batch within timeout_ms".into(),
+        ProduceError::Timestamp(m) => m.clone(),
         ProduceError::Storage(StorageError::Producer(p)) => p.to_string(),
         ProduceError::Storage(s) => format!("could not write to the log: {s}"),
     }
@@ -252,6 +256,9 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8], epoch: Opt
         if header.is_transactional() {
             return Err(ProduceError::NoTransaction);
         }
+        if !settings.log_append_time {
+            check_timestamps(&header, settings, now)?;
+        }
         if settings.compact {
             let keyless = batch::keyless_records(&records[range.clone()]).map_err(ProduceError::Batch)?;
             if !keyless.is_empty() {
@@ -272,11 +279,16 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8], epoch: Opt
             batch::set_partition_leader_epoch(&mut buf[start..], epoch);
         }
     }
-    let info = {
+    let (info, flush_due) = {
         let mut log = part.log();
         let info = log.append(&mut buf).map_err(ProduceError::Storage)?;
-        (info, log.log_start_offset())
+        ((info, log.log_start_offset()), log.flush_due_by_count())
     };
+    if flush_due {
+        // `flush.messages` reached: durable before it is acknowledged, fsynced without
+        // the partition's lock (never inline: `runs_inline` sends these to a blocking thread).
+        part.flush().map_err(ProduceError::Storage)?;
+    }
     if !info.0.duplicate {
         part.on_append();
     }
@@ -290,6 +302,26 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8], epoch: Opt
         },
         log_start_offset: info.1,
     })
+}
+
+/// Kafka's `message.timestamp.{before,after}.max.ms` at batch granularity: the first and
+/// the max timestamp of a CreateTime batch (the ones the indexes and retention use) must
+/// lie within the window around `now`. -1 (no timestamp) passes, as in Kafka.
+fn check_timestamps(h: &batch::BatchHeader, settings: &TopicSettings, now: i64) -> Result<(), ProduceError> {
+    for ts in [h.base_timestamp, h.max_timestamp] {
+        if ts == -1 {
+            continue;
+        }
+        let behind = now.saturating_sub(ts);
+        let ahead = ts.saturating_sub(now);
+        if behind > settings.timestamp_before_max_ms || ahead > settings.timestamp_after_max_ms {
+            return Err(ProduceError::Timestamp(format!(
+                "timestamp {ts} is out of range: at most {} ms behind and {} ms ahead of the broker's clock ({now})",
+                settings.timestamp_before_max_ms, settings.timestamp_after_max_ms
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

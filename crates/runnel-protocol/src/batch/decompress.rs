@@ -11,6 +11,12 @@ use super::{invalid, BatchError, Compression};
 /// The most a single batch may expand to when decompressed.
 pub const MAX_DECOMPRESSED: usize = 128 << 20;
 
+/// The most one raw snappy block can expand: its densest element is a 3-byte copy of 64
+/// bytes, so no valid block decodes to more than 22 times its own length. A block whose
+/// header claims more is refused before any output is allocated (the header is the
+/// client's to choose: trusting it made a few bytes claim, and zero-fill, 128 MiB).
+const SNAPPY_MAX_RATIO: usize = 22;
+
 /// Kafka's snappy framing (xerial `SnappyOutputStream`): magic, version, compatible version.
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 const XERIAL_HEADER_LEN: usize = 16;
@@ -49,6 +55,9 @@ fn read_capped(r: impl Read, cap: usize, out: &mut Vec<u8>) -> std::io::Result<(
 fn snappy(data: &[u8], cap: usize, out: &mut Vec<u8>) -> Result<(), BatchError> {
     let block = |raw: &[u8], out: &mut Vec<u8>| -> Result<(), BatchError> {
         let len = snap::raw::decompress_len(raw).map_err(|e| invalid(format!("snappy records do not decompress: {e}")))?;
+        if len > raw.len().saturating_mul(SNAPPY_MAX_RATIO) {
+            return Err(invalid(format!("a snappy block of {} bytes claims to decompress to {len}", raw.len())));
+        }
         if out.len() + len > cap {
             return Err(invalid(format!("records decompress to more than {cap} bytes")));
         }
@@ -91,6 +100,26 @@ mod tests {
         let raw = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
         assert!(decompress(Compression::Snappy, &raw, 1 << 20).is_err());
         assert_eq!(decompress(Compression::Snappy, &raw, 8 << 20).unwrap(), zeros);
+    }
+
+    /// A raw block is a varint of its decompressed length, then elements: a header claiming
+    /// 128 MiB over a few bytes is refused before anything is allocated for it.
+    #[test]
+    fn a_snappy_length_the_block_cannot_hold_is_refused() {
+        let mut lying = vec![0x80, 0x80, 0x80, 0x40]; // varint 128 MiB
+        lying.extend_from_slice(&[0; 16]);
+        let err = decompress(Compression::Snappy, &lying, MAX_DECOMPRESSED).unwrap_err();
+        assert!(err.to_string().contains("claims to decompress"), "{err}");
+        let mut framed = XERIAL_MAGIC.to_vec();
+        framed.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        framed.extend_from_slice(&(lying.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&lying);
+        assert!(decompress(Compression::Snappy, &framed, MAX_DECOMPRESSED).is_err());
+        // The densest real block (all copies) stays within the ratio.
+        let zeros = vec![0u8; 1 << 20];
+        let dense = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+        assert!(zeros.len() <= dense.len() * SNAPPY_MAX_RATIO);
+        assert_eq!(decompress(Compression::Snappy, &dense, MAX_DECOMPRESSED).unwrap(), zeros);
     }
 
     #[test]

@@ -9,14 +9,12 @@ use crate::error::StorageError;
 impl Segment {
     /// The largest batch `maxTimestamp` here and the first batch that reached it.
     pub fn max_time_entry(&self) -> Option<(i64, i64)> {
-        self.time_index
-            .last()
-            .map(|e| (e.timestamp, self.base_offset + i64::from(e.rel_offset)))
+        self.max_ts
     }
 
-    /// The first batch's `maxTimestamp` (the time index's first entry).
+    /// The first batch's `maxTimestamp`.
     pub fn first_timestamp(&self) -> Option<i64> {
-        self.time_index.entries().first().map(|e| e.timestamp)
+        self.first_ts
     }
 
     /// Earliest `(offset, timestamp)` with timestamp `>= ts` in this segment.
