@@ -33,14 +33,22 @@ fn dirs(b: &Broker) -> Vec<String> {
     d
 }
 
-#[test]
-fn unknown_directories_are_quarantined_not_deleted() {
+/// A broker that created `topics` and stored one record in each, stopped cleanly.
+fn stopped_broker_with(topics: &[&str]) -> Broker {
     let mut b = Broker::start(&[]);
     let mut s = connect(&b.addr);
-    create_topic(&mut s, "kept", &[]);
-    assert_eq!(produce(&mut s, 9, "kept", one_record_batch(b"v")).error_code, 0);
+    for t in topics {
+        create_topic(&mut s, t, &[]);
+        assert_eq!(produce(&mut s, 9, t, one_record_batch(b"v")).error_code, 0);
+    }
     drop(s);
     assert!(b.stop());
+    b
+}
+
+#[test]
+fn unknown_directories_are_quarantined_not_deleted() {
+    let mut b = stopped_broker_with(&["kept"]);
     // A partition dir the metadata does not know (say, restored by hand, or written under
     // a metadata log that lost its tail): it must survive.
     let ghost = b.data_dir.join("ghost-0");
@@ -60,14 +68,7 @@ fn unknown_directories_are_quarantined_not_deleted() {
 
 #[test]
 fn corruption_inside_the_metadata_log_stops_startup_and_deletes_nothing() {
-    let mut b = Broker::start(&[]);
-    let mut s = connect(&b.addr);
-    for t in ["first", "second", "third"] {
-        create_topic(&mut s, t, &[]);
-        assert_eq!(produce(&mut s, 9, t, one_record_batch(b"v")).error_code, 0);
-    }
-    drop(s);
-    assert!(b.stop());
+    let b = stopped_broker_with(&["first", "second", "third"]);
     let log = b.data_dir.join("__cluster_metadata-0").join("metadata.log");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes[20] ^= 0x01; // inside the first record
@@ -89,14 +90,7 @@ fn corruption_inside_the_metadata_log_stops_startup_and_deletes_nothing() {
 
 #[test]
 fn a_partition_that_cannot_be_opened_is_offline_while_others_serve() {
-    let mut b = Broker::start(&[]);
-    let mut s = connect(&b.addr);
-    for t in ["broken", "healthy"] {
-        create_topic(&mut s, t, &[]);
-        assert_eq!(produce(&mut s, 9, t, one_record_batch(b"v")).error_code, 0);
-    }
-    drop(s);
-    assert!(b.stop());
+    let mut b = stopped_broker_with(&["broken", "healthy"]);
     // Opening the segment fails (EISDIR stands in for EIO).
     let seg = b.data_dir.join("broken-0").join("00000000000000000000.log");
     std::fs::remove_file(&seg).unwrap();
@@ -136,12 +130,7 @@ fn internal_topics_refuse_delete_records_and_dropping_compaction() {
 
 #[test]
 fn partition_dirs_from_before_topic_ids_are_adopted_once() {
-    let mut b = Broker::start(&[]);
-    let mut s = connect(&b.addr);
-    create_topic(&mut s, "old", &[]);
-    assert_eq!(produce(&mut s, 9, "old", one_record_batch(b"v")).error_code, 0);
-    drop(s);
-    assert!(b.stop());
+    let mut b = stopped_broker_with(&["old"]);
     let meta = b.data_dir.join("old-0").join("partition.metadata");
     std::fs::remove_file(&meta).unwrap();
     b.restart();

@@ -23,6 +23,17 @@ fn pipeline(addr: &str, frames: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     got
 }
 
+/// A broker with `topic` holding `records` one-record batches, and a connection to it.
+fn broker_with_topic(topic: &str, records: usize) -> (Broker, std::net::TcpStream) {
+    let b = Broker::start(&[]);
+    let mut s = connect(&b.addr);
+    create_topic(&mut s, topic, &[]);
+    for _ in 0..records {
+        assert_eq!(produce(&mut s, 9, topic, one_record_batch(b"v")).error_code, 0);
+    }
+    (b, s)
+}
+
 fn commit(corr: i32, group: &str, topic: &str, offset: i64) -> Vec<u8> {
     let p = offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset);
     let t = offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(sb(topic))).with_partitions(vec![p]);
@@ -47,9 +58,7 @@ fn committed(addr: &str, group: &str, topic: &str) -> i64 {
 /// Each commit used to run in its own task, and an earlier one could land last.
 #[test]
 fn pipelined_offset_commits_take_effect_in_order() {
-    let b = Broker::start(&[]);
-    let mut s = connect(&b.addr);
-    create_topic(&mut s, "commits", &[]);
+    let (b, _s) = broker_with_topic("commits", 0);
     for round in 0..5 {
         let group = format!("g{round}");
         let frames = (1..=100).map(|i| commit(i, &group, "commits", i as i64)).collect();
@@ -303,12 +312,7 @@ fn concurrent_deletes_of_one_topic_commit_once() {
 /// cannot end its label set and forge series of its own.
 #[test]
 fn group_ids_in_metrics_are_escaped() {
-    let b = Broker::start(&[]);
-    let mut s = connect(&b.addr);
-    create_topic(&mut s, "lagged", &[]);
-    for _ in 0..3 {
-        assert_eq!(produce(&mut s, 9, "lagged", one_record_batch(b"v")).error_code, 0);
-    }
+    let (b, _s) = broker_with_topic("lagged", 3);
     let evil = "evil\"} 1\nrunnel_forged 1\n#\\";
     let (_, r): (i32, OffsetCommitResponse) = parse(ApiKey::OffsetCommit, 8, pipeline(&b.addr, vec![commit(1, evil, "lagged", 1)]).remove(0));
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
@@ -325,9 +329,7 @@ fn group_ids_in_metrics_are_escaped() {
 /// batch whose baseOffset is i64::MAX (the broker assigns offsets).
 #[test]
 fn values_at_the_integer_limits_are_answered() {
-    let b = Broker::start(&[]);
-    let mut s = connect(&b.addr);
-    create_topic(&mut s, "limits", &[]);
+    let (b, mut s) = broker_with_topic("limits", 0);
     let p = offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(7);
     let t = offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(sb("limits"))).with_partitions(vec![p]);
     let req = OffsetCommitRequest::default().with_group_id(GroupId(sb("far"))).with_generation_id_or_member_epoch(-1).with_retention_time_ms(i64::MAX).with_topics(vec![t]);
