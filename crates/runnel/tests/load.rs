@@ -55,12 +55,13 @@ fn a_thousand_connections_do_not_stall_a_well_behaved_client() {
         assert_eq!(produce(&mut s, 9, "load", one_record_batch(&value)).error_code, 0);
     }
 
+    let polite = ApiVersionsRequest::default().with_client_software_name(sb("load")).with_client_software_version(sb("1"));
     let mut held: Vec<TcpStream> = Vec::new();
     let mut garbage: Vec<TcpStream> = Vec::new();
     for i in 0..POLITE + SLOW_READERS + GARBAGE {
         let mut c = connect(&b.addr);
         if i < POLITE {
-            let av: ApiVersionsResponse = call(&mut c, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+            let av: ApiVersionsResponse = call(&mut c, ApiKey::ApiVersions, 3, &polite);
             assert_eq!(av.error_code, 0);
             held.push(c);
         } else if i < POLITE + SLOW_READERS {
