@@ -1,7 +1,8 @@
 //! The broker under test: either one this benchmark starts (`runnel broker --listen
 //! 127.0.0.1:0 --data-dir <dir>`, address read from its first stdout line, its log kept in
-//! a file beside the data dir) or an external one given with `--brokers`, whose process
-//! is not ours (no restart; resource figures only if its pid is given).
+//! a file beside the data dir; or Apache Kafka through `scripts/apache-kafka`) or an
+//! external one given with `--brokers`, whose process is not ours (no restart; resource
+//! figures only if its pid is given).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,11 +11,38 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+/// Which broker the benchmark starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `BIN broker --listen 127.0.0.1:0 --data-dir DIR`.
+    Runnel { bin: PathBuf },
+    /// Apache Kafka through `scripts/apache-kafka` (a single KRaft node, `format` then
+    /// `server`), with the JVM options of Kafka's own start script.
+    ApacheKafka,
+}
+
+impl Kind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Runnel { .. } => "Runnel",
+            Kind::ApacheKafka => "Apache Kafka",
+        }
+    }
+}
+
+/// The JVM options `kafka-server-start.sh` uses (heap 1 GB, G1 with its pause target).
+const KAFKA_JVM_OPTS: &str = "-Xms1g -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true";
+
+pub fn apache_kafka_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/apache-kafka")
+}
+
 /// A broker process started by the benchmark. Dropping it kills the process.
 pub struct BrokerProc {
     pub addr: String,
     pub data_dir: PathBuf,
-    bin: PathBuf,
+    kind: Kind,
     extra: Vec<String>,
     log: PathBuf,
     child: Child,
@@ -24,41 +52,61 @@ pub struct BrokerProc {
 }
 
 impl BrokerProc {
-    /// Starts `bin broker` on `data_dir` with a free loopback port; `extra` are further
-    /// `runnel broker` arguments (e.g. `-o key=value`).
-    pub fn start(bin: &Path, data_dir: &Path, extra: &[String]) -> Result<BrokerProc> {
+    /// Starts a broker of `kind` on `data_dir` with a free loopback port; `extra` are
+    /// further `runnel broker` arguments (e.g. `-o key=value`; Runnel only).
+    pub fn start(kind: &Kind, data_dir: &Path, extra: &[String]) -> Result<BrokerProc> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        // Kafka: formatted once (free ports written into server.properties), then run.
+        let (mut cmd, ready, known_addr): (Command, fn(&str) -> Option<String>, Option<String>) = match kind {
+            Kind::Runnel { bin } => {
+                let mut c = Command::new(bin);
+                c.arg("broker").arg("--listen").arg("127.0.0.1:0").arg("--data-dir").arg(data_dir).args(extra);
+                c.env("RUST_LOG", std::env::var("RUNNEL_BENCH_BROKER_LOG").unwrap_or_else(|_| "warn".into()));
+                // Several brokers may run side by side (the idle checks): the admin HTTP
+                // listener takes a free port too.
+                c.env("RUNNEL_ADMIN_LISTEN", "127.0.0.1:0");
+                (c, parse_listener, None)
+            }
+            Kind::ApacheKafka => {
+                let props = data_dir.join("server.properties");
+                if !props.exists() {
+                    let out = Command::new(apache_kafka_script()).arg("format").arg(data_dir).output()?;
+                    if !out.status.success() {
+                        bail!("scripts/apache-kafka format failed: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                }
+                let text = std::fs::read_to_string(&props)?;
+                let addr = text.lines().find_map(|l| l.strip_prefix("advertised.listeners=PLAINTEXT://")).map(str::to_string);
+                let mut c = Command::new(apache_kafka_script());
+                c.arg("server").arg(&props).env("APACHE_KAFKA_JVM_OPTS", KAFKA_JVM_OPTS);
+                let started = |line: &str| line.contains("Kafka Server started").then(String::new);
+                (c, started, Some(addr.ok_or_else(|| anyhow!("no listener in {}", props.display()))?))
+            }
+        };
         let spawned_at = Instant::now();
-        let mut child = Command::new(bin)
-            .arg("broker")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("RUST_LOG", std::env::var("RUNNEL_BENCH_BROKER_LOG").unwrap_or_else(|_| "warn".into()))
-            // Several brokers may run side by side (the idle checks): the admin HTTP
-            // listener, where the binary has one, takes a free port too.
-            .env("RUNNEL_ADMIN_LISTEN", "127.0.0.1:0")
-            .env("RUNNEL_ADMIN_LISTEN", "127.0.0.1:0")
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
             .spawn()
-            .with_context(|| format!("cannot start {} (build it: cargo build --release -p runnel)", bin.display()))?;
+            .with_context(|| format!("cannot start {kind:?} (Runnel: cargo build --release -p runnel)"))?;
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !sent {
+                    if let Some(found) = ready(&line) {
+                        let _ = tx.send((line, found));
+                        sent = true;
+                    }
+                }
             }
-            for _ in lines {}
         });
-        let line = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(line) => line,
+        let (line, found) = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(got) => got,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -66,11 +114,14 @@ impl BrokerProc {
             }
         };
         let listening_at = Instant::now();
-        let addr = parse_listener(&line).ok_or_else(|| anyhow!("unexpected broker startup line: {line}"))?;
+        let addr = known_addr.unwrap_or(found);
+        if addr.is_empty() {
+            bail!("unexpected broker startup line: {line}");
+        }
         Ok(BrokerProc {
             addr,
             data_dir: data_dir.to_path_buf(),
-            bin: bin.to_path_buf(),
+            kind: kind.clone(),
             extra: extra.to_vec(),
             log,
             child,
@@ -105,7 +156,9 @@ impl BrokerProc {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
+                // The JVM ends with 143 (128 + SIGTERM) after its shutdown hooks ran.
+                let clean = status.success() || (self.kind == Kind::ApacheKafka && status.code() == Some(143));
+                if !clean {
                     bail!("broker stopped with {status}; its log:\n{}", tail(&self.log));
                 }
                 return Ok(());
@@ -122,7 +175,7 @@ impl BrokerProc {
     /// Stops the broker cleanly and starts a new process on the same data dir.
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
-        let next = BrokerProc::start(&self.bin, &self.data_dir, &self.extra)?;
+        let next = BrokerProc::start(&self.kind, &self.data_dir, &self.extra)?;
         *self = next;
         Ok(())
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::broker::BrokerProc;
+use crate::broker::{BrokerProc, Kind};
 use crate::clients;
 use crate::procstat;
 use crate::throughput::Failures;
@@ -28,8 +28,8 @@ pub struct IdleMemory {
 }
 
 /// Starts a broker, creates one topic with `partitions`, waits a moment, reads its RSS.
-pub fn idle_memory(bin: &Path, dir: &Path, partitions: i32) -> Result<IdleMemory> {
-    let mut b = BrokerProc::start(bin, dir, &[])?;
+pub fn idle_memory(kind: &Kind, dir: &Path, partitions: i32) -> Result<IdleMemory> {
+    let mut b = BrokerProc::start(kind, dir, &[])?;
     std::thread::sleep(Duration::from_millis(300));
     let (rss_empty, _) = procstat::memory(b.pid()).unwrap_or_default();
     clients::create_topic(&b.addr, "idle", partitions, &[])?;
@@ -60,11 +60,17 @@ pub struct Restart {
 
 /// Fills `partitions` × `segments` tiny segments, restarts the broker (SIGTERM, new
 /// process) and times it until Metadata lists every partition.
-pub fn restart_with_segments(bin: &Path, dir: &Path, partitions: i32, segments: usize) -> Result<Restart> {
+pub fn restart_with_segments(kind: &Kind, dir: &Path, partitions: i32, segments: usize) -> Result<Restart> {
     const SEGMENT_BYTES: usize = 1024;
     let topic = "segs";
-    let mut b = BrokerProc::start(bin, dir, &[])?;
-    clients::create_topic(&b.addr, topic, partitions, &[("segment.bytes", &SEGMENT_BYTES.to_string())])?;
+    let mut b = BrokerProc::start(kind, dir, &[])?;
+    // Kafka 4 refuses segment.bytes below 1 MiB (KIP-1030): there a segment rolls by age
+    // instead (segment.ms=1, and the rounds are more than 1 ms apart).
+    let roll = match kind {
+        Kind::Runnel { .. } => ("segment.bytes", SEGMENT_BYTES.to_string()),
+        Kind::ApacheKafka => ("segment.ms", "1".to_string()),
+    };
+    clients::create_topic(&b.addr, topic, partitions, &[(roll.0, &roll.1)])?;
     // One batch of one record per partition per round; a batch is bigger than
     // segment.bytes, so every round after the first rolls a new segment.
     let producer: BaseProducer<Failures> =
@@ -81,6 +87,7 @@ pub fn restart_with_segments(bin: &Path, dir: &Path, partitions: i32, segments: 
                 producer.poll(Duration::from_millis(1));
             }
         }
+        std::thread::sleep(Duration::from_millis(5));
         // Flush, watching the broker's log: a broker that runs out of file descriptors
         // answers KAFKA_STORAGE_ERROR, which librdkafka would retry until its timeout.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -117,8 +124,10 @@ pub fn restart_with_segments(bin: &Path, dir: &Path, partitions: i32, segments: 
     Ok(Restart { peak, segments: count, fds, listening, metadata, rss, cpu_s })
 }
 
-/// Counts `.log` files in the topic's partition directories.
+/// Counts `.log` files in the topic's partition directories (Kafka's are in `data/`).
 fn count_segments(dir: &Path, topic: &str) -> Result<usize> {
+    let kafka_dir = dir.join("data");
+    let dir = if kafka_dir.is_dir() { kafka_dir.as_path() } else { dir };
     let prefix = format!("{topic}-");
     let mut n = 0;
     for entry in std::fs::read_dir(dir)? {

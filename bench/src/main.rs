@@ -11,6 +11,7 @@ mod clients;
 mod idle;
 mod latency;
 mod limits;
+mod perftest;
 mod procstat;
 mod report;
 mod throughput;
@@ -22,16 +23,23 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use broker::{BrokerProc, Target as Broker};
+use broker::{BrokerProc, Kind, Target as Broker};
 use report::{Group, Row, Target};
 use throughput::{ProduceRun, Throughput};
 
 /// Broker settings of the broker the bench starts itself: see `latency_while_cleaning`.
 const CLEANER_OFTEN: [&str; 4] = ["-o", "log.cleaner.backoff.ms=200", "-o", "log.retention.check.interval.ms=200"];
 
-#[derive(Parser)]
+#[derive(Parser, Clone)]
 #[command(name = "runnel-bench", about = "Benchmark a Runnel broker with librdkafka (see bench/README.md)")]
 struct Args {
+    /// The broker to start and measure: runnel, or apache-kafka (through scripts/apache-kafka).
+    #[arg(long, value_enum, default_value = "runnel")]
+    broker: BrokerChoice,
+    /// Measure Runnel, then Apache Kafka, with the same plan and client, and add a table
+    /// of the two side by side.
+    #[arg(long, conflicts_with_all = ["broker", "brokers"])]
+    compare: bool,
     /// Small counts and short runs: a smoke run of under a minute.
     #[arg(long)]
     quick: bool,
@@ -67,6 +75,12 @@ struct Args {
     /// Do not append to the results file.
     #[arg(long)]
     no_record: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BrokerChoice {
+    Runnel,
+    ApacheKafka,
 }
 
 /// Counts and durations of one invocation.
@@ -131,7 +145,7 @@ struct Bench {
     args: Args,
     plan: Plan,
     broker: Broker,
-    bin: PathBuf,
+    kind: Kind,
     root: tempfile::TempDir,
     rows: Vec<Row>,
     progress: Progress,
@@ -155,11 +169,40 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    let plan = Plan::new(&args);
     let bin = match &args.runnel_bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()?.with_file_name("runnel"),
     };
+    let runnel = Kind::Runnel { bin };
+    let kinds = match (args.compare, args.broker) {
+        (true, _) => vec![runnel, Kind::ApacheKafka],
+        (false, BrokerChoice::Runnel) => vec![runnel],
+        (false, BrokerChoice::ApacheKafka) => vec![Kind::ApacheKafka],
+    };
+    let machine = machine();
+    eprintln!("runnel-bench: {machine}");
+    let mut tables = Vec::new();
+    for kind in kinds {
+        let name = kind.name();
+        let rows = measure(args.clone(), kind, &machine)?;
+        tables.push((name, rows));
+    }
+    if let [(a, ours), (b, theirs)] = &tables[..] {
+        let table = report::comparison_table(a, ours, b, theirs);
+        println!("\n{a} and {b} side by side (same client, same plan, same machine)\n{table}");
+        if !args.no_record {
+            let path = results_path(&args);
+            let text = format!("\n### {a} and {b} side by side (the two tables above)\n\n{}", report::comparison_markdown(a, ours, b, theirs));
+            std::fs::OpenOptions::new().append(true).open(&path)?.write_all(text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs every selected group against one broker and returns the rows (also printed, and
+/// appended to the results file).
+fn measure(args: Args, kind: Kind, machine: &str) -> Result<Vec<Row>> {
+    let plan = Plan::new(&args);
     let root = match &args.data_dir {
         Some(d) => {
             std::fs::create_dir_all(d)?;
@@ -171,18 +214,23 @@ fn run(args: Args) -> Result<()> {
         Some(addr) => Broker::External { addr: addr.clone(), pid: args.broker_pid },
         // The cleaner and retention look often, so that the latency-under-cleaning row
         // sees them run (they only touch topics that ask for them).
-        None => Broker::Ours(BrokerProc::start(&bin, &root.path().join("broker"), &CLEANER_OFTEN.map(String::from))?),
+        // (Runnel's settings: Apache Kafka keeps its own defaults.)
+        None => Broker::Ours(BrokerProc::start(&kind, &root.path().join("broker"), &CLEANER_OFTEN.map(String::from))?),
     };
-    let machine = machine();
     let load_at_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    eprintln!("runnel-bench: {machine}");
-    eprintln!("broker {} ({}), data under {}", broker.addr(), if args.brokers.is_some() { "external" } else { "started here" }, root.path().display());
+    eprintln!(
+        "{} broker {} ({}), data under {}",
+        kind.name(),
+        broker.addr(),
+        if args.brokers.is_some() { "external" } else { "started here" },
+        root.path().display()
+    );
     let mut b = Bench {
         progress: Progress { total: 0, done: 0, start: Instant::now() },
         args,
         plan,
         broker,
-        bin,
+        kind,
         root,
         rows: Vec::new(),
         loopback_mb_s: None,
@@ -203,6 +251,9 @@ fn run(args: Args) -> Result<()> {
     if b.wants(Group::Latency) {
         b.latency()?;
     }
+    if b.wants(Group::Perftest) {
+        b.perftest()?;
+    }
     if b.wants(Group::Idle) {
         b.idle()?;
     }
@@ -211,13 +262,20 @@ fn run(args: Args) -> Result<()> {
     }
     b.rows.sort_by_key(|r| r.group);
     let table = report::text_table(&b.rows);
-    println!("\n{table}");
+    println!("\n{}\n{table}", b.kind.name());
     eprintln!("total {:.0} s", started.elapsed().as_secs_f64());
     if !b.args.no_record {
-        let path = b.record(&machine, &load_at_start)?;
+        let path = b.record(machine, &load_at_start)?;
         eprintln!("appended to {}", path.display());
     }
-    Ok(())
+    Ok(b.rows)
+}
+
+fn results_path(args: &Args) -> PathBuf {
+    match &args.results {
+        Some(p) => p.clone(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
+    }
 }
 
 impl Bench {
@@ -251,6 +309,9 @@ impl Bench {
         }
         if self.wants(Group::Latency) {
             n += 3;
+        }
+        if self.wants(Group::Perftest) {
+            n += 1;
         }
         if self.wants(Group::Idle) {
             n += 2;
@@ -483,13 +544,35 @@ impl Bench {
         clients::delete_topic(self.broker.addr(), topic)
     }
 
+    /// Kafka's own `kafka-producer-perf-test` (the Java producer with its defaults:
+    /// acks=all, idempotent) against the broker under test.
+    fn perftest(&mut self) -> Result<()> {
+        let records = self.plan.records_small;
+        let label = format!("kafka-producer-perf-test, {} × 100 B, Java producer defaults", report::thousands(records));
+        self.progress.begin(&label);
+        let topic = "bench-perftest";
+        clients::create_topic(self.broker.addr(), topic, 1, &[])?;
+        let meter = self.meter();
+        let p = perftest::run(self.broker.addr(), topic, records, 100)?;
+        let usage = meter.stop();
+        let mut row = Row::new(Group::Perftest, label);
+        row.rec_s = Some(p.records_per_s);
+        row.mb_s = Some(p.mb_per_s);
+        row.result = Some(format!("producer latency ms p50 {} / p99 {} / p99.9 {} / max {}", p.p50, p.p99, p.p999, p.max));
+        row.usage = Some(usage);
+        self.push(row)?;
+        clients::delete_topic(self.broker.addr(), topic)
+    }
+
     fn idle(&mut self) -> Result<()> {
-        if !self.bin.exists() {
-            bail!("the idle checks start their own brokers and need {} (or --runnel-bin)", self.bin.display());
+        if let Kind::Runnel { bin } = &self.kind {
+            if !bin.exists() {
+                bail!("the idle checks start their own brokers and need {} (or --runnel-bin)", bin.display());
+            }
         }
         let n = self.plan.idle_partitions;
         self.progress.begin(&format!("{n} idle partitions on a fresh broker"));
-        let m = idle::idle_memory(&self.bin, &self.root.path().join("idle"), n)?;
+        let m = idle::idle_memory(&self.kind, &self.root.path().join("idle"), n)?;
         let mut row = Row::new(Group::Idle, format!("{n} empty partitions, fresh broker"));
         row.result = Some(format!(
             "RSS {:.0} MB (empty broker {:.0} MB), {} fds, clean stop {:.1} s",
@@ -508,7 +591,7 @@ impl Bench {
         let segs = self.plan.idle_segments;
         self.progress.begin(&format!("restart with {n} partitions × {segs} segments"));
         let target = |met| Some(Target { text: "Metadata ≤ 2 s".into(), met: Some(met) });
-        let row = match idle::restart_with_segments(&self.bin, &self.root.path().join("restart"), n, segs) {
+        let row = match idle::restart_with_segments(&self.kind, &self.root.path().join("restart"), n, segs) {
             Ok(r) => {
                 let mut row = Row::new(Group::Idle, format!("restart, {n} partitions × {segs} segments ({} files)", r.segments));
                 row.result = Some(format!(
@@ -537,10 +620,7 @@ impl Bench {
 
     /// Appends the markdown table under a heading with date, commit, command and machine.
     fn record(&self, machine: &str, load_at_start: &str) -> Result<PathBuf> {
-        let path = match &self.args.results {
-            Some(p) => p.clone(),
-            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md"),
-        };
+        let path = results_path(&self.args);
         let date = command_out("date", &["-u"]).unwrap_or_else(|| "unknown date".into());
         let commit = commit();
         let cmd: Vec<String> = std::env::args().collect();
@@ -553,10 +633,15 @@ impl Bench {
         text.push_str(&format!("- machine: {machine}\n"));
         let load: Vec<&str> = load_at_start.split_whitespace().take(3).collect();
         text.push_str(&format!("- load average at start (1/5/15 min): {} — other work shares these cores\n", load.join(" ")));
-        text.push_str(&format!(
-            "- broker: {}\n\n",
-            if self.args.brokers.is_some() { "external (--brokers)" } else { "target/release/runnel, started by the benchmark" }
-        ));
+        let broker = match (&self.kind, self.args.brokers.is_some()) {
+            (_, true) => "external (--brokers)".to_string(),
+            (Kind::Runnel { .. }, false) => "Runnel: target/release/runnel, started by the benchmark".to_string(),
+            (Kind::ApacheKafka, false) => format!(
+                "Apache Kafka {}: scripts/apache-kafka (one KRaft node, kafka-server-start.sh's JVM options), started by the benchmark",
+                perftest::kafka_version()
+            ),
+        };
+        text.push_str(&format!("- broker: {broker}\n\n"));
         text.push_str(&report::markdown_table(&self.rows));
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
         f.write_all(text.as_bytes())?;

@@ -17,6 +17,8 @@ pub enum Group {
     Large,
     /// End-to-end latency at 10,000 and 100,000 records/s.
     Latency,
+    /// Kafka's own kafka-producer-perf-test (the Java producer) against the broker.
+    Perftest,
     /// 1,000 idle partitions (RSS); restart with 1,000 × 10 segments (time to Metadata).
     Idle,
 }
@@ -29,6 +31,7 @@ impl Group {
             Group::Consume => "consume",
             Group::Large => "1MB",
             Group::Latency => "e2e",
+            Group::Perftest => "perf-test",
             Group::Idle => "idle",
         }
     }
@@ -210,6 +213,66 @@ pub fn markdown_table(rows: &[Row]) -> String {
     out.push_str(&format!("|{}|\n", RIGHT.iter().map(|r| if *r { "---:" } else { "---" }).collect::<Vec<_>>().join("|")));
     for row in rows {
         let cells: Vec<String> = row.cells().into_iter().map(|c| c.replace('|', "\\|")).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
+}
+
+/// One figure per row for the side-by-side table: what the row measures (records/s,
+/// latency percentiles, or its result), then the broker's CPU and RSS.
+fn headline(r: &Row) -> String {
+    let mut parts = Vec::new();
+    if let Some(l) = r.latency {
+        parts.push(format!("p50 {} / p99 {} / p99.9 {} ms", ms(l.p50), ms(l.p99), ms(l.p999)));
+    } else if let Some(v) = r.rec_s {
+        parts.push(format!("{} rec/s", thousands(v.round() as u64)));
+    } else if let Some(t) = &r.result {
+        parts.push(t.clone());
+    }
+    if let Some(b) = r.usage.and_then(|u| u.broker) {
+        parts.push(format!("CPU {:.2} s, RSS {:.0} MB", b.cpu_s, b.rss as f64 / 1e6));
+    }
+    parts.join("; ")
+}
+
+/// How the first broker compares with the second on the row's own figure.
+fn versus(a: &Row, b: &Row) -> String {
+    match (a.latency, b.latency, a.rec_s, b.rec_s) {
+        (Some(x), Some(y), _, _) if x.p99 > 0.0 => format!("p99 {:.2}× as long", x.p99 / y.p99),
+        (None, None, Some(x), Some(y)) if y > 0.0 => format!("{:.2}× the records/s", x / y),
+        _ => "-".into(),
+    }
+}
+
+fn comparison_rows(ours: &[Row], theirs: &[Row]) -> Vec<[String; 5]> {
+    ours.iter()
+        .map(|a| {
+            let b = theirs.iter().find(|b| b.group == a.group && b.case == a.case);
+            [
+                a.group.name().to_string(),
+                a.case.clone(),
+                headline(a),
+                b.map_or("-".into(), headline),
+                b.map_or("-".into(), |b| versus(a, b)),
+            ]
+        })
+        .collect()
+}
+
+/// Two brokers' rows side by side (rows matched by group and case), as text.
+pub fn comparison_table(a: &str, ours: &[Row], b: &str, theirs: &[Row]) -> String {
+    let mut out = format!("{:<10} {:<55} | {a} | {b} | {a} vs {b}\n", "group", "case");
+    for r in comparison_rows(ours, theirs) {
+        out.push_str(&format!("{:<10} {:<55} | {} | {} | {}\n", r[0], r[1], r[2], r[3], r[4]));
+    }
+    out
+}
+
+/// The same in markdown.
+pub fn comparison_markdown(a: &str, ours: &[Row], b: &str, theirs: &[Row]) -> String {
+    let mut out = format!("| group | case | {a} | {b} | {a} vs {b} |\n|---|---|---|---|---|\n");
+    for r in comparison_rows(ours, theirs) {
+        let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out

@@ -1,0 +1,71 @@
+//! Kafka's own producer benchmark, `kafka-producer-perf-test` (run through
+//! `scripts/apache-kafka tool`), against whichever broker is under test, and the version of
+//! the Apache Kafka that script runs.
+
+use anyhow::{bail, Context, Result};
+
+use crate::broker::apache_kafka_script;
+
+pub struct PerfTest {
+    pub records_per_s: f64,
+    pub mb_per_s: f64,
+    /// The tool's own producer-side latency percentiles, in ms.
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+/// Sends `records` records of `size` bytes as fast as the Java producer can, with its
+/// default settings, and parses the tool's summary line.
+pub fn run(addr: &str, topic: &str, records: u64, size: usize) -> Result<PerfTest> {
+    let out = std::process::Command::new(apache_kafka_script())
+        .args(["tool", "kafka-producer-perf-test", "--topic", topic])
+        .args(["--num-records", &records.to_string(), "--record-size", &size.to_string(), "--throughput", "-1"])
+        .args(["--producer-props", &format!("bootstrap.servers={addr}")])
+        .output()
+        .context("run scripts/apache-kafka tool kafka-producer-perf-test")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("kafka-producer-perf-test failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    let summary = text.lines().rev().find(|l| l.contains("records sent")).context("no summary line")?;
+    parse_summary(summary).with_context(|| format!("cannot read the summary line: {summary}"))
+}
+
+/// `5000000 records sent, 812345.6 records/sec (77.47 MB/sec), 12.34 ms avg latency,
+/// 456.00 ms max latency, 5 ms 50th, 20 ms 95th, 30 ms 99th, 50 ms 99.9th.`
+fn parse_summary(line: &str) -> Option<PerfTest> {
+    let number_before = |suffix: &str| -> Option<f64> {
+        let at = line.find(suffix)?;
+        line[..at].trim_end().rsplit([' ', '(']).next()?.parse().ok()
+    };
+    Some(PerfTest {
+        records_per_s: number_before(" records/sec")?,
+        mb_per_s: number_before(" MB/sec")?,
+        max: number_before(" ms max latency")?,
+        p50: number_before(" ms 50th")?,
+        p99: number_before(" ms 99th")?,
+        p999: number_before(" ms 99.9th")?,
+    })
+}
+
+/// The Apache Kafka version `scripts/apache-kafka` runs (from its pom).
+pub fn kafka_version() -> String {
+    let pom = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/apache-kafka/pom.xml");
+    std::fs::read_to_string(pom)
+        .ok()
+        .and_then(|t| Some(t.split("<kafka.version>").nth(1)?.split('<').next()?.to_string()))
+        .unwrap_or_else(|| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_the_summary_line() {
+        let l = "5000000 records sent, 812345.6 records/sec (77.47 MB/sec), 12.34 ms avg latency, 456.00 ms max latency, 5 ms 50th, 20 ms 95th, 30 ms 99th, 50 ms 99.9th.";
+        let p = super::parse_summary(l).unwrap();
+        assert_eq!((p.records_per_s, p.mb_per_s, p.max, p.p50, p.p99, p.p999), (812345.6, 77.47, 456.0, 5.0, 30.0, 50.0));
+        assert!(super::kafka_version().starts_with('4'), "{}", super::kafka_version());
+    }
+}
