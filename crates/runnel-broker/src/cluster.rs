@@ -111,10 +111,12 @@ impl Cluster {
         self.propose(ControllerRecord::Topic { topic_id, change, assignments }).map(|_| ())
     }
 
-    /// Waits until this broker is registered and live in the image.
+    /// Waits until this broker's registration of this run is applied and it is live.
     pub fn wait_registered(&self) {
         let mut logged = false;
-        while !self.controller.image().live_brokers().any(|b| b.broker_id == self.node_id) {
+        // This run's registration, not the last run's: a restarted broker must not act on
+        // the leaderships it held before (its registration moves them).
+        while !self.controller.broker_registered() || !self.controller.image().live_brokers().any(|b| b.broker_id == self.node_id) {
             if !logged {
                 tracing::info!(broker = self.node_id, "waiting for this broker's registration to commit");
                 logged = true;

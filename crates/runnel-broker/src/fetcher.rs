@@ -5,12 +5,13 @@
 //! rebuilt as on replay). Each fetch tells the leader our log end; each answer brings the
 //! leader's high watermark.
 //!
-//! On starting to follow a new leader epoch the log is first cut back to the high
-//! watermark (every record above it may be missing on the new leader; everything below
-//! it is on every ISR member, the new leader included), then fetched again from there.
-//! A restarted broker starts from its log start as high watermark, so it fetches its log
-//! again, and it rejoins the ISR only once caught up. (Truncating by leader epoch,
-//! KIP-101/279, which keeps what the new leader has, is not built yet.)
+//! On starting to follow a new leader epoch the log is first cut back to where it parts
+//! from the leader's (KIP-101/279): the follower asks the leader (OffsetForLeaderEpoch)
+//! where the latest epoch of its own log ends in the leader's log, and cuts there — or, if
+//! the leader's answer is an older epoch, where that epoch ends in its own log, whichever is
+//! lower. A log with no leader epochs known (written before replication) is cut back to
+//! the high watermark instead (everything below it is on every ISR member). Then it fetches
+//! from its new log end; it rejoins the ISR only once caught up.
 //!
 //! The task stops when cancelled (the publisher saw a new leader or epoch). It never
 //! fetches from a broker the image does not list as live.
@@ -20,7 +21,11 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, RequestHeader,
+    ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use runnel_protocol::batch;
 use runnel_storage::{AppendOrigin, StorageError};
@@ -34,6 +39,8 @@ use crate::state::Broker;
 
 /// The Fetch version followers send (topics by name, `replica_id`, leader epochs).
 const FETCH_VERSION: i16 = 12;
+/// The OffsetForLeaderEpoch version followers send (`replica_id`, current leader epoch).
+const EPOCH_VERSION: i16 = 3;
 /// Largest response a follower accepts.
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 /// Back-off after an error (no leader yet, connection refused, leader not ready).
@@ -59,20 +66,8 @@ enum FetchError {
 
 /// Follows `target` for `part` until `cancel`.
 pub async fn run(broker: Arc<Broker>, part: Arc<Partition>, target: Target, cancel: CancellationToken) {
-    let p = part.clone();
-    // Cut back to the high watermark before fetching from the new leader.
-    let cut = tokio::task::spawn_blocking(move || {
-        let hw = p.high_watermark();
-        let _maintenance = p.maintenance();
-        p.log().truncate_to(hw).map(|()| hw)
-    })
-    .await;
-    match cut {
-        Ok(Ok(hw)) => tracing::info!(topic = %part.topic, partition = part.index, leader = target.leader, epoch = target.leader_epoch, truncated_to = hw, "following the leader"),
-        Ok(Err(e)) => tracing::error!(topic = %part.topic, partition = part.index, error = %e, "could not truncate to the high watermark; following anyway"),
-        Err(_) => return,
-    }
     let mut conn: Option<TcpStream> = None;
+    let mut truncated = false;
     let mut correlation = 0i32;
     while !cancel.is_cancelled() {
         if conn.is_none() {
@@ -90,9 +85,20 @@ pub async fn run(broker: Arc<Broker>, part: Arc<Partition>, target: Target, canc
         }
         let stream = conn.as_mut().expect("connected above");
         correlation = correlation.wrapping_add(1);
-        let round = tokio::select! {
-            r = fetch_once(&broker, &part, &target, stream, correlation) => r,
-            _ = cancel.cancelled() => return,
+        let round = if truncated {
+            tokio::select! {
+                r = fetch_once(&broker, &part, &target, stream, correlation) => r,
+                _ = cancel.cancelled() => return,
+            }
+        } else {
+            let cut = tokio::select! {
+                r = truncate(&broker, &part, &target, stream, correlation) => r,
+                _ = cancel.cancelled() => return,
+            };
+            cut.map(|end| {
+                truncated = true;
+                tracing::info!(topic = %part.topic, partition = part.index, leader = target.leader, epoch = target.leader_epoch, log_end = end, "following the leader");
+            })
         };
         match round {
             Ok(()) => {}
@@ -122,6 +128,45 @@ fn leader_addr(broker: &Broker, leader: i32) -> Option<String> {
     c.live_brokers().into_iter().find(|b| b.broker_id == leader).map(|b| format!("{}:{}", b.host, b.port))
 }
 
+/// Cuts the log back to where it parts from the leader's; returns the new log end.
+async fn truncate(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target, stream: &mut TcpStream, correlation: i32) -> Result<i64, FetchError> {
+    let p = part.clone();
+    let latest = tokio::task::spawn_blocking(move || p.latest_epoch()).await.map_err(std::io::Error::other)?;
+    let to = match latest {
+        None => part.high_watermark(),
+        Some(epoch) => {
+            let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(broker.config.node_id)).with_topics(vec![
+                OffsetForLeaderTopic::default().with_topic(TopicName(StrBytes::from_string(part.topic.clone()))).with_partitions(vec![
+                    OffsetForLeaderPartition::default()
+                        .with_partition(part.index)
+                        .with_current_leader_epoch(target.leader_epoch)
+                        .with_leader_epoch(epoch),
+                ]),
+            ]);
+            let resp: OffsetForLeaderEpochResponse =
+                call(stream, ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, correlation, &req, Duration::from_secs(10)).await?;
+            let r = resp
+                .topics
+                .into_iter()
+                .flat_map(|t| t.partitions)
+                .find(|p| p.partition == part.index)
+                .ok_or_else(|| FetchError::Protocol("the response lacks the partition".into()))?;
+            if r.error_code != 0 {
+                return Err(FetchError::Kafka(KafkaError::try_from_code(r.error_code).unwrap_or(KafkaError::UnknownServerError)));
+            }
+            if r.leader_epoch < 0 || r.end_offset < 0 {
+                part.high_watermark()
+            } else if r.leader_epoch == epoch {
+                r.end_offset
+            } else {
+                r.end_offset.min(part.epoch_end(r.leader_epoch).1)
+            }
+        }
+    };
+    let p = part.clone();
+    Ok(tokio::task::spawn_blocking(move || p.truncate_to(to)).await.map_err(std::io::Error::other)??)
+}
+
 /// One fetch round trip and its append.
 async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target, stream: &mut TcpStream, correlation: i32) -> Result<(), FetchError> {
     let fetch_offset = part.log().log_end_offset();
@@ -141,7 +186,8 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
                 .with_log_start_offset(-1)
                 .with_partition_max_bytes(cfg.replica_fetch_max_bytes() as i32),
         ])]);
-    let resp = call(stream, correlation, &req, Duration::from_millis(wait_ms) + Duration::from_secs(10)).await?;
+    let resp: FetchResponse =
+        call(stream, ApiKey::Fetch, FETCH_VERSION, correlation, &req, Duration::from_millis(wait_ms) + Duration::from_secs(10)).await?;
     let data = resp
         .responses
         .into_iter()
@@ -155,11 +201,7 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
             // there) or above its end (cut back to its high watermark).
             let to = if fetch_offset < data.log_start_offset { data.log_start_offset } else { data.high_watermark.max(0) };
             let p = part.clone();
-            tokio::task::spawn_blocking(move || {
-                let _maintenance = p.maintenance();
-                p.log().truncate_to(to)
-            })
-            .await.map_err(std::io::Error::other)??;
+            tokio::task::spawn_blocking(move || p.truncate_to(to)).await.map_err(std::io::Error::other)??;
             tracing::warn!(topic = %part.topic, partition = part.index, fetch_offset, truncated_to = to, "fetch offset out of the leader's range");
             return Ok(());
         }
@@ -180,6 +222,7 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
 fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8]) -> Result<(), FetchError> {
     let mut next = fetch_offset;
     let mut whole = 0;
+    let mut epochs = Vec::new();
     for item in batch::batches(buf) {
         let Ok((header, range)) = item else { break };
         if batch::check_integrity(&buf[range.clone()]).is_err() {
@@ -190,36 +233,47 @@ fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8]) -> Result<(), Fet
         }
         next = header.last_offset() + 1;
         whole = range.end;
+        epochs.push((header.partition_leader_epoch, header.base_offset));
     }
     if whole == 0 {
         return Ok(());
     }
-    let mut log = part.log();
-    if log.log_end_offset() != fetch_offset {
-        return Err(FetchError::Protocol("the log moved during the fetch".into()));
-    }
-    log.append_as(&mut buf[..whole], AppendOrigin::Replay)?;
-    let flush_due = log.flush_due_by_count();
-    drop(log);
+    let flush_due = {
+        let mut log = part.log();
+        if log.log_end_offset() != fetch_offset {
+            return Err(FetchError::Protocol("the log moved during the fetch".into()));
+        }
+        log.append_as(&mut buf[..whole], AppendOrigin::Replay)?;
+        log.flush_due_by_count()
+    };
     if flush_due {
         // `flush.messages` on a follower: fsynced without the partition's lock.
         part.flush()?;
     }
+    part.record_epochs(&epochs)?;
     Ok(())
 }
 
-/// Sends `req` and reads its response (`timeout` for the whole exchange).
-async fn call(stream: &mut TcpStream, correlation: i32, req: &FetchRequest, timeout: Duration) -> Result<FetchResponse, FetchError> {
+/// Sends `req` (API `key` at `version`) and reads its response (`timeout` for the whole
+/// exchange).
+async fn call<R: Decodable>(
+    stream: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    correlation: i32,
+    req: &impl Encodable,
+    timeout: Duration,
+) -> Result<R, FetchError> {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(FETCH_VERSION)
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
         .with_correlation_id(correlation)
         .with_client_id(Some(StrBytes::from_static_str("runnel-replica-fetcher")))
-        .encode(&mut buf, ApiKey::Fetch.request_header_version(FETCH_VERSION))
+        .encode(&mut buf, key.request_header_version(version))
         .map_err(|e| FetchError::Protocol(e.to_string()))?;
-    req.encode(&mut buf, FETCH_VERSION).map_err(|e| FetchError::Protocol(e.to_string()))?;
+    req.encode(&mut buf, version).map_err(|e| FetchError::Protocol(e.to_string()))?;
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     let exchange = async {
@@ -236,12 +290,12 @@ async fn call(stream: &mut TcpStream, correlation: i32, req: &FetchRequest, time
         .await
         .map_err(|_| FetchError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "leader did not answer")))??;
     let mut body = bytes::Bytes::from(frame);
-    let header = ResponseHeader::decode(&mut body, ApiKey::Fetch.response_header_version(FETCH_VERSION))
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
         .map_err(|e| FetchError::Protocol(e.to_string()))?;
     if header.correlation_id != correlation {
         return Err(FetchError::Protocol("response to another request".into()));
     }
-    let resp = FetchResponse::decode(&mut body, FETCH_VERSION).map_err(|e| FetchError::Protocol(e.to_string()))?;
+    let resp = R::decode(&mut body, version).map_err(|e| FetchError::Protocol(e.to_string()))?;
     if body.has_remaining() {
         return Err(FetchError::Protocol("trailing bytes after the response".into()));
     }

@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use runnel_controller::types::PartitionAssignment;
-use runnel_storage::{PartitionLog, StorageError};
+use runnel_storage::{LeaderEpochCache, PartitionLog, StorageError};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
@@ -35,8 +35,10 @@ pub struct Partition {
     settings: RwLock<TopicSettings>,
     appended: Notify,
     hw_moved: Notify,
-    /// None on a single node. Lock order: `replica` before `log`.
+    /// None on a single node. Lock order: `replica`, then `epochs`, then `log`.
     replica: Mutex<Option<ReplicaState>>,
+    /// The leader-epoch checkpoint (cluster mode; loaded with the first assignment).
+    epochs: Mutex<Option<LeaderEpochCache>>,
 }
 
 /// Why this broker cannot take a produce or a consumer's fetch for the partition.
@@ -64,6 +66,7 @@ impl Partition {
             appended: Notify::new(),
             hw_moved: Notify::new(),
             replica: Mutex::new(None),
+            epochs: Mutex::new(None),
         }
     }
 
@@ -217,11 +220,79 @@ impl Partition {
         let change = r.assign(a, leo, Instant::now());
         let moved = r.hw != hw;
         drop(guard);
+        // A new leader's epoch starts at its log end (fsynced; no request waits on it).
+        let mut epochs = self.epochs();
+        if let Some(cache) = epochs.as_mut() {
+            if change == RoleChange::BecameLeader {
+                if let Err(e) = cache.assign(a.leader_epoch, leo) {
+                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "could not write the leader-epoch checkpoint");
+                }
+            }
+        }
+        drop(epochs);
         // Waiters re-check (a lost leadership fails acks=all waits; a moved hw answers).
         if moved || change != RoleChange::None {
             self.wake_waiters();
         }
         change
+    }
+
+    /// The leader-epoch checkpoint, loaded on first use (blocking I/O).
+    fn epochs(&self) -> MutexGuard<'_, Option<LeaderEpochCache>> {
+        let mut guard = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let dir = self.log().dir().to_path_buf();
+            match LeaderEpochCache::open(&dir) {
+                Ok(c) => *guard = Some(c),
+                Err(e) => tracing::error!(topic = %self.topic, partition = self.index, error = %e, "cannot read the leader-epoch checkpoint"),
+            }
+        }
+        guard
+    }
+
+    /// Where leader epoch `requested` ends in this log (OffsetForLeaderEpoch): the largest
+    /// known epoch `<=` it and its end offset (see `LeaderEpochCache::end_offset_for`). A
+    /// single node writes no epochs: its one epoch (0) ends at the log end.
+    pub fn epoch_end(&self, requested: i32) -> (i32, i64) {
+        if self.replica().is_none() {
+            let leo = self.log().log_end_offset();
+            return if requested == 0 { (0, leo) } else { runnel_storage::leader_epoch::UNDEFINED };
+        }
+        let epochs = self.epochs();
+        let leo = self.log().log_end_offset();
+        epochs.as_ref().map_or(runnel_storage::leader_epoch::UNDEFINED, |c| c.end_offset_for(requested, leo))
+    }
+
+    /// The latest leader epoch in this replica's log, if any is known.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs().as_ref().and_then(LeaderEpochCache::latest_epoch)
+    }
+
+    /// Cuts the log back to `offset` (see `PartitionLog::truncate_to`) and the leader
+    /// epochs with it (blocking I/O).
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, runnel_storage::StorageError> {
+        let _maintenance = self.maintenance();
+        let mut epochs = self.epochs();
+        let end = {
+            let mut log = self.log();
+            log.truncate_to(offset)?;
+            log.log_end_offset()
+        };
+        if let Some(c) = epochs.as_mut() {
+            c.truncate_from_end(end)?;
+        }
+        Ok(end)
+    }
+
+    /// A follower appended batches written in these `(leader epoch, base offset)`s.
+    pub fn record_epochs(&self, batches: &[(i32, i64)]) -> Result<(), runnel_storage::StorageError> {
+        let mut epochs = self.epochs();
+        if let Some(c) = epochs.as_mut() {
+            for &(epoch, base) in batches {
+                c.assign(epoch, base)?;
+            }
+        }
+        Ok(())
     }
 
     /// Leader: follower `id` fetched from `fetch_offset`. Returns an ISR expansion to

@@ -116,6 +116,8 @@ pub struct Controller {
     /// The leader's view of broker liveness (only meaningful while leader).
     last_seen: Mutex<HashMap<i32, Instant>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Whether this node's broker registration (of this run) is committed and applied here.
+    registered: std::sync::atomic::AtomicBool,
 }
 
 impl Controller {
@@ -157,6 +159,7 @@ impl Controller {
             opts,
             last_seen: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
+            registered: std::sync::atomic::AtomicBool::new(false),
         });
         let server = rpc::serve(listener, me.clone().handler());
         let fencer = tokio::spawn(me.clone().fence_loop());
@@ -392,6 +395,7 @@ impl Controller {
                         Ok((offset, _)) => {
                             tracing::info!(broker = registration.broker_id, offset, "broker registered with the controller");
                             registered = true;
+                            me.registered.store(true, std::sync::atomic::Ordering::SeqCst);
                         }
                         Err(e) => tracing::debug!(error = %e, "broker registration failed; retrying"),
                     }
@@ -405,6 +409,12 @@ impl Controller {
             }
         });
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+    }
+
+    /// Whether the registration [`Self::run_broker`] proposed in this run is committed and
+    /// applied here (so the image no longer shows what this broker led before a restart).
+    pub fn broker_registered(&self) -> bool {
+        self.registered.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Asks Raft to take a snapshot now (tests and operators).

@@ -192,6 +192,7 @@ mod tests {
         (ApiKey::OffsetDelete, 0, 0),
         (ApiKey::InitProducerId, 0, 5),
         (ApiKey::DescribeProducers, 0, 0),
+        (ApiKey::OffsetForLeaderEpoch, 2, 4),
     ];
 
     fn served(key: ApiKey, version: i16) -> bool {
@@ -315,6 +316,7 @@ mod tests {
             ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
             ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
             ApiKey::DescribeProducers => RequestKind::DescribeProducers(Default::default()),
+            ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
             ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default().with_transaction_timeout_ms(60_000)),
             other => panic!("no sample for {other:?}"),
         }

@@ -32,6 +32,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -63,6 +64,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, offset_delete::MIN_VERSION, offset_delete::MAX_VERSION),
     (ApiKey::InitProducerId, init_producer_id::MIN_VERSION, init_producer_id::MAX_VERSION),
     (ApiKey::DescribeProducers, describe_producers::MIN_VERSION, describe_producers::MAX_VERSION),
+    (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::MIN_VERSION, offset_for_leader_epoch::MAX_VERSION),
 ];
 
 /// Whether this broker serves `key` at `version`.
@@ -116,6 +118,9 @@ pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(ctx, r).await),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(ctx, r).await),
         RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(ctx, r)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r).await)
+        }
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, r).await),
         other => {
             // Unreachable: `supported` refuses these before decoding.

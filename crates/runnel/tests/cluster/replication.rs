@@ -37,6 +37,19 @@ fn state(addr: &str, topic: &str) -> Option<(i32, Vec<i32>, Vec<i32>)> {
     Some((p.leader_id.0, sorted(&p.replica_nodes), sorted(&p.isr_nodes)))
 }
 
+/// OffsetForLeaderEpoch (v3) of partition 0 at the broker `addr`: (epoch, end offset).
+fn epoch_end(addr: &str, topic: &str, epoch: i32) -> (i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName};
+    let p = OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(-1).with_leader_epoch(epoch);
+    let t = OffsetForLeaderTopic::default().with_topic(TopicName(wire::sb(topic))).with_partitions(vec![p]);
+    let req = OffsetForLeaderEpochRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![t]);
+    let r: OffsetForLeaderEpochResponse = wire::call(&mut wire::connect(addr), ApiKey::OffsetForLeaderEpoch, 3, &req);
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    (p.leader_epoch, p.end_offset)
+}
+
 /// The whole batches of a replica's partition 0, as bytes.
 fn replica_bytes(b: &super::common::Broker, topic: &str) -> Vec<u8> {
     let mut out = Vec::new();
@@ -128,6 +141,12 @@ fn replicated_partitions_survive_the_loss_of_their_leader() {
     assert!(missing.is_empty(), "{} acknowledged records missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
     assert_eq!(have.len(), got.len(), "duplicates in the log");
     eprintln!("acks=all: {} acknowledged ({at_kill} before the kill of leader {first_leader}), {} in the log, 0 missing", acked.len(), got.len());
+
+    // The new leader's log knows where the first leader's epoch (0) ended: at the start of
+    // its own epoch, which holds what was appended since (OffsetForLeaderEpoch, KIP-101).
+    let (epoch, end) = epoch_end(&survivor, "replicated", 0);
+    assert_eq!(epoch, 0);
+    assert!(end > 0 && end < got.len() as i64, "epoch 0 ends at {end} of {}", got.len());
 
     // The old leader returns as a follower, is cut back, catches up and rejoins the ISR;
     // then all three replicas hold the same bytes.
