@@ -205,6 +205,13 @@ impl Partition {
         }
     }
 
+    /// Cluster mode, just opened: no leader until the assignment arrives, so nothing is
+    /// served as if this were a single node.
+    pub fn await_assignment(&self, me: i32) {
+        let start = self.log().log_start_offset();
+        self.replica().get_or_insert_with(|| ReplicaState::new(me, start));
+    }
+
     /// Takes the committed assignment (the publisher): sets the replica state, returns
     /// what the broker must do about the role.
     pub fn assign(&self, a: &PartitionAssignment, me: i32) -> RoleChange {

@@ -353,6 +353,10 @@ impl Broker {
     ) -> Result<(), StateError> {
         for p in range {
             let part = open_partition(&self.config.data_dir, topic, p, settings)?;
+            if self.cluster().is_some() {
+                // Serves nothing until the publisher hands it its assignment.
+                part.await_assignment(self.config.node_id);
+            }
             self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert((topic.0.into(), p), Arc::new(part));
         }
         Ok(())

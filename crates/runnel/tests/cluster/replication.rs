@@ -164,7 +164,9 @@ fn replicated_partitions_survive_the_loss_of_their_leader() {
     // knew, which may be the restarted node.)
     let admin: AdminClient<DefaultClientContext> = client(&survivor).create().unwrap();
     create_with(&admin, "strict", 1, 3, &[("min.insync.replicas", "3")]).expect("create strict");
-    wait_until("strict fully replicated", || state(&addrs[0], "strict").is_some_and(|(l, _, isr)| l > 0 && isr.len() == 3));
+    wait_until("strict fully replicated, as every broker sees it", || {
+        addrs.iter().all(|a| state(a, "strict").is_some_and(|(l, _, isr)| l > 0 && isr.len() == 3))
+    });
     let (leader, _, _) = state(&addrs[0], "strict").unwrap();
     let follower = (leader % 3) as usize; // node index of broker id leader+1 (mod 3)
     let mut s = wire::connect(&addrs[follower]);
