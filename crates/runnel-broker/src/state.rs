@@ -4,7 +4,7 @@
 //! In cluster mode the record is committed by the metadata quorum and applied to the
 //! files by the publisher (`crate::cluster`), on this broker as on every other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -35,6 +35,9 @@ pub struct Broker {
     offline_at_open: HashMap<(String, i32), String>,
     /// Quarantined (`-stray`) directories in the data dir.
     stray_dirs: usize,
+    /// Topics whose partitions are being created outside the metadata lock (one node):
+    /// a delete or a partition increase of such a topic waits until they are in place.
+    creating: Mutex<HashSet<String>>,
 }
 
 /// How many producer ids a broker reserves with one metadata record (Kafka's block size).
@@ -112,6 +115,7 @@ impl Broker {
             groups: None,
             offline_at_open: offline,
             stray_dirs: sweep.stray,
+            creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
         };
         if broker.topic(OFFSETS_TOPIC).is_none() {
@@ -147,6 +151,7 @@ impl Broker {
             groups: None,
             offline_at_open: HashMap::new(),
             stray_dirs: 0,
+            creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
         };
         for (name, (topic_id, parts, configs)) in &hosted {
@@ -303,15 +308,60 @@ impl Broker {
             })?;
             return Ok(topic_id);
         }
-        let settings = TopicSettings::resolve(&configs, &self.config.settings);
-        let mut md = self.local();
+        let mut md = self.local_settled(name);
         if md.image().topic(name).is_some() {
             return Err(StateError::TopicExists(name.into()));
         }
         self.check_partition_limit(md.image(), u64::from(partitions))?;
         md.commit(MetadataRecord::CreateTopic { name: name.into(), topic_id, partitions, configs })?;
-        self.open_new_partitions(&(name, topic_id), 0..partitions as i32, &settings)?;
+        self.open_committed_partitions(md, &(name, topic_id), 0..partitions as i32)?;
         Ok(topic_id)
+    }
+
+    /// The local metadata, locked, once no partition of `name` is being created.
+    fn local_settled(&self, name: &str) -> std::sync::MutexGuard<'_, MetadataStore> {
+        loop {
+            let md = self.local();
+            if !self.creating.lock().unwrap_or_else(|p| p.into_inner()).contains(name) {
+                return md;
+            }
+            drop(md);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Opens partitions `range` of a topic whose record `md` just committed. Their
+    /// directories (up to `max.broker.partitions` of them, each fsynced with its parent)
+    /// are created without the metadata lock, so they do not stall every request that
+    /// reads the image; meanwhile the topic is marked as being created, which holds back
+    /// a delete or partition increase of it (so its name cannot be reused for a directory
+    /// still being made). They are put in place under the lock, with the topic's configs
+    /// as they are then.
+    fn open_committed_partitions(&self, md: std::sync::MutexGuard<'_, MetadataStore>, topic: &TopicRef, range: std::ops::Range<i32>) -> Result<(), StateError> {
+        let configs = md.image().topic(topic.0).map(|t| t.configs.clone()).unwrap_or_default();
+        self.creating.lock().unwrap_or_else(|p| p.into_inner()).insert(topic.0.to_string());
+        drop(md);
+        let settings = TopicSettings::resolve(&configs, &self.config.settings);
+        let (mut opened, mut failed) = (Vec::with_capacity(range.len()), Ok(()));
+        for p in range {
+            match open_partition(&self.config.data_dir, topic, p, &settings) {
+                Ok(part) => opened.push((p, Arc::new(part))),
+                Err(e) => {
+                    failed = Err(e);
+                    break;
+                }
+            }
+        }
+        let md = self.local();
+        self.creating.lock().unwrap_or_else(|p| p.into_inner()).remove(topic.0);
+        let configs = md.image().topic(topic.0).map(|t| t.configs.clone()).unwrap_or_default();
+        let settings = TopicSettings::resolve(&configs, &self.config.settings);
+        let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+        for (p, part) in opened {
+            part.set_settings(settings.clone());
+            map.insert((topic.0.into(), p), part);
+        }
+        failed
     }
 
     /// Grows a topic to `total` partitions.
@@ -322,12 +372,11 @@ impl Broker {
             let assignments = c.place(t.topic_id, t.partitions, total.saturating_sub(t.partitions), c.replication_factor(&t.topic_id))?;
             return c.commit_topic(t.topic_id, MetadataRecord::CreatePartitions { name: name.into(), total }, assignments);
         }
-        let mut md = self.local();
+        let mut md = self.local_settled(name);
         let Some(topic) = md.image().topic(name).cloned() else { return Ok(()) };
         self.check_partition_limit(md.image(), u64::from(total.saturating_sub(topic.partitions)))?;
         md.commit(MetadataRecord::CreatePartitions { name: name.into(), total })?;
-        let settings = TopicSettings::resolve(&topic.configs, &self.config.settings);
-        self.open_new_partitions(&(name, topic.topic_id), topic.partitions as i32..total as i32, &settings)
+        self.open_committed_partitions(md, &(name, topic.topic_id), topic.partitions as i32..total as i32)
     }
 
     /// Opens (creating if needed) partitions `indexes` of topic `name`.
@@ -431,7 +480,7 @@ impl Broker {
                 e => e,
             });
         }
-        let mut md = self.local();
+        let mut md = self.local_settled(name);
         // Checked under the lock: of two concurrent deletes only one commits a record.
         if md.image().topic(name).is_none() {
             return Err(StateError::UnknownTopic(name.into()));

@@ -373,3 +373,32 @@ fn partitions_are_capped_broker_wide() {
     b.restart();
     assert_serving(&mut b);
 }
+
+/// Creating many partitions (a directory each, fsynced with its parent) held the metadata
+/// lock throughout, so every request that reads the metadata waited for all of them.
+#[test]
+fn creating_many_partitions_does_not_stall_metadata_requests() {
+    common::raise_fd_limit(4096);
+    let (b, _s) = broker_with_topic("other", 0);
+    let addr = b.addr.clone();
+    let creator = std::thread::spawn(move || {
+        let t = create_topics_request::CreatableTopic::default().with_name(TopicName(sb("wide"))).with_num_partitions(200).with_replication_factor(1);
+        let started = Instant::now();
+        let r: CreateTopicsResponse = call(&mut connect(&addr), ApiKey::CreateTopics, 5, &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(60_000));
+        assert_eq!(r.topics[0].error_code, 0);
+        started.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut s = connect(&b.addr);
+    let (mut worst, mut during) = (Duration::ZERO, 0);
+    while !creator.is_finished() {
+        let t = Instant::now();
+        let md: MetadataResponse = call(&mut s, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
+        assert!(md.topics.iter().any(|t| t.name.as_deref().map(|n| &**n) == Some("other")));
+        worst = worst.max(t.elapsed());
+        during += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = creator.join().unwrap();
+    assert!(during >= 3 && worst < took / 3, "{during} Metadata requests while 200 partitions were created in {took:?}; the slowest took {worst:?}");
+}

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::wire::*;
-use common::Broker;
+use common::{raise_fd_limit, Broker};
 use kafka_protocol::messages::*;
 
 const POLITE: usize = 600;
@@ -20,17 +20,6 @@ const SLOW_READERS: usize = 300;
 const GARBAGE: usize = 100;
 /// Fetches each slow reader pipelines (about 1 MiB each) without reading.
 const PIPELINED: usize = 20;
-
-/// Raises this process's open-file limit (the broker inherits it) to what the test needs.
-fn raise_fd_limit(need: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    if lim.rlim_cur < need {
-        assert!(lim.rlim_max >= need, "the hard open-file limit {} is below the {need} this test needs", lim.rlim_max);
-        lim.rlim_cur = need;
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
-    }
-}
 
 fn fetch_frame(corr: i32, topic: &str) -> Vec<u8> {
     let p = fetch_request::FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20);

@@ -163,3 +163,14 @@ impl Drop for Broker {
 fn unsafe_sigterm(pid: u32) {
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
 }
+
+/// Raises this process's open-file limit (brokers started after it inherit it) to `need`.
+pub fn raise_fd_limit(need: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_cur < need {
+        assert!(lim.rlim_max >= need, "the hard open-file limit {} is below the {need} this test needs", lim.rlim_max);
+        lim.rlim_cur = need;
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+    }
+}
