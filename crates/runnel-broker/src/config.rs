@@ -33,6 +33,11 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("producer.id.expiration.check.interval.ms", "600000", "How often idle producers are looked for."),
     ("broker.session.timeout.ms", "9000", "Cluster mode: a broker the controller has not heard from this long is fenced."),
     ("broker.heartbeat.interval.ms", "2000", "Cluster mode: how often a broker heartbeats to the controller."),
+    ("transaction.state.log.num.partitions", "50", "Partitions of the internal topic __transaction_state, created at the first transactional request."),
+    ("transaction.max.timeout.ms", "900000", "Largest transaction.timeout.ms a transactional producer may ask for (else INVALID_TRANSACTION_TIMEOUT)."),
+    ("transactional.id.expiration.ms", "604800000", "A transactional id with no open transaction and no activity for this long is forgotten."),
+    ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", "How often transactions older than their timeout are looked for and aborted."),
+    ("transaction.remove.expired.transaction.cleanup.interval.ms", "3600000", "How often expired transactional ids are looked for."),
 ];
 
 /// Everything a broker needs to start.
@@ -180,6 +185,12 @@ impl BrokerConfig {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number of ms ≥ 1")),
             },
+            "transaction.state.log.num.partitions" | "transaction.max.timeout.ms" | "transactional.id.expiration.ms"
+            | "transaction.abort.timed.out.transaction.cleanup.interval.ms"
+            | "transaction.remove.expired.transaction.cleanup.interval.ms" => match value.parse::<i32>() {
+                Ok(n) if n >= 1 => Ok(()),
+                _ => Err(bad("expected a whole number ≥ 1")),
+            },
             "offsets.retention.minutes" | "offsets.retention.check.interval.ms" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
@@ -280,6 +291,26 @@ impl BrokerConfig {
 
     pub fn producer_id_expiration_check_interval_ms(&self) -> u64 {
         self.int_setting("producer.id.expiration.check.interval.ms", 600_000).max(1) as u64
+    }
+
+    pub fn transaction_state_partitions(&self) -> u32 {
+        self.int_setting("transaction.state.log.num.partitions", 50).clamp(1, 10_000) as u32
+    }
+
+    pub fn transaction_max_timeout_ms(&self) -> i32 {
+        self.int_setting("transaction.max.timeout.ms", 900_000).clamp(1, i64::from(i32::MAX)) as i32
+    }
+
+    pub fn transactional_id_expiration_ms(&self) -> i64 {
+        self.int_setting("transactional.id.expiration.ms", 604_800_000).max(1)
+    }
+
+    pub fn transaction_abort_interval_ms(&self) -> u64 {
+        self.int_setting("transaction.abort.timed.out.transaction.cleanup.interval.ms", 10_000).max(1) as u64
+    }
+
+    pub fn transaction_expiry_interval_ms(&self) -> u64 {
+        self.int_setting("transaction.remove.expired.transaction.cleanup.interval.ms", 3_600_000).max(1) as u64
     }
 
     pub fn offset_metadata_max_bytes(&self) -> usize {

@@ -23,6 +23,7 @@ mod server;
 mod state;
 pub mod topic_config;
 mod topic_name;
+mod txn;
 
 pub use config::BrokerConfig;
 pub use handlers::SUPPORTED_APIS;

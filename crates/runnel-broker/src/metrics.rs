@@ -137,6 +137,7 @@ impl Metrics {
             register_replication(&mut scrape, b);
             register_partitions(&mut scrape, b);
             register_groups(&mut scrape, b);
+            register_transactions(&mut scrape, b);
         }
         let encoded = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
             .and_then(|_| prometheus_client::encoding::text::encode_registry(&mut out, &scrape));
@@ -223,6 +224,7 @@ fn register_partitions(registry: &mut Registry, b: &Broker) {
     let start = Family::<PartitionLabels, Gauge>::default();
     let end = Family::<PartitionLabels, Gauge>::default();
     let size = Family::<PartitionLabels, Gauge>::default();
+    let producers = Family::<PartitionLabels, Gauge>::default();
     let mut fsyncs = runnel_storage::FsyncStats::default();
     for p in b.all_partitions() {
         let log = p.log();
@@ -236,10 +238,12 @@ fn register_partitions(registry: &mut Registry, b: &Broker) {
         start.get_or_create(&labels).set(log.log_start_offset());
         end.get_or_create(&labels).set(log.log_end_offset());
         size.get_or_create(&labels).set(i64::try_from(log.size_bytes()).unwrap_or(i64::MAX));
+        producers.get_or_create(&labels).set(log.producer_state().len() as i64);
     }
     registry.register("partition_log_start_offset", "First offset of the partition's log", start);
     registry.register("partition_log_end_offset", "Next offset of the partition's log (the high watermark)", end);
     registry.register("partition_size_bytes", "Bytes of the partition's segment files", size);
+    registry.register("partition_producers", "Idempotent and transactional producers the partition keeps state for", producers);
     registry.register("fsync_seconds", "Log flush (fsync) latency", FsyncHistogram(fsyncs));
 }
 
@@ -276,6 +280,13 @@ fn register_groups(registry: &mut Registry, b: &Broker) {
     registry.register("consumer_group_lag", "Records between a group's committed offset and the partition's log end", lag);
 }
 
+/// Transactions open now (ongoing or being completed).
+fn register_transactions(registry: &mut Registry, b: &Broker) {
+    let open = Gauge::<i64>::default();
+    open.set(b.txns().open_transactions() as i64);
+    registry.register("open_transactions", "Transactions ongoing or being completed (this broker is their coordinator)", open);
+}
+
 /// Whether a response carries an error code (top level or in any partition or resource).
 pub fn has_error(r: &ResponseKind) -> bool {
     match r {
@@ -303,6 +314,18 @@ pub fn has_error(r: &ResponseKind) -> bool {
         ResponseKind::DeleteGroups(r) => r.results.iter().any(|g| g.error_code != 0),
         ResponseKind::OffsetDelete(r) => r.error_code != 0,
         ResponseKind::DeleteRecords(r) => r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
+        ResponseKind::InitProducerId(r) => r.error_code != 0,
+        ResponseKind::AddPartitionsToTxn(r) => {
+            let failed = |ts: &[kafka_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnTopicResult]| {
+                ts.iter().any(|t| t.results_by_partition.iter().any(|p| p.partition_error_code != 0))
+            };
+            r.error_code != 0 || failed(&r.results_by_topic_v3_and_below) || r.results_by_transaction.iter().any(|t| failed(&t.topic_results))
+        }
+        ResponseKind::AddOffsetsToTxn(r) => r.error_code != 0,
+        ResponseKind::EndTxn(r) => r.error_code != 0,
+        ResponseKind::TxnOffsetCommit(r) => r.topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0)),
+        ResponseKind::DescribeTransactions(r) => r.transaction_states.iter().any(|t| t.error_code != 0),
+        ResponseKind::ListTransactions(r) => r.error_code != 0,
         _ => false,
     }
 }

@@ -150,6 +150,8 @@ async fn serve(
     let compaction = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.log_cleaner_backoff_ms()), shutdown.clone(), cleaner::compaction_pass));
     let isr_checks = broker.cluster().map(|_| tokio::spawn(crate::replication::run_isr_checks(broker.clone(), shutdown.clone())));
     let producer_expiry = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.producer_id_expiration_check_interval_ms()), shutdown.clone(), cleaner::producer_expiry_pass));
+    let txn_timeouts = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.transaction_abort_interval_ms()), shutdown.clone(), |b| b.txns().abort_timed_out(b)));
+    let txn_expiry = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.transaction_expiry_interval_ms()), shutdown.clone(), |b| b.txns().expire_ids()));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -187,6 +189,8 @@ async fn serve(
     let _ = retention.await;
     let _ = compaction.await;
     let _ = producer_expiry.await;
+    let _ = txn_timeouts.await;
+    let _ = txn_expiry.await;
     if let Some(t) = isr_checks {
         let _ = t.await;
     }

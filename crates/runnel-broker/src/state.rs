@@ -15,6 +15,7 @@ use crate::cluster::Cluster;
 use crate::group::{Coordinator, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::topic_config::TopicSettings;
+use crate::txn::TxnCoordinator;
 use crate::data_dir;
 use crate::BrokerConfig;
 
@@ -29,6 +30,8 @@ pub struct Broker {
     partitions: RwLock<Partitions>,
     /// The group coordinator; set once `__consumer_offsets` is open (in [`Broker::open`]).
     groups: Option<Arc<Coordinator>>,
+    /// The transaction coordinator (its topic is created at the first transactional request).
+    txns: Arc<TxnCoordinator>,
     /// Producer ids this broker reserved and has not handed out yet: `[next, end)`.
     producer_ids: Mutex<(i64, i64)>,
     /// Partitions that could not be opened at startup, with why.
@@ -98,7 +101,7 @@ impl Broker {
                     Ok(part) => {
                         partitions.insert((topic.name.clone(), p), Arc::new(part));
                     }
-                    Err(e) if topic.name != OFFSETS_TOPIC => {
+                    Err(e) if topic.name != OFFSETS_TOPIC && topic.name != crate::txn::TXN_TOPIC => {
                         tracing::error!(topic = %topic.name, partition = p, error = %e, "cannot open the partition; it is offline until a restart opens it");
                         offline.insert((topic.name.clone(), p), e.to_string());
                     }
@@ -106,6 +109,7 @@ impl Broker {
                 }
             }
         }
+        let txns = Arc::new(TxnCoordinator::new(&config));
         let broker = Self {
             config,
             cluster_id,
@@ -113,6 +117,7 @@ impl Broker {
             metadata: Metadata::Local(Mutex::new(metadata)),
             partitions: RwLock::new(partitions),
             groups: None,
+            txns,
             offline_at_open: offline,
             stray_dirs: sweep.stray,
             creating: Mutex::default(),
@@ -142,6 +147,7 @@ impl Broker {
             }
         }
         let (hosted, offset) = c.hosted();
+        let txns = Arc::new(TxnCoordinator::new(&config));
         let broker = Self {
             config,
             cluster_id,
@@ -149,6 +155,7 @@ impl Broker {
             metadata: Metadata::Quorum(c.clone()),
             partitions: RwLock::new(HashMap::new()),
             groups: None,
+            txns,
             offline_at_open: HashMap::new(),
             stray_dirs: 0,
             creating: Mutex::default(),
@@ -176,6 +183,9 @@ impl Broker {
         broker.groups = Some(Arc::new(Coordinator::load(log, &broker.config)?));
         // Offsets of a topic whose deletion a crash interrupted before they went.
         broker.groups().remove_offsets_of_missing_topics(|t| broker.topic(t).is_some());
+        if self.cluster().is_none() {
+            self.txns.load_if_present(&self)?;
+        }
         Ok(self)
     }
 
@@ -199,6 +209,11 @@ impl Broker {
             Metadata::Local(m) => m.lock().unwrap_or_else(|p| p.into_inner()),
             Metadata::Quorum(_) => unreachable!("cluster-mode changes go through the quorum"),
         }
+    }
+
+    /// The transaction coordinator.
+    pub fn txns(&self) -> &Arc<TxnCoordinator> {
+        &self.txns
     }
 
     /// The group coordinator.

@@ -26,6 +26,7 @@ mod producers;
 mod recovery;
 pub mod retention;
 mod segment;
+mod txn_index;
 
 pub use compaction::{CompactionJob, CompactionOutput, CompactionStats, InstallJob};
 pub use config::{CompactionConfig, LogConfig, RetentionConfig};
@@ -34,4 +35,5 @@ pub use producer_state::{AppendOrigin, ProducerEntry, ProducerError, ProducerSta
 pub use retention::RetentionOutcome;
 pub use flush::FlushJob;
 pub use leader_epoch::LeaderEpochCache;
+pub use txn_index::AbortedTxn;
 pub use log::{AppendInfo, FileSlice, FsyncStats, PartitionLog, ReadSlice, FSYNC_BUCKETS};

@@ -301,7 +301,7 @@ impl PartitionLog {
             max_timestamp = max_timestamp.max(h.max_timestamp);
         }
         let last_offset = next - 1;
-        let staged = {
+        let mut staged = {
             let headers: Vec<BatchHeader> = metas.iter().map(|(h, _)| *h).collect();
             let bytes: &[u8] = batches;
             self.producers.stage(&headers, |i| &bytes[metas[i].1.clone()], origin)?
@@ -337,8 +337,14 @@ impl PartitionLog {
             last_offset + 1,
             "log end = last offset + 1"
         );
-        self.on_transactions_completed(&staged.completed)?;
+        let completed = std::mem::take(&mut staged.completed);
         self.producers.commit(staged, next);
+        if let Err(e) = self.on_transactions_completed(&completed) {
+            // A read_committed consumer must never see an aborted record: without the
+            // index entry nothing more is served from this log.
+            self.set_offline(format!("could not index an aborted transaction: {e}"));
+            return Err(e);
+        }
         self.unflushed_records = self
             .unflushed_records
             .saturating_add((next - base_offset) as u64);

@@ -9,6 +9,7 @@ use runnel_protocol::batch;
 use crate::error::StorageError;
 use crate::log::PartitionLog;
 use crate::producer_state::{self, CompletedTxn, ProducerStateManager};
+use crate::txn_index::AbortedTxn;
 
 impl PartitionLog {
     /// The producers of this partition.
@@ -98,14 +99,49 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Records the aborted ones of `txns`, closed by markers just appended.
-    pub(crate) fn on_transactions_completed(&mut self, _txns: &[CompletedTxn]) -> Result<(), StorageError> {
+    /// Indexes the aborted ones of `txns`, closed by markers just appended (in the
+    /// active segment).
+    pub(crate) fn on_transactions_completed(&mut self, txns: &[CompletedTxn]) -> Result<(), StorageError> {
+        let lso = self.last_stable_offset();
+        let last = self.segments.len() - 1;
+        for t in txns.iter().filter(|t| t.aborted) {
+            self.segments[last].add_aborted_txn(aborted(t, lso))?;
+        }
         Ok(())
     }
 
     /// Like [`on_transactions_completed`](Self::on_transactions_completed), for markers
-    /// found by a replay (their index entries may already exist).
-    fn on_replayed_transactions(&mut self, _txns: &[CompletedTxn]) -> Result<(), StorageError> {
+    /// found by a replay, in whichever segment holds them (their entries may exist).
+    fn on_replayed_transactions(&mut self, txns: &[CompletedTxn]) -> Result<(), StorageError> {
+        for t in txns.iter().filter(|t| t.aborted) {
+            let i = self.segments.partition_point(|s| s.base_offset() <= t.last_offset).saturating_sub(1);
+            self.segments[i].add_aborted_txn(aborted(t, t.last_offset + 1))?;
+        }
         Ok(())
     }
+
+    /// The last stable offset: below it every transaction is decided (committed or
+    /// aborted). The first offset of the oldest open transaction, else the log end. A
+    /// replicated partition bounds it by its high watermark too.
+    pub fn last_stable_offset(&self) -> i64 {
+        let end = self.log_end_offset();
+        self.producers.first_unstable_offset().map_or(end, |o| o.min(end))
+    }
+
+    /// The aborted transactions that a read of `[from, upper)` overlaps (marker at or
+    /// after `from`, first offset below `upper`), in marker order: what Fetch sends a
+    /// `read_committed` consumer as `aborted_transactions`.
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let first = self.segments.partition_point(|s| s.base_offset() <= from).saturating_sub(1);
+        self.segments[first..]
+            .iter()
+            .flat_map(|s| s.aborted_txns())
+            .filter(|t| t.last_offset >= from && t.first_offset < upper)
+            .copied()
+            .collect()
+    }
+}
+
+fn aborted(t: &CompletedTxn, lso: i64) -> AbortedTxn {
+    AbortedTxn { producer_id: t.producer_id, first_offset: t.first_offset, last_offset: t.last_offset, last_stable_offset: lso }
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::error::StorageError;
 use crate::fsio;
 use crate::segment::{segment_path, LoadOutcome, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use crate::txn_index::TXN_INDEX_EXT;
 
 /// The recovery checkpoint: offsets below it were fsynced.
 pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -102,6 +103,17 @@ fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
 /// renames the swap file over `<base>.log` and fsyncs the directory. Idempotent: a crash
 /// at any step leaves the swap file in place, and running it again finishes the job.
 pub(crate) fn complete_swap(dir: &Path, base: i64, end: i64) -> io::Result<()> {
+    let mut replaced_bases = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some((stem, ext)) = name.to_str().and_then(|n| n.split_once('.')) else { continue };
+        match stem.parse::<i64>() {
+            Ok(b) if stem.len() == 20 && ext == LOG_EXT && b != base && (base..end).contains(&b) => replaced_bases.push(b),
+            _ => {}
+        }
+    }
+    // The aborted transactions of the replaced segments stay readable from the new one.
+    crate::txn_index::merge_into(dir, base, &replaced_bases)?;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
@@ -172,7 +184,7 @@ fn scan_dir(dir: &Path) -> io::Result<Vec<i64>> {
         };
         match ext {
             LOG_EXT => bases.push(base),
-            INDEX_EXT | TIME_INDEX_EXT => index_files.push((base, entry.path())),
+            INDEX_EXT | TIME_INDEX_EXT | TXN_INDEX_EXT => index_files.push((base, entry.path())),
             _ => {}
         }
     }
@@ -243,7 +255,7 @@ pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64
 
 fn delete_from(dir: &Path, bases: &[i64]) -> io::Result<()> {
     for &base in bases {
-        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT] {
             match fsio::remove_file(&segment_path(dir, base, ext)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

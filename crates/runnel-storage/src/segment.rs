@@ -24,6 +24,7 @@ use runnel_protocol::batch::{self, BatchHeader, BATCH_HEADER_LEN, MAGIC_V2};
 use crate::error::StorageError;
 use crate::fsio;
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
+use crate::txn_index::{AbortedTxn, TxnIndex, TXN_INDEX_EXT};
 
 pub(crate) const LOG_EXT: &str = "log";
 pub(crate) const INDEX_EXT: &str = "index";
@@ -103,6 +104,8 @@ pub(crate) struct Segment {
     first_append: Option<SystemTime>,
     /// See [`Segment::torn`].
     torn: bool,
+    /// Aborted transactions whose marker is in this segment (`.txnindex`).
+    txn_index: TxnIndex,
 }
 
 fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
@@ -137,6 +140,7 @@ impl Segment {
             first_ts: None,
             first_append: None,
             torn: false,
+            txn_index: TxnIndex::default(),
         })
     }
 
@@ -181,12 +185,15 @@ impl Segment {
             first_ts: None,
             first_append,
             torn: false,
+            txn_index: TxnIndex::default(),
         };
-        if trusted && seg.indexes_match_log()? {
-            return Ok((seg, LoadOutcome::Clean));
-        }
-        tracing::info!(dir = %dir.display(), base_offset, trusted, "scanning segment and rebuilding its indexes");
-        let outcome = seg.recover(interval, trusted)?;
+        let outcome = if trusted && seg.indexes_match_log()? {
+            LoadOutcome::Clean
+        } else {
+            tracing::info!(dir = %dir.display(), base_offset, trusted, "scanning segment and rebuilding its indexes");
+            seg.recover(interval, trusted)?
+        };
+        seg.txn_index = TxnIndex::load(dir, base_offset, seg.next_offset)?;
         Ok((seg, outcome))
     }
 
@@ -512,6 +519,7 @@ impl Segment {
             .entries()
             .partition_point(|e| i64::from(e.rel_offset) < rel_end);
         self.time_index.truncate(keep)?;
+        self.txn_index.truncate_to(new_next)?;
         self.size = pos;
         self.next_offset = new_next;
         self.bytes_since_index = pos
@@ -530,14 +538,28 @@ impl Segment {
         Ok(())
     }
 
-    /// The paths of the two index files.
-    pub fn index_paths(&self) -> [PathBuf; 2] {
-        [INDEX_EXT, TIME_INDEX_EXT].map(|ext| segment_path(&self.dir, self.base_offset, ext))
+    /// The paths of the index files (the `.txnindex` only once it has entries).
+    pub fn index_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = [INDEX_EXT, TIME_INDEX_EXT].iter().map(|ext| segment_path(&self.dir, self.base_offset, ext)).collect();
+        if !self.txn_index.entries().is_empty() {
+            paths.push(segment_path(&self.dir, self.base_offset, TXN_INDEX_EXT));
+        }
+        paths
+    }
+
+    /// The aborted transactions whose marker is in this segment, in marker order.
+    pub fn aborted_txns(&self) -> &[AbortedTxn] {
+        self.txn_index.entries()
+    }
+
+    /// Indexes an aborted transaction whose marker this segment holds.
+    pub fn add_aborted_txn(&mut self, e: AbortedTxn) -> io::Result<()> {
+        self.txn_index.append(&self.dir, self.base_offset, e)
     }
 
     /// Removes the segment's files.
     pub fn delete(self) -> io::Result<()> {
-        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT] {
+        for ext in [LOG_EXT, INDEX_EXT, TIME_INDEX_EXT, TXN_INDEX_EXT] {
             match fsio::remove_file(&segment_path(&self.dir, self.base_offset, ext)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

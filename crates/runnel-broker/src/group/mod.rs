@@ -16,6 +16,7 @@ mod member;
 mod offsets;
 mod persist;
 mod state;
+mod txn_offsets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,17 +30,17 @@ pub use member::{JoinResult, SyncResult};
 pub use offsets::CommittedOffset;
 pub use persist::OFFSETS_TOPIC;
 pub use state::{GroupState, JoinRequest, Outcome};
+pub use txn_offsets::TxnCommitter;
 
 use crate::errors::KafkaError;
 use crate::partition::Partition;
 use crate::BrokerConfig;
 use state::Group;
 
-/// Whether `name` is an internal topic the broker owns (Kafka's `Topic.isInternal` minus
-/// `__transaction_state`, which does not exist here): clients may not delete it or add
-/// partitions to it.
+/// Whether `name` is an internal topic the broker owns (Kafka's `Topic.isInternal`):
+/// clients may not delete it, add partitions to it or produce to it.
 pub fn is_internal_topic(name: &str) -> bool {
-    name == OFFSETS_TOPIC
+    name == OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC
 }
 
 pub(crate) use crate::now_ms;
@@ -97,12 +98,14 @@ pub struct Coordinator {
     settings: Settings,
     /// Wakes the timer task when deadlines may have moved.
     timer: Notify,
+    /// Offsets committed in transactions not decided yet (see `txn_offsets`).
+    pending: Mutex<persist::PendingOffsets>,
 }
 
 impl Coordinator {
     /// Replays `__consumer_offsets` (partition `log`) into groups.
     pub fn load(log: Arc<Partition>, config: &BrokerConfig) -> Result<Self, runnel_storage::StorageError> {
-        let groups = persist::replay(&log, Instant::now())?;
+        let (groups, pending) = persist::replay(&log, Instant::now())?;
         Ok(Coordinator {
             groups: Mutex::new(groups),
             log,
@@ -114,6 +117,7 @@ impl Coordinator {
                 retention_check: Duration::from_millis(config.offsets_retention_check_interval_ms().max(1) as u64),
             },
             timer: Notify::new(),
+            pending: Mutex::new(pending),
         })
     }
 

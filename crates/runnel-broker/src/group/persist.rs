@@ -114,6 +114,17 @@ pub fn group_record(g: &Group) -> Record {
 
 /// Appends the records as one uncompressed batch and wakes fetches of the partition.
 pub fn append(part: &Partition, records: &[Record]) -> Result<(), StorageError> {
+    append_batch(part, records, None)
+}
+
+/// Appends offset records of a transaction (TxnOffsetCommit): a transactional batch of
+/// `producer` (id, epoch), checked against the partition's producer state as the
+/// coordinator's; they count once the transaction's COMMIT marker follows.
+pub fn append_txn(part: &Partition, records: &[Record], producer: (i64, i16)) -> Result<(), StorageError> {
+    append_batch(part, records, Some(producer))
+}
+
+fn append_batch(part: &Partition, records: &[Record], producer: Option<(i64, i16)>) -> Result<(), StorageError> {
     if records.is_empty() {
         return Ok(());
     }
@@ -122,17 +133,32 @@ pub fn append(part: &Partition, records: &[Record]) -> Result<(), StorageError> 
         .iter()
         .map(|r| NewRecord { timestamp: now, key: Some(&r.key), value: r.value.as_deref(), headers: &[] })
         .collect();
-    let mut buf = encode_batch(0, 0, &new);
-    part.log().append(&mut buf)?;
+    match producer {
+        None => {
+            let mut buf = encode_batch(0, 0, &new);
+            part.log().append(&mut buf)?;
+        }
+        Some((id, epoch)) => {
+            let mut buf = encode_batch(0, batch::TRANSACTIONAL_BIT, &new);
+            batch::set_producer(&mut buf, id, epoch, -1);
+            part.log().append_as(&mut buf, runnel_storage::AppendOrigin::Coordinator)?;
+        }
+    }
     part.on_append();
     Ok(())
 }
 
+/// Offsets of transactions not yet decided when a replay ended: producer id → (group,
+/// topic, partition) → offset.
+pub type PendingOffsets = HashMap<i64, HashMap<(String, String, i32), CommittedOffset>>;
+
 /// Reads the whole partition and rebuilds every group: Stable with its stored members
-/// (their sessions start now), or Empty.
-pub fn replay(part: &Partition, now: Instant) -> Result<HashMap<String, Group>, StorageError> {
+/// (their sessions start now), or Empty. Offsets written in a transaction count when its
+/// COMMIT marker is read, and go with an ABORT; those still undecided are returned.
+pub fn replay(part: &Partition, now: Instant) -> Result<(HashMap<String, Group>, PendingOffsets), StorageError> {
     let mut metas: HashMap<String, GroupValue> = HashMap::new();
     let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
+    let mut pending = PendingOffsets::new();
     let (mut offset, end) = {
         let log = part.log();
         (log.log_start_offset(), log.log_end_offset())
@@ -146,6 +172,17 @@ pub fn replay(part: &Partition, now: Instant) -> Result<HashMap<String, Group>, 
         for item in batch::batches(&bytes) {
             let (header, range) = item?;
             offset = header.last_offset() + 1;
+            if header.is_control() {
+                let marker = batch::read_marker(&bytes[range]);
+                let decided = pending.remove(&header.producer_id).unwrap_or_default();
+                if marker.is_some_and(|m| m.control == batch::ControlType::Commit) {
+                    for ((group, topic, partition), o) in decided {
+                        offsets.entry(group).or_default().insert((topic, partition), o);
+                    }
+                }
+                continue;
+            }
+            let txn = header.is_transactional().then_some(header.producer_id);
             let recs = match batch::records(&bytes[range]) {
                 Ok(r) => r,
                 Err(e) => {
@@ -167,6 +204,11 @@ pub fn replay(part: &Partition, now: Instant) -> Result<HashMap<String, Group>, 
                     continue;
                 };
                 match key {
+                    RecordKey::Offset { group, topic, partition } if txn.is_some() => {
+                        if let Some(Ok(v)) = rec.value.map(serde_json::from_slice::<CommittedOffset>) {
+                            pending.entry(txn.unwrap_or(-1)).or_default().insert((group, topic, partition), v);
+                        }
+                    }
                     RecordKey::Offset { group, topic, partition } => {
                         let entry = offsets.entry(group).or_default();
                         match rec.value.map(serde_json::from_slice::<CommittedOffset>) {
@@ -205,8 +247,8 @@ pub fn replay(part: &Partition, now: Instant) -> Result<HashMap<String, Group>, 
         }
         groups.insert(id, g);
     }
-    tracing::info!(groups = groups.len(), records, "replayed {OFFSETS_TOPIC}");
-    Ok(groups)
+    tracing::info!(groups = groups.len(), records, pending_transactions = pending.len(), "replayed {OFFSETS_TOPIC}");
+    Ok((groups, pending))
 }
 
 fn restore(g: &mut Group, meta: GroupValue, now: Instant) {

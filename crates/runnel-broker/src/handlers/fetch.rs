@@ -18,6 +18,10 @@
 //! (NOT_LEADER_OR_FOLLOWER, with the current leader from v12), and a
 //! `current_leader_epoch` (v9+) older than ours is FENCED_LEADER_EPOCH, newer
 //! UNKNOWN_LEADER_EPOCH.
+//! Isolation (v4+): a consumer with `read_uncommitted` reads below the high watermark;
+//! with `read_committed` only below the last stable offset (never above the high watermark) (below it every transaction is decided) and gets the aborted
+//! transactions overlapping what it reads (from the `.txnindex` files), so the client can
+//! drop their records. Every answer carries the last stable offset.
 //!
 //! Zero copy: record bytes are never read into memory here. Each partition's records field
 //! is encoded as a placeholder, and the connection `sendfile`s the segment ranges in its
@@ -30,8 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use runnel_metadata::Uuid;
 use runnel_protocol::splice::{Placeholder, TOKEN_LEN};
 use runnel_storage::{ReadSlice, StorageError};
@@ -44,6 +48,9 @@ use crate::partition::{NotServing, Partition};
 
 pub const MIN_VERSION: i16 = 4;
 pub const MAX_VERSION: i16 = 16;
+
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
 
 /// Topic ids are used from this version on (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
@@ -138,13 +145,14 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         }
     }
     let max_bytes = req.max_bytes.max(0) as usize;
+    let committed = req.isolation_level == READ_COMMITTED;
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let results = loop {
         // Register before reading: an append after the read still wakes us.
         let mut appended: Vec<Pin<Box<Notified<'_>>>> =
             wanted.iter().filter_map(|w| w.part.as_ref().ok()).map(|p| Box::pin(p.next_change(follower))).collect();
-        let results = read_all(&wanted, max_bytes, follower);
+        let results = read_all(&wanted, max_bytes, follower, committed);
         let total: usize = results.iter().map(|(_, slice)| slice.as_ref().map_or(0, |s| s.len())).sum();
         let has_error = results.iter().any(|(r, _)| r.error_code != 0);
         if total >= min_bytes || has_error || Instant::now() >= deadline {
@@ -165,7 +173,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         }
         ctx.metrics.fetch_waiters.dec();
         if ctx.shutdown.is_cancelled() || Instant::now() >= deadline {
-            break read_all(&wanted, max_bytes, follower);
+            break read_all(&wanted, max_bytes, follower, committed);
         }
     };
     let mut splices = Vec::new();
@@ -186,7 +194,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
 /// answer (records still empty) and the file ranges of its records. Reads only batch
 /// headers (from the page cache, normally), never record bytes, so it runs on the
 /// request's task: a hand-off to the blocking pool would cost more than the reads.
-fn read_all(wanted: &[Wanted], max_bytes: usize, follower: bool) -> Vec<(PartitionData, Option<ReadSlice>)> {
+fn read_all(wanted: &[Wanted], max_bytes: usize, follower: bool, committed: bool) -> Vec<(PartitionData, Option<ReadSlice>)> {
     let mut remaining = max_bytes;
     let mut min_one = true;
     wanted
@@ -214,12 +222,20 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, follower: bool) -> Vec<(Partiti
             let hw = part.high_watermark();
             let log = part.log();
             let start = log.log_start_offset();
-            // A follower reads to the log end; a consumer below the high watermark.
-            let upper = if follower { i64::MAX } else { hw };
+            // A follower reads to the log end; a consumer below the high watermark, and
+            // with read_committed below the last stable offset too.
+            let stable = log.last_stable_offset().min(hw);
+            let upper = if follower { i64::MAX } else if committed { stable } else { hw };
             match log.read_up_to(w.fetch_offset, limit, min_one, upper) {
                 Ok(slice) => {
                     // As Kafka: the offsets are sent only with a successful read (-1 on errors).
-                    d = d.with_high_watermark(hw).with_last_stable_offset(hw).with_log_start_offset(start);
+                    d = d.with_high_watermark(hw).with_last_stable_offset(stable).with_log_start_offset(start);
+                    if committed && !follower {
+                        let aborted = log.aborted_transactions(w.fetch_offset, upper).into_iter().map(|t| {
+                            AbortedTransaction::default().with_producer_id(ProducerId(t.producer_id)).with_first_offset(t.first_offset)
+                        });
+                        d = d.with_aborted_transactions(Some(aborted.collect()));
+                    }
                     if !slice.is_empty() {
                         min_one = false;
                         remaining = remaining.saturating_sub(slice.len());

@@ -3,6 +3,8 @@
 //! index). Cluster mode: the leader answers (NOT_LEADER_OR_FOLLOWER elsewhere; a
 //! `current_leader_epoch` (v4+) older than ours is FENCED_LEADER_EPOCH, newer
 //! UNKNOWN_LEADER_EPOCH), "latest" is the high watermark, and offsets carry the leader epoch.
+//! With `isolation_level` read_committed (v2+) the latest offset is the last stable
+//! offset (never above the high watermark), and a timestamp lookup finds only offsets below it, as in Kafka.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
@@ -17,6 +19,9 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+
+/// `isolation_level` of a read_committed consumer.
+const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::new();
@@ -45,14 +50,16 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                     Err(e) => r.error_code = code(super::fetch::not_serving_code(e)),
                     Ok(epoch) => {
                     let ts = p.timestamp;
+                    let committed = req.isolation_level == READ_COMMITTED;
                     let found = blocking(move || {
                         let hw = part.high_watermark();
                         let log = part.log();
+                        let visible = if committed { log.last_stable_offset().min(hw) } else { hw };
                         match ts {
-                            LATEST => Ok(Some((-1, hw))),
+                            LATEST => Ok(Some((-1, visible))),
                             EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, log.log_start_offset()))),
                             MAX_TIMESTAMP => log.max_timestamp(),
-                            ts if ts >= 0 => log.offset_for_timestamp(ts).map(|o| o.map(|(off, t)| (t, off))),
+                            ts if ts >= 0 => log.offset_for_timestamp(ts).map(|o| o.filter(|(off, _)| *off < visible).map(|(off, t)| (t, off))),
                             _ => Ok(None),
                         }
                     })

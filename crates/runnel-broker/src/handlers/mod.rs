@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::Broker;
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 pub mod api_versions;
 mod configs;
 mod create_partitions;
@@ -20,6 +22,8 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_groups;
 mod describe_producers;
+mod describe_transactions;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -28,6 +32,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -35,6 +40,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 /// Every API this broker serves, with the versions: (api key, min, max).
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -65,6 +71,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, init_producer_id::MIN_VERSION, init_producer_id::MAX_VERSION),
     (ApiKey::DescribeProducers, describe_producers::MIN_VERSION, describe_producers::MAX_VERSION),
     (ApiKey::OffsetForLeaderEpoch, offset_for_leader_epoch::MIN_VERSION, offset_for_leader_epoch::MAX_VERSION),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::MIN_VERSION, add_partitions_to_txn::MAX_VERSION),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::MIN_VERSION, add_offsets_to_txn::MAX_VERSION),
+    (ApiKey::EndTxn, end_txn::MIN_VERSION, end_txn::MAX_VERSION),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::MIN_VERSION, txn_offset_commit::MAX_VERSION),
+    (ApiKey::DescribeTransactions, describe_transactions::MIN_VERSION, describe_transactions::MAX_VERSION),
+    (ApiKey::ListTransactions, list_transactions::MIN_VERSION, list_transactions::MAX_VERSION),
 ];
 
 /// Whether this broker serves `key` at `version`.
@@ -106,7 +118,7 @@ pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, r).await)
         }
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(ctx, r)),
-        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r)),
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator::handle(ctx, r).await),
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(join_group::handle(ctx, r).await),
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(sync_group::handle(ctx, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(ctx, r).await),
@@ -122,6 +134,12 @@ pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, r).await)
         }
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, r).await),
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, r).await),
+        RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, r).await),
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(ctx, r).await),
+        RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(ctx, r).await),
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(describe_transactions::handle(ctx, r)),
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(list_transactions::handle(ctx, r)),
         other => {
             // Unreachable: `supported` refuses these before decoding.
             tracing::error!(peer = %ctx.peer, "no handler for {other:?}");

@@ -33,24 +33,19 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
         let name = t.name.0.to_string();
         topics.push(OffsetCommitResponseTopic::default().with_name(t.name.clone()));
         for p in t.partitions {
-            let metadata = p.committed_metadata.map(|m| m.to_string()).unwrap_or_default();
-            let pre = if ctx.broker.partition(&name, p.partition_index).is_none() {
-                Some(KafkaError::UnknownTopicOrPartition)
-            } else if metadata.len() > max_metadata {
-                Some(KafkaError::OffsetMetadataTooLarge)
-            } else {
-                to_commit.push(OffsetToCommit {
-                    topic: name.clone(),
-                    partition: p.partition_index,
-                    offset: CommittedOffset {
-                        offset: p.committed_offset,
-                        leader_epoch: if ctx.version >= LEADER_EPOCH_VERSION { p.committed_leader_epoch } else { -1 },
-                        metadata,
-                        commit_timestamp: now,
-                        expire_timestamp: expire,
-                    },
-                });
-                None
+            let offset = CommittedOffset {
+                offset: p.committed_offset,
+                leader_epoch: if ctx.version >= LEADER_EPOCH_VERSION { p.committed_leader_epoch } else { -1 },
+                metadata: p.committed_metadata.map(|m| m.to_string()).unwrap_or_default(),
+                commit_timestamp: now,
+                expire_timestamp: expire,
+            };
+            let pre = match checked(ctx, &name, p.partition_index, offset, max_metadata) {
+                Ok(o) => {
+                    to_commit.push(o);
+                    None
+                }
+                Err(e) => Some(e),
             };
             slots.push((slot, p.partition_index, pre));
         }
@@ -72,4 +67,16 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
             .push(OffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(error.map_or(0, code)));
     }
     OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// The per-partition checks of an offset commit (OffsetCommit, TxnOffsetCommit): the
+/// partition must exist and the metadata fit `offset.metadata.max.bytes`.
+pub(super) fn checked(ctx: &Ctx, topic: &str, partition: i32, offset: CommittedOffset, max_metadata: usize) -> Result<OffsetToCommit, KafkaError> {
+    if ctx.broker.partition(topic, partition).is_none() {
+        return Err(KafkaError::UnknownTopicOrPartition);
+    }
+    if offset.metadata.len() > max_metadata {
+        return Err(KafkaError::OffsetMetadataTooLarge);
+    }
+    Ok(OffsetToCommit { topic: topic.to_string(), partition, offset })
 }

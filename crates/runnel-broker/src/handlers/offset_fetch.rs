@@ -1,7 +1,9 @@
 //! OffsetFetch (key 9) v1–v9: committed offsets of a group, for the given partitions or
 //! (v2+, null topics) all of them; several groups per request from v8. A partition with
-//! nothing committed answers offset -1, as Kafka does. Transactions are not built, so
-//! `require_stable` never waits.
+//! nothing committed answers offset -1, as Kafka does. With `require_stable` (v7+,
+//! KIP-447) a partition whose offset waits for a transaction's marker answers
+//! UNSTABLE_OFFSET_COMMIT (retriable), so a consumer never starts from an offset that may
+//! still be aborted.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
@@ -10,6 +12,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
 use super::{blocking, sb, Ctx};
+use crate::errors::{code, KafkaError};
 use crate::group::CommittedOffset;
 
 pub const MIN_VERSION: i16 = 1;
@@ -20,18 +23,34 @@ const GROUPS_VERSION: i16 = 8;
 /// `committed_leader_epoch` from this version on.
 const LEADER_EPOCH_VERSION: i16 = 5;
 
-type Fetched = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+/// Per topic: (partition, its committed offset or an error).
+type Fetched = Vec<(String, Vec<(i32, Result<Option<CommittedOffset>, KafkaError>)>)>;
 
-async fn fetch(ctx: &Ctx, group: String, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+async fn fetch(ctx: &Ctx, group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Fetched {
     let coordinator = ctx.broker.groups().clone();
-    blocking(move || coordinator.fetch_offsets(&group, topics)).await
+    blocking(move || {
+        let unstable = if require_stable { coordinator.unstable_partitions(&group) } else { Default::default() };
+        coordinator
+            .fetch_offsets(&group, topics)
+            .into_iter()
+            .map(|(t, parts)| {
+                let parts = parts
+                    .into_iter()
+                    .map(|(p, o)| (p, if unstable.contains(&(t.clone(), p)) { Err(KafkaError::UnstableOffsetCommit) } else { Ok(o) }))
+                    .collect();
+                (t, parts)
+            })
+            .collect()
+    })
+    .await
 }
 
-/// (offset, leader epoch, metadata) as answered.
-fn fields(version: i16, o: Option<CommittedOffset>) -> (i64, i32, String) {
+/// (offset, leader epoch, metadata, error code) as answered.
+fn fields(version: i16, o: Result<Option<CommittedOffset>, KafkaError>) -> (i64, i32, String, i16) {
     match o {
-        Some(o) => (o.offset, if version >= LEADER_EPOCH_VERSION { o.leader_epoch } else { -1 }, o.metadata),
-        None => (-1, -1, String::new()),
+        Ok(Some(o)) => (o.offset, if version >= LEADER_EPOCH_VERSION { o.leader_epoch } else { -1 }, o.metadata, 0),
+        Ok(None) => (-1, -1, String::new(), 0),
+        Err(e) => (-1, -1, String::new(), code(e)),
     }
 }
 
@@ -42,6 +61,7 @@ fn response_topics<T, P>(
     version: i16,
     fetched: Fetched,
     part: impl Fn(i32, i64, i32, String) -> P,
+    error: impl Fn(P, i16) -> P,
     topic: impl Fn(TopicName, Vec<P>) -> T,
 ) -> Vec<T> {
     fetched
@@ -50,8 +70,8 @@ fn response_topics<T, P>(
             let parts = parts
                 .into_iter()
                 .map(|(p, o)| {
-                    let (offset, epoch, metadata) = fields(version, o);
-                    part(p, offset, epoch, metadata)
+                    let (offset, epoch, metadata, e) = fields(version, o);
+                    error(part(p, offset, epoch, metadata), e)
                 })
                 .collect();
             topic(TopicName(sb(t)), parts)
@@ -65,7 +85,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in req.groups {
             let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-            let fetched = fetch(ctx, g.group_id.0.to_string(), topics).await;
+            let fetched = fetch(ctx, g.group_id.0.to_string(), topics, req.require_stable).await;
             let topics = response_topics(
                 v,
                 fetched,
@@ -76,6 +96,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
                         .with_committed_leader_epoch(epoch)
                         .with_metadata(Some(sb(metadata)))
                 },
+                |p, e| p.with_error_code(e),
                 |name, parts| OffsetFetchResponseTopics::default().with_name(name).with_partitions(parts),
             );
             groups.push(OffsetFetchResponseGroup::default().with_group_id(GroupId(g.group_id.0)).with_topics(topics));
@@ -83,7 +104,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    let fetched = fetch(ctx, req.group_id.0.to_string(), topics).await;
+    let fetched = fetch(ctx, req.group_id.0.to_string(), topics, req.require_stable).await;
     let topics = response_topics(
         v,
         fetched,
@@ -94,6 +115,7 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
                 .with_committed_leader_epoch(epoch)
                 .with_metadata(Some(sb(metadata)))
         },
+        |p, e| p.with_error_code(e),
         |name, parts| OffsetFetchResponseTopic::default().with_name(name).with_partitions(parts),
     );
     OffsetFetchResponse::default().with_topics(topics)

@@ -23,6 +23,10 @@
 //! producer state as the batch is appended: a retried batch is answered with its original
 //! offset and not written again; a sequence gap is OUT_OF_ORDER_SEQUENCE_NUMBER, an old
 //! epoch INVALID_PRODUCER_EPOCH. Control batches from clients are INVALID_RECORD.
+//! Transactional batches are appended only while their producer's transaction is ongoing
+//! with this partition in it (the transaction coordinator verifies it, as KIP-890 has the
+//! leader do; else INVALID_TXN_STATE, or INVALID_PRODUCER_EPOCH for a fenced epoch), and
+//! never on the request's task (the check may wait for a transaction being completed).
 
 use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{
@@ -35,6 +39,7 @@ use runnel_storage::{ProducerError, StorageError};
 use super::{blocking, sb, Ctx};
 use crate::now_ms;
 use crate::partition::{NotServing, Partition, WaitError};
+use crate::state::Broker;
 use crate::topic_config::TopicSettings;
 use crate::errors::{code, KafkaError};
 
@@ -58,8 +63,10 @@ enum ProduceError {
     Storage(StorageError),
     /// A control batch (transaction marker) sent by a client.
     Control,
-    /// A transactional batch from a producer with no transaction open here.
-    NoTransaction,
+    /// A transactional batch the transaction coordinator refused.
+    Txn(KafkaError),
+    /// Transactional and other batches, or several producers, in one partition's data.
+    MixedTxn,
     /// Not the leader, or too few in-sync replicas (cluster mode).
     NotServing(NotServing),
     /// acks=all: appended, but the ISR shrank below `min.insync.replicas` before it had it.
@@ -80,7 +87,8 @@ fn error_code(e: &ProduceError) -> KafkaError {
         ProduceError::InvalidAcks(_) => KafkaError::InvalidRequiredAcks,
         ProduceError::TooLarge { .. } => KafkaError::MessageTooLarge,
         ProduceError::Control => KafkaError::InvalidRecord,
-        ProduceError::NoTransaction => KafkaError::InvalidTxnState,
+        ProduceError::Txn(e) => *e,
+        ProduceError::MixedTxn => KafkaError::InvalidRecord,
         ProduceError::NotServing(NotServing::NotEnoughReplicas) => KafkaError::NotEnoughReplicas,
         ProduceError::NotServing(NotServing::FencedEpoch) => KafkaError::FencedLeaderEpoch,
         ProduceError::NotServing(NotServing::UnknownEpoch) => KafkaError::UnknownLeaderEpoch,
@@ -110,7 +118,8 @@ fn message(e: &ProduceError) -> String {
         ProduceError::TooLarge { size, max } => format!("record batch of {size} bytes exceeds max.message.bytes ({max})"),
         ProduceError::Empty => "no record batches in the request".into(),
         ProduceError::Control => "clients may not write control batches".into(),
-        ProduceError::NoTransaction => "transactional batch outside a transaction".into(),
+        ProduceError::Txn(e) => format!("transactional batch refused: {e:?}"),
+        ProduceError::MixedTxn => "a transactional batch with other batches in one partition's data".into(),
         ProduceError::NotServing(NotServing::NotLeader { leader, .. }) => format!("this broker is not the partition's leader (the leader is {leader})"),
         ProduceError::NotServing(NotServing::NotEnoughReplicas) => "fewer in-sync replicas than min.insync.replicas".into(),
         ProduceError::NotServing(_) => "stale leader epoch".into(),
@@ -155,11 +164,11 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                     // high request rates). Large appends and appends that may fsync go to
                     // the blocking pool so they never stall this runtime worker.
                     let settings = part.settings();
-                    let appended = if runs_inline(&settings, records.len()) {
-                        append(&part, &settings, &records, epoch)
+                    let appended = if runs_inline(&settings, &records) {
+                        append(&ctx.broker, &part, &settings, &records, epoch)
                     } else {
-                        let p = part.clone();
-                        blocking(move || append(&p, &settings, &records, epoch)).await
+                        let (b, p) = (ctx.broker.clone(), part.clone());
+                        blocking(move || append(&b, &p, &settings, &records, epoch)).await
                     };
                     match appended {
                         Ok(a) if req.acks == -1 && epoch.is_some() => {
@@ -224,9 +233,11 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
 }
 
 /// Whether an append may run on the request's task: small, no fsync due (`flush.messages`
-/// never), and no decompression (a compacted topic's key check, a recompression).
-fn runs_inline(settings: &TopicSettings, len: usize) -> bool {
-    len < INLINE_APPEND_MAX
+/// never), no decompression (a compacted topic's key check, a recompression), and not
+/// transactional.
+fn runs_inline(settings: &TopicSettings, records: &[u8]) -> bool {
+    records.len() < INLINE_APPEND_MAX
+        && !batch::BatchHeader::parse(records).is_ok_and(|h| h.is_transactional())
         && settings.log.flush_messages == runnel_storage::LogConfig::default().flush_messages
         && settings.compression.is_none()
         && !settings.compact
@@ -234,7 +245,7 @@ fn runs_inline(settings: &TopicSettings, len: usize) -> bool {
 
 /// Validates all batches, then appends them in one write (on the request's task or a
 /// blocking thread, see `handle`), stamped with the leader's `epoch` in cluster mode.
-fn append(part: &Partition, settings: &TopicSettings, records: &[u8], epoch: Option<i32>) -> Result<Appended, ProduceError> {
+fn append(broker: &Broker, part: &Partition, settings: &TopicSettings, records: &[u8], epoch: Option<i32>) -> Result<Appended, ProduceError> {
     if records.is_empty() {
         return Err(ProduceError::Empty);
     }
@@ -243,6 +254,8 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8], epoch: Opt
     // Index of a record among all records of this partition's data (KIP-467 counts in
     // the batch; a v2 producer sends one batch per partition).
     let mut first_record = 0i32;
+    // The (producer id, epoch) of transactional data: every batch must share it.
+    let mut txn: Option<Option<(i64, i16)>> = None;
     for item in batch::batches(records) {
         let (_, range) = item.map_err(ProduceError::Batch)?;
         let size = range.len();
@@ -253,8 +266,9 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8], epoch: Opt
         if header.is_control() {
             return Err(ProduceError::Control);
         }
-        if header.is_transactional() {
-            return Err(ProduceError::NoTransaction);
+        let producer = header.is_transactional().then_some((header.producer_id, header.producer_epoch));
+        if *txn.get_or_insert(producer) != producer {
+            return Err(ProduceError::MixedTxn);
         }
         if !settings.log_append_time {
             check_timestamps(&header, settings, now)?;
@@ -279,10 +293,14 @@ fn append(part: &Partition, settings: &TopicSettings, records: &[u8], epoch: Opt
             batch::set_partition_leader_epoch(&mut buf[start..], epoch);
         }
     }
-    let (info, flush_due) = {
+    let mut write = || {
         let mut log = part.log();
         let info = log.append(&mut buf).map_err(ProduceError::Storage)?;
-        ((info, log.log_start_offset()), log.flush_due_by_count())
+        Ok(((info, log.log_start_offset()), log.flush_due_by_count()))
+    };
+    let (info, flush_due) = match txn.flatten() {
+        Some(producer) => broker.txns().with_verified_partition(producer, &part.topic, part.index, write).map_err(ProduceError::Txn)??,
+        None => write()?,
     };
     if flush_due {
         // `flush.messages` reached: durable before it is acknowledged, fsynced without
@@ -332,9 +350,9 @@ mod tests {
     #[test]
     fn small_appends_to_a_default_topic_run_inline() {
         let settings = TopicSettings::resolve(&Default::default(), &Default::default());
-        assert!(runs_inline(&settings, 1000));
-        assert!(!runs_inline(&settings, INLINE_APPEND_MAX));
+        assert!(runs_inline(&settings, &[0; 1000]));
+        assert!(!runs_inline(&settings, &vec![0; INLINE_APPEND_MAX]));
         let compact = [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect();
-        assert!(!runs_inline(&TopicSettings::resolve(&compact, &Default::default()), 1000));
+        assert!(!runs_inline(&TopicSettings::resolve(&compact, &Default::default()), &[0; 1000]));
     }
 }

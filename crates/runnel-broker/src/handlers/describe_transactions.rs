@@ -1,0 +1,39 @@
+//! DescribeTransactions (key 65) v0: the state of each named transactional id: its state
+//! (Kafka's names), producer id and epoch, timeout, start time and the partitions of its
+//! transaction. An unknown id is TRANSACTIONAL_ID_NOT_FOUND.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName};
+
+use super::{sb, Ctx};
+use crate::errors::{code, KafkaError};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 0;
+
+pub fn handle(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let states = req
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let s = TransactionState::default().with_transactional_id(id.clone()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+            let Some(m) = ctx.broker.txns().describe(&id.0) else {
+                return s.with_error_code(code(KafkaError::TransactionalIdNotFound));
+            };
+            let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for (t, p) in &m.partitions {
+                by_topic.entry(t.clone()).or_default().push(*p);
+            }
+            let topics = by_topic.into_iter().map(|(t, ps)| TopicData::default().with_topic(TopicName(sb(t))).with_partitions(ps)).collect();
+            s.with_transaction_state(sb(m.state.name()))
+                .with_transaction_timeout_ms(m.timeout_ms)
+                .with_transaction_start_time_ms(m.txn_start_timestamp)
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_producer_epoch(m.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}

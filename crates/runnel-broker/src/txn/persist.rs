@@ -1,0 +1,101 @@
+//! Transaction state as records of the internal compacted topic `__transaction_state`:
+//! the partition a transactional id lives in, how its record is keyed and encoded, how a
+//! change is appended (one uncompressed batch), and how the partitions are replayed at
+//! load (last record per key wins; a null value is a tombstone).
+//!
+//! Keys and values are JSON, like `__consumer_offsets`' here (not Kafka's binary schema):
+//! key `{"transaction":"<transactional id>"}`, value a [`TxnMeta`]. Never decides
+//! transaction semantics.
+
+use std::collections::HashMap;
+
+use runnel_protocol::batch::{self, encode_batch, NewRecord};
+use runnel_storage::StorageError;
+use serde::{Deserialize, Serialize};
+
+use super::state::TxnMeta;
+use crate::partition::Partition;
+
+/// The internal topic's name.
+pub const TXN_TOPIC: &str = "__transaction_state";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RecordKey {
+    Transaction(String),
+}
+
+/// The partition of `__transaction_state` that holds `transactional_id`: Kafka's
+/// `abs(transactionalId.hashCode) % partitions`, with Java's `String.hashCode`, so a
+/// transactional id lands where Kafka would put it.
+pub fn partition_for(transactional_id: &str, partitions: u32) -> i32 {
+    let h = transactional_id.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    ((h & 0x7fff_ffff) as u32 % partitions.max(1)) as i32
+}
+
+/// Appends the state of `transactional_id` (None: a tombstone) as one batch.
+pub fn append(part: &Partition, transactional_id: &str, meta: Option<&TxnMeta>, now: i64) -> Result<(), StorageError> {
+    let key = serde_json::to_vec(&RecordKey::Transaction(transactional_id.to_string())).expect("plain data");
+    let value = meta.map(|m| serde_json::to_vec(m).expect("plain data"));
+    let rec = NewRecord { timestamp: now, key: Some(&key), value: value.as_deref(), headers: &[] };
+    let mut buf = encode_batch(0, 0, &[rec]);
+    part.log().append(&mut buf)?;
+    part.on_append();
+    Ok(())
+}
+
+/// Reads one partition whole: the latest state of each transactional id in it.
+pub fn replay(part: &Partition) -> Result<HashMap<String, TxnMeta>, StorageError> {
+    let mut out = HashMap::new();
+    let (mut offset, end) = {
+        let log = part.log();
+        (log.log_start_offset(), log.log_end_offset())
+    };
+    while offset < end {
+        let bytes = part.log().read(offset, 1 << 20, true)?.read_to_vec()?;
+        if bytes.is_empty() {
+            break;
+        }
+        for item in batch::batches(&bytes) {
+            let (header, range) = item?;
+            offset = header.last_offset() + 1;
+            if header.is_control() {
+                continue;
+            }
+            let Ok(recs) = batch::records(&bytes[range]) else {
+                tracing::warn!(topic = TXN_TOPIC, base_offset = header.base_offset, "skipping unreadable batch");
+                continue;
+            };
+            for rec in recs.flatten() {
+                let Some(RecordKey::Transaction(id)) = rec.key.and_then(|k| serde_json::from_slice(k).ok()) else {
+                    tracing::warn!(topic = TXN_TOPIC, offset = rec.offset, "skipping record with an unknown key");
+                    continue;
+                };
+                match rec.value.map(serde_json::from_slice::<TxnMeta>) {
+                    Some(Ok(m)) => {
+                        out.insert(id, m);
+                    }
+                    None => {
+                        out.remove(&id);
+                    }
+                    Some(Err(e)) => tracing::warn!(topic = TXN_TOPIC, offset = rec.offset, error = %e, "skipping bad record"),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_follow_javas_string_hash() {
+        // Java: "my-txn".hashCode() = -1061187895 → abs & mask % 50.
+        let h: i32 = -1061187895;
+        assert_eq!(partition_for("my-txn", 50), ((h & 0x7fff_ffff) % 50) as i32);
+        assert_eq!(partition_for("", 50), 0);
+        assert!((0..50).contains(&partition_for("é€𝄞", 50)));
+    }
+}
