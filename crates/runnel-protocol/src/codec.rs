@@ -193,6 +193,12 @@ mod tests {
         (ApiKey::InitProducerId, 0, 5),
         (ApiKey::DescribeProducers, 0, 0),
         (ApiKey::OffsetForLeaderEpoch, 2, 4),
+        (ApiKey::AddPartitionsToTxn, 0, 5),
+        (ApiKey::AddOffsetsToTxn, 0, 4),
+        (ApiKey::EndTxn, 0, 4),
+        (ApiKey::TxnOffsetCommit, 0, 4),
+        (ApiKey::DescribeTransactions, 0, 0),
+        (ApiKey::ListTransactions, 0, 1),
     ];
 
     fn served(key: ApiKey, version: i16) -> bool {
@@ -318,6 +324,26 @@ mod tests {
             ApiKey::DescribeProducers => RequestKind::DescribeProducers(Default::default()),
             ApiKey::OffsetForLeaderEpoch => RequestKind::OffsetForLeaderEpoch(Default::default()),
             ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default().with_transaction_timeout_ms(60_000)),
+            // Transaction APIs: default bodies, with one topic and partition where they list some.
+            ApiKey::AddPartitionsToTxn => {
+                let t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(topic("t")).with_partitions(vec![0, 1]);
+                let r = if version >= 4 {
+                    let txn = add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default().with_topics(vec![t]);
+                    AddPartitionsToTxnRequest::default().with_transactions(vec![txn])
+                } else {
+                    AddPartitionsToTxnRequest::default().with_v3_and_below_topics(vec![t])
+                };
+                RequestKind::AddPartitionsToTxn(r)
+            }
+            ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(Default::default()),
+            ApiKey::EndTxn => RequestKind::EndTxn(Default::default()),
+            ApiKey::TxnOffsetCommit => {
+                let p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default().with_committed_offset(5);
+                let t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default().with_name(topic("t")).with_partitions(vec![p]);
+                RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default().with_topics(vec![t]))
+            }
+            ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(Default::default()),
+            ApiKey::ListTransactions => RequestKind::ListTransactions(Default::default()),
             other => panic!("no sample for {other:?}"),
         }
     }
