@@ -20,6 +20,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use runnel_controller::types::PartitionAssignment;
+use runnel_protocol::batch::BatchHeader;
 use runnel_storage::{LeaderEpochCache, PartitionLog, StorageError};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
@@ -343,6 +344,27 @@ impl Partition {
         let r = guard.as_ref()?;
         let leo = self.log().log_end_offset();
         Some((r.is_leader(), r.isr.len(), r.replicas.len(), r.follower_lag(leo)))
+    }
+
+    /// Reads the whole log, from its start to its end as of now, calling `f` with each
+    /// batch's header and bytes in offset order (the replay of an internal topic at load).
+    pub fn replay_batches(&self, mut f: impl FnMut(&BatchHeader, &[u8])) -> Result<(), StorageError> {
+        let (mut offset, end) = {
+            let log = self.log();
+            (log.log_start_offset(), log.log_end_offset())
+        };
+        while offset < end {
+            let bytes = self.log().read(offset, 1 << 20, true)?.read_to_vec()?;
+            if bytes.is_empty() {
+                break;
+            }
+            for item in runnel_protocol::batch::batches(&bytes) {
+                let (header, range) = item?;
+                offset = header.last_offset() + 1;
+                f(&header, &bytes[range]);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -159,81 +159,69 @@ pub fn replay(part: &Partition, now: Instant) -> Result<(HashMap<String, Group>,
     let mut metas: HashMap<String, GroupValue> = HashMap::new();
     let mut offsets: HashMap<String, HashMap<(String, i32), CommittedOffset>> = HashMap::new();
     let mut pending = PendingOffsets::new();
-    let (mut offset, end) = {
-        let log = part.log();
-        (log.log_start_offset(), log.log_end_offset())
-    };
     let mut records = 0u64;
-    while offset < end {
-        let bytes = part.log().read(offset, 1 << 20, true)?.read_to_vec()?;
-        if bytes.is_empty() {
-            break;
-        }
-        for item in batch::batches(&bytes) {
-            let (header, range) = item?;
-            offset = header.last_offset() + 1;
-            if header.is_control() {
-                let marker = batch::read_marker(&bytes[range]);
-                let decided = pending.remove(&header.producer_id).unwrap_or_default();
-                if marker.is_some_and(|m| m.control == batch::ControlType::Commit) {
-                    for ((group, topic, partition), o) in decided {
-                        offsets.entry(group).or_default().insert((topic, partition), o);
-                    }
+    part.replay_batches(|header, bytes| {
+        if header.is_control() {
+            let marker = batch::read_marker(bytes);
+            let decided = pending.remove(&header.producer_id).unwrap_or_default();
+            if marker.is_some_and(|m| m.control == batch::ControlType::Commit) {
+                for ((group, topic, partition), o) in decided {
+                    offsets.entry(group).or_default().insert((topic, partition), o);
                 }
-                continue;
             }
-            let txn = header.is_transactional().then_some(header.producer_id);
-            let recs = match batch::records(&bytes[range]) {
+            return;
+        }
+        let txn = header.is_transactional().then_some(header.producer_id);
+        let recs = match batch::records(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(topic = OFFSETS_TOPIC, base_offset = header.base_offset, error = %e, "skipping unreadable batch");
+                return;
+            }
+        };
+        for rec in recs {
+            let rec = match rec {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::warn!(topic = OFFSETS_TOPIC, base_offset = header.base_offset, error = %e, "skipping unreadable batch");
-                    continue;
+                    tracing::warn!(topic = OFFSETS_TOPIC, error = %e, "skipping unreadable record");
+                    break;
                 }
             };
-            for rec in recs {
-                let rec = match rec {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(topic = OFFSETS_TOPIC, error = %e, "skipping unreadable record");
-                        break;
+            records += 1;
+            let Some(key) = rec.key.and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {
+                tracing::warn!(topic = OFFSETS_TOPIC, offset = rec.offset, "skipping record with an unknown key");
+                continue;
+            };
+            match key {
+                RecordKey::Offset { group, topic, partition } if txn.is_some() => {
+                    if let Some(Ok(v)) = rec.value.map(serde_json::from_slice::<CommittedOffset>) {
+                        pending.entry(txn.unwrap_or(-1)).or_default().insert((group, topic, partition), v);
                     }
-                };
-                records += 1;
-                let Some(key) = rec.key.and_then(|k| serde_json::from_slice::<RecordKey>(k).ok()) else {
-                    tracing::warn!(topic = OFFSETS_TOPIC, offset = rec.offset, "skipping record with an unknown key");
-                    continue;
-                };
-                match key {
-                    RecordKey::Offset { group, topic, partition } if txn.is_some() => {
-                        if let Some(Ok(v)) = rec.value.map(serde_json::from_slice::<CommittedOffset>) {
-                            pending.entry(txn.unwrap_or(-1)).or_default().insert((group, topic, partition), v);
-                        }
-                    }
-                    RecordKey::Offset { group, topic, partition } => {
-                        let entry = offsets.entry(group).or_default();
-                        match rec.value.map(serde_json::from_slice::<CommittedOffset>) {
-                            Some(Ok(v)) => {
-                                entry.insert((topic, partition), v);
-                            }
-                            None => {
-                                entry.remove(&(topic, partition));
-                            }
-                            Some(Err(e)) => tracing::warn!(offset = rec.offset, error = %e, "skipping bad offset record"),
-                        }
-                    }
-                    RecordKey::Group { group } => match rec.value.map(serde_json::from_slice::<GroupValue>) {
+                }
+                RecordKey::Offset { group, topic, partition } => {
+                    let entry = offsets.entry(group).or_default();
+                    match rec.value.map(serde_json::from_slice::<CommittedOffset>) {
                         Some(Ok(v)) => {
-                            metas.insert(group, v);
+                            entry.insert((topic, partition), v);
                         }
                         None => {
-                            metas.remove(&group);
+                            entry.remove(&(topic, partition));
                         }
-                        Some(Err(e)) => tracing::warn!(offset = rec.offset, error = %e, "skipping bad group record"),
-                    },
+                        Some(Err(e)) => tracing::warn!(offset = rec.offset, error = %e, "skipping bad offset record"),
+                    }
                 }
+                RecordKey::Group { group } => match rec.value.map(serde_json::from_slice::<GroupValue>) {
+                    Some(Ok(v)) => {
+                        metas.insert(group, v);
+                    }
+                    None => {
+                        metas.remove(&group);
+                    }
+                    Some(Err(e)) => tracing::warn!(offset = rec.offset, error = %e, "skipping bad group record"),
+                },
             }
         }
-    }
+    })?;
     let mut groups = HashMap::new();
     let ids: std::collections::HashSet<String> =
         metas.keys().cloned().chain(offsets.iter().filter(|(_, o)| !o.is_empty()).map(|(g, _)| g.clone())).collect();

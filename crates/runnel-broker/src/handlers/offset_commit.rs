@@ -7,6 +7,8 @@
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
+use kafka_protocol::protocol::StrBytes;
+
 use super::{blocking, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::group::{now_ms, CommittedOffset, OffsetToCommit};
@@ -25,29 +27,15 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
     let now = now_ms();
     let max_metadata = ctx.broker.config.offset_metadata_max_bytes();
     let expire = (ctx.version <= LAST_RETENTION_VERSION && req.retention_time_ms >= 0).then(|| now.saturating_add(req.retention_time_ms));
-    // (topic slot, partition, pre-check error) in request order.
-    let mut slots: Vec<(usize, i32, Option<KafkaError>)> = Vec::new();
-    let mut to_commit = Vec::new();
+    let mut checked = Checked::default();
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::with_capacity(req.topics.len());
     for (slot, t) in req.topics.into_iter().enumerate() {
         let name = t.name.0.to_string();
         topics.push(OffsetCommitResponseTopic::default().with_name(t.name.clone()));
         for p in t.partitions {
-            let offset = CommittedOffset {
-                offset: p.committed_offset,
-                leader_epoch: if ctx.version >= LEADER_EPOCH_VERSION { p.committed_leader_epoch } else { -1 },
-                metadata: p.committed_metadata.map(|m| m.to_string()).unwrap_or_default(),
-                commit_timestamp: now,
-                expire_timestamp: expire,
-            };
-            let pre = match checked(ctx, &name, p.partition_index, offset, max_metadata) {
-                Ok(o) => {
-                    to_commit.push(o);
-                    None
-                }
-                Err(e) => Some(e),
-            };
-            slots.push((slot, p.partition_index, pre));
+            let epoch = if ctx.version >= LEADER_EPOCH_VERSION { p.committed_leader_epoch } else { -1 };
+            let offset = committed_offset(p.committed_offset, epoch, p.committed_metadata, now, expire);
+            checked.add(ctx, slot, &name, p.partition_index, offset, max_metadata);
         }
     }
     let group = req.group_id.0.to_string();
@@ -56,27 +44,46 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
     let generation = req.generation_id_or_member_epoch;
     let version = ctx.version;
     let coordinator = ctx.broker.groups().clone();
+    let to_commit = std::mem::take(&mut checked.to_commit);
     let verdict = blocking(move || coordinator.commit(&group, &member_id, instance_id.as_deref(), generation, version, to_commit)).await;
     if let Err(e) = verdict {
         tracing::debug!(client_id = %ctx.client_id, error = ?e, "OffsetCommit refused");
     }
-    for (slot, partition, pre) in slots {
-        let error = pre.or(verdict.err());
-        topics[slot]
-            .partitions
-            .push(OffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(error.map_or(0, code)));
+    for (slot, partition, error) in checked.answers(verdict) {
+        topics[slot].partitions.push(OffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(error));
     }
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// The per-partition checks of an offset commit (OffsetCommit, TxnOffsetCommit): the
-/// partition must exist and the metadata fit `offset.metadata.max.bytes`.
-pub(super) fn checked(ctx: &Ctx, topic: &str, partition: i32, offset: CommittedOffset, max_metadata: usize) -> Result<OffsetToCommit, KafkaError> {
-    if ctx.broker.partition(topic, partition).is_none() {
-        return Err(KafkaError::UnknownTopicOrPartition);
+/// The partitions of an offset commit (OffsetCommit, TxnOffsetCommit), checked one by one
+/// in request order: each must exist and its metadata fit `offset.metadata.max.bytes`.
+#[derive(Default)]
+pub(super) struct Checked {
+    /// (topic slot, partition, its own error) in request order.
+    slots: Vec<(usize, i32, Option<KafkaError>)>,
+    pub to_commit: Vec<OffsetToCommit>,
+}
+
+impl Checked {
+    pub fn add(&mut self, ctx: &Ctx, slot: usize, topic: &str, partition: i32, offset: CommittedOffset, max_metadata: usize) {
+        let error = if ctx.broker.partition(topic, partition).is_none() {
+            Some(KafkaError::UnknownTopicOrPartition)
+        } else if offset.metadata.len() > max_metadata {
+            Some(KafkaError::OffsetMetadataTooLarge)
+        } else {
+            self.to_commit.push(OffsetToCommit { topic: topic.to_string(), partition, offset });
+            None
+        };
+        self.slots.push((slot, partition, error));
     }
-    if offset.metadata.len() > max_metadata {
-        return Err(KafkaError::OffsetMetadataTooLarge);
+
+    /// (topic slot, partition, error code): a partition's own error, else the group's verdict.
+    pub fn answers(self, verdict: Result<(), KafkaError>) -> impl Iterator<Item = (usize, i32, i16)> {
+        self.slots.into_iter().map(move |(slot, p, pre)| (slot, p, pre.or(verdict.err()).map_or(0, code)))
     }
-    Ok(OffsetToCommit { topic: topic.to_string(), partition, offset })
+}
+
+/// A committed offset as a request states it, committed `now`.
+pub(super) fn committed_offset(offset: i64, leader_epoch: i32, metadata: Option<StrBytes>, now: i64, expire: Option<i64>) -> CommittedOffset {
+    CommittedOffset { offset, leader_epoch, metadata: metadata.map(|m| m.to_string()).unwrap_or_default(), commit_timestamp: now, expire_timestamp: expire }
 }

@@ -10,10 +10,9 @@
 use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use super::offset_commit::checked;
+use super::offset_commit::{committed_offset, Checked};
 use super::{blocking, Ctx};
-use crate::errors::{code, KafkaError};
-use crate::group::{now_ms, CommittedOffset, TxnCommitter};
+use crate::group::{now_ms, TxnCommitter};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 4;
@@ -26,27 +25,14 @@ const GROUP_METADATA_VERSION: i16 = 3;
 pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
     let now = now_ms();
     let max_metadata = ctx.broker.config.offset_metadata_max_bytes();
-    let mut slots: Vec<(usize, i32, Option<KafkaError>)> = Vec::new();
-    let mut to_commit = Vec::new();
+    let mut checked = Checked::default();
     let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::with_capacity(req.topics.len());
     for (slot, t) in req.topics.into_iter().enumerate() {
         topics.push(TxnOffsetCommitResponseTopic::default().with_name(t.name.clone()));
         for p in t.partitions {
-            let offset = CommittedOffset {
-                offset: p.committed_offset,
-                leader_epoch: if ctx.version >= LEADER_EPOCH_VERSION { p.committed_leader_epoch } else { -1 },
-                metadata: p.committed_metadata.map(|m| m.to_string()).unwrap_or_default(),
-                commit_timestamp: now,
-                expire_timestamp: None,
-            };
-            let pre = match checked(ctx, &t.name.0, p.partition_index, offset, max_metadata) {
-                Ok(o) => {
-                    to_commit.push(o);
-                    None
-                }
-                Err(e) => Some(e),
-            };
-            slots.push((slot, p.partition_index, pre));
+            let epoch = if ctx.version >= LEADER_EPOCH_VERSION { p.committed_leader_epoch } else { -1 };
+            let offset = committed_offset(p.committed_offset, epoch, p.committed_metadata, now, None);
+            checked.add(ctx, slot, &t.name.0, p.partition_index, offset, max_metadata);
         }
     }
     let with_group = ctx.version >= GROUP_METADATA_VERSION;
@@ -58,6 +44,7 @@ pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetCommitRe
     let generation = if with_group { req.generation_id } else { -1 };
     let b = ctx.broker.clone();
     let (id, group, producer) = (req.transactional_id.0.to_string(), req.group_id.0.to_string(), (req.producer_id.0, req.producer_epoch));
+    let to_commit = std::mem::take(&mut checked.to_commit);
     let verdict = blocking(move || {
         let who = TxnCommitter { producer_id: producer.0, producer_epoch: producer.1, member_id: &member_id, instance_id: instance_id.as_deref(), generation };
         b.txns().with_offsets_txn(&id, producer, || b.groups().commit_txn(&group, &who, to_commit))
@@ -66,11 +53,8 @@ pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetCommitRe
     if let Err(e) = verdict {
         tracing::debug!(client_id = %ctx.client_id, error = ?e, "TxnOffsetCommit refused");
     }
-    for (slot, partition, pre) in slots {
-        let error = pre.or(verdict.err());
-        topics[slot]
-            .partitions
-            .push(TxnOffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(error.map_or(0, code)));
+    for (slot, partition, error) in checked.answers(verdict) {
+        topics[slot].partitions.push(TxnOffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(error));
     }
     TxnOffsetCommitResponse::default().with_topics(topics)
 }

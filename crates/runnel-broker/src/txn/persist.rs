@@ -47,42 +47,30 @@ pub fn append(part: &Partition, transactional_id: &str, meta: Option<&TxnMeta>, 
 /// Reads one partition whole: the latest state of each transactional id in it.
 pub fn replay(part: &Partition) -> Result<HashMap<String, TxnMeta>, StorageError> {
     let mut out = HashMap::new();
-    let (mut offset, end) = {
-        let log = part.log();
-        (log.log_start_offset(), log.log_end_offset())
-    };
-    while offset < end {
-        let bytes = part.log().read(offset, 1 << 20, true)?.read_to_vec()?;
-        if bytes.is_empty() {
-            break;
+    part.replay_batches(|header, bytes| {
+        if header.is_control() {
+            return;
         }
-        for item in batch::batches(&bytes) {
-            let (header, range) = item?;
-            offset = header.last_offset() + 1;
-            if header.is_control() {
-                continue;
-            }
-            let Ok(recs) = batch::records(&bytes[range]) else {
-                tracing::warn!(topic = TXN_TOPIC, base_offset = header.base_offset, "skipping unreadable batch");
+        let Ok(recs) = batch::records(bytes) else {
+            tracing::warn!(topic = TXN_TOPIC, base_offset = header.base_offset, "skipping unreadable batch");
+            return;
+        };
+        for rec in recs.flatten() {
+            let Some(RecordKey::Transaction(id)) = rec.key.and_then(|k| serde_json::from_slice(k).ok()) else {
+                tracing::warn!(topic = TXN_TOPIC, offset = rec.offset, "skipping record with an unknown key");
                 continue;
             };
-            for rec in recs.flatten() {
-                let Some(RecordKey::Transaction(id)) = rec.key.and_then(|k| serde_json::from_slice(k).ok()) else {
-                    tracing::warn!(topic = TXN_TOPIC, offset = rec.offset, "skipping record with an unknown key");
-                    continue;
-                };
-                match rec.value.map(serde_json::from_slice::<TxnMeta>) {
-                    Some(Ok(m)) => {
-                        out.insert(id, m);
-                    }
-                    None => {
-                        out.remove(&id);
-                    }
-                    Some(Err(e)) => tracing::warn!(topic = TXN_TOPIC, offset = rec.offset, error = %e, "skipping bad record"),
+            match rec.value.map(serde_json::from_slice::<TxnMeta>) {
+                Some(Ok(m)) => {
+                    out.insert(id, m);
                 }
+                None => {
+                    out.remove(&id);
+                }
+                Some(Err(e)) => tracing::warn!(topic = TXN_TOPIC, offset = rec.offset, error = %e, "skipping bad record"),
             }
         }
-    }
+    })?;
     Ok(out)
 }
 
