@@ -109,10 +109,6 @@ impl TxnIndex {
         }
         Ok(())
     }
-
-    pub fn sync(&self) -> io::Result<()> {
-        self.file.as_ref().map_or(Ok(()), IndexFile::sync)
-    }
 }
 
 /// Compaction replaced segments `others` by the one at `base`: their index entries move
@@ -133,7 +129,8 @@ pub(crate) fn merge_into(dir: &Path, base: i64, others: &[i64]) -> io::Result<()
     all.sort_by_key(|e| e.last_offset);
     all.dedup_by_key(|e| e.last_offset);
     let tmp = target.with_extension("txnindex.tmp");
-    IndexFile::create(&tmp, all)?.sync()?;
+    IndexFile::create(&tmp, all)?;
+    fsio::sync_all(&std::fs::File::open(&tmp)?)?;
     fsio::rename(&tmp, &target)?;
     for p in paths {
         fsio::remove_file(&p)?;
