@@ -97,7 +97,12 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64)
         let mut value = [b'x'; SIZE];
         value[..8].copy_from_slice(&0u64.to_le_bytes());
         value[8] = 1;
-        producer.send::<[u8], [u8]>(BaseRecord::to(topic).payload(&value[..]).partition(0)).map_err(|(e, _)| e)?;
+        // Keyed when the run is (a compacted topic refuses a record without a key).
+        let mut primer = BaseRecord::to(topic).payload(&value[..]).partition(0);
+        if keys > 0 {
+            primer = primer.key(&b"primer"[..]);
+        }
+        producer.send::<[u8], [u8]>(primer).map_err(|(e, _)| e)?;
         producer.flush(Duration::from_secs(60))?;
         let primer_deadline = Instant::now() + Duration::from_secs(60);
         while !primed.load(Ordering::Relaxed) {
