@@ -35,8 +35,10 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Kafka Streams word count: a repartition topic (groupBy a new key), a state store backed by a
- * compacted changelog topic, at_least_once. The output equals the expected counts, and a
- * restart with the local state wiped restores the store from the changelog.
+ * compacted changelog topic, at_least_once and exactly_once_v2 (transactions: a transactional
+ * producer per thread, offsets committed in the transaction, read_committed consumers). The
+ * output equals the expected counts, and a restart with the local state wiped restores the
+ * store from the changelog.
  */
 class StreamsTest {
 
@@ -50,7 +52,7 @@ class StreamsTest {
     return m;
   }
 
-  static KafkaStreams start(String app, String in, String out, Path stateDir, AtomicLong restored) {
+  static KafkaStreams start(String app, String in, String out, Path stateDir, AtomicLong restored, String guarantee) {
     StreamsBuilder b = new StreamsBuilder();
     b.<String, String>stream(in)
         .flatMapValues(v -> Arrays.asList(v.split(" ")))
@@ -60,7 +62,7 @@ class StreamsTest {
         .to(out, Produced.with(Serdes.String(), Serdes.Long()));
     Properties p = Broker.props(
         StreamsConfig.APPLICATION_ID_CONFIG, app,
-        StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE,
+        StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee,
         StreamsConfig.STATE_DIR_CONFIG, stateDir.toString(),
         StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200,
         StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0,
@@ -101,6 +103,15 @@ class StreamsTest {
 
   @Test
   void wordCountWithRepartitionAndChangelogSurvivesRestart() throws Exception {
+    wordCount(StreamsConfig.AT_LEAST_ONCE);
+  }
+
+  @Test
+  void exactlyOnceV2WordCountSurvivesRestart() throws Exception {
+    wordCount(StreamsConfig.EXACTLY_ONCE_V2);
+  }
+
+  void wordCount(String guarantee) throws Exception {
     String app = Broker.uniqueName("wordcount");
     String in = app + "-in";
     String out = app + "-out";
@@ -109,11 +120,13 @@ class StreamsTest {
     Path state = Files.createTempDirectory("streams-state");
     Properties cp = ProducerConsumerTest.consumerProps();
     cp.put("value.deserializer", LongDeserializer.class.getName());
+    // Under exactly_once_v2 the output is written in transactions: read only committed ones.
+    cp.put("isolation.level", guarantee.equals(StreamsConfig.AT_LEAST_ONCE) ? "read_uncommitted" : "read_committed");
     try (KafkaConsumer<String, Long> c = new KafkaConsumer<>(cp)) {
       c.assign(List.of(new TopicPartition(out, 0)));
       AtomicLong restored = new AtomicLong();
       Map<String, Long> latest = new HashMap<>();
-      KafkaStreams s = start(app, in, out, state, restored);
+      KafkaStreams s = start(app, in, out, state, restored, guarantee);
       try {
         produce(in, FIRST);
         awaitCounts(c, latest, expected(FIRST));
@@ -137,7 +150,7 @@ class StreamsTest {
       // counts go on from where they were.
       Broker.deleteTree(state);
       Files.createDirectories(state);
-      s = start(app, in, out, state, restored);
+      s = start(app, in, out, state, restored, guarantee);
       try {
         produce(in, SECOND);
         awaitCounts(c, latest, expected(FIRST, SECOND));
