@@ -521,9 +521,11 @@ impl Bench {
         let label = format!("100 B at {} rec/s, acks=all, p=1, keyed, while compaction, retention and fsyncs run", report::thousands(rate));
         self.progress.begin(&format!("latency {label}"));
         let topic = "bench-latency-cleaning";
+        // Kafka 4 refuses segment.bytes below 1 MiB (KIP-1030): there segments are 1 MiB.
+        let segment_bytes = if self.kind == Kind::ApacheKafka { "1048576" } else { "262144" };
         let configs = [
             ("cleanup.policy", "compact,delete"),
-            ("segment.bytes", "262144"),
+            ("segment.bytes", segment_bytes),
             ("min.cleanable.dirty.ratio", "0.01"),
             ("retention.bytes", "4000000"),
             ("flush.messages", "1000"),
