@@ -13,7 +13,7 @@ mod common;
 mod tree;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Request, StrBytes};
 use runnel_protocol::batch::{encode_batch, NewRecord};
 
-use common::Broker;
+use common::{wire, Broker};
 use tree::{flatten, glob};
 
 const TOPIC: &str = "diff-orders";
@@ -87,30 +87,15 @@ impl Side {
         side
     }
 
+    /// One request and its decoded response, framed by the bad-input tests' wire helpers.
     fn call<Q: Request>(&mut self, version: i16, req: &Q) -> Q::Response {
         self.correlation += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(Q::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation)
-            .with_client_id(Some(sb("differential-test")))
-            .encode(&mut buf, Q::header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version).unwrap_or_else(|e| panic!("encode api {} v{version}: {e}", Q::KEY));
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        self.conn.write_all(&buf).expect("write request");
-        let mut len = [0u8; 4];
-        self.conn.read_exact(&mut len).unwrap_or_else(|e| panic!("{}: no response to api {}: {e}", self.name, Q::KEY));
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.conn.read_exact(&mut body).expect("read response");
-        let mut b = Bytes::from(body);
-        let h = ResponseHeader::decode(&mut b, Q::Response::header_version(version)).expect("response header");
-        assert_eq!(h.correlation_id, self.correlation, "{}: correlation id", self.name);
-        Q::Response::decode(&mut b, version)
-            .unwrap_or_else(|e| panic!("{}: decode api {} v{version} response: {e}", self.name, Q::KEY))
+        let key = ApiKey::try_from(Q::KEY).unwrap_or_else(|_| panic!("unknown api key {}", Q::KEY));
+        self.conn.write_all(&wire::request(key, version, self.correlation, req)).expect("write request");
+        let frame = wire::read_frame(&mut self.conn).unwrap_or_else(|e| panic!("{}: no response to {key:?}: {e}", self.name));
+        let (correlation, response) = wire::parse::<Q::Response>(key, version, frame);
+        assert_eq!(correlation, self.correlation, "{}: correlation id", self.name);
+        response
     }
 }
 
