@@ -5,13 +5,15 @@
 //! reports (success is known from `flush`). Consumers: explicit `assign()` at offset 0 (no
 //! group is joined), large fetches, `fetch.wait.max.ms=10`, a large prefetch queue.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext};
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -65,6 +67,34 @@ pub fn consumer_config(brokers: &str, extra: &[(&str, &str)]) -> ClientConfig {
     }
     c
 }
+
+/// `statistics.interval.ms` for clients that count their requests ([`RequestCount`]).
+pub const STATS_INTERVAL: (&str, &str) = ("statistics.interval.ms", "100");
+
+/// The requests a client has sent to the brokers (the sum of librdkafka's per-connection
+/// `tx` statistic), so that the broker's CPU time can be divided by the requests it served
+/// with a count that does not depend on the broker's own metrics. Needs [`STATS_INTERVAL`];
+/// the figure is as fresh as the last statistics callback (served by `poll`).
+#[derive(Default)]
+pub struct RequestCount(AtomicU64);
+
+impl RequestCount {
+    pub fn update(&self, s: &Statistics) {
+        self.0.store(s.brokers.values().map(|b| b.tx).sum(), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl ClientContext for RequestCount {
+    fn stats(&self, s: Statistics) {
+        self.update(&s);
+    }
+}
+
+impl ConsumerContext for RequestCount {}
 
 fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
     Ok(base(brokers).create()?)

@@ -4,7 +4,8 @@
 //! the first 8 bytes of the value), so a sender that falls behind shows up in the figures
 //! rather than hiding (no coordinated omission). The first second is warm-up and not
 //! counted. The producer uses `linger.ms=0` (a linger would add itself to every figure)
-//! and acks=all.
+//! and acks=all. Both clients also count the requests they send (librdkafka statistics),
+//! so that the broker's CPU time per request can be reported.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::clients;
+use crate::clients::{self, RequestCount, STATS_INTERVAL};
 use crate::throughput::Failures;
 
 const SIZE: usize = 100;
@@ -33,6 +34,8 @@ pub struct Latency {
     pub max: f64,
     /// The rate actually achieved by the sender (records/s).
     pub sent_rate: f64,
+    /// Requests the producer and the consumer sent during the run (from their statistics).
+    pub requests: u64,
 }
 
 /// Runs `rate` records/s for `duration` (plus the warm-up) against `topic` partition 0,
@@ -43,7 +46,8 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64)
     let expected = (total.as_secs_f64() * rate as f64) as u64;
     let base = Instant::now();
 
-    let consumer: BaseConsumer = clients::consumer_config(brokers, &[("fetch.wait.max.ms", "100")]).create()?;
+    let consumer: BaseConsumer<RequestCount> = clients::consumer_config(brokers, &[("fetch.wait.max.ms", "100"), STATS_INTERVAL])
+        .create_with_context(RequestCount::default())?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Offset(0))?;
     consumer.assign(&tpl)?;
@@ -53,7 +57,7 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64)
     // Set when the consumer has read its first record (the primer below).
     let primed = Arc::new(AtomicBool::new(false));
     let (stop_c, sent_c, primed_c) = (stop.clone(), sent_total.clone(), primed.clone());
-    let reader = std::thread::spawn(move || -> Result<Vec<u64>> {
+    let reader = std::thread::spawn(move || -> Result<(Vec<u64>, u64)> {
         let mut lat = Vec::with_capacity(expected as usize);
         let mut seen = 0u64;
         let deadline_after_stop = Duration::from_secs(15);
@@ -80,15 +84,18 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64)
                 None => {}
             }
         }
-        Ok(lat)
+        settle_stats(|| {
+            consumer.poll(Duration::from_millis(20));
+        });
+        Ok((lat, consumer.context().get()))
     });
 
-    let sender = || -> Result<(u64, f64)> {
+    let sender = || -> Result<(u64, f64, u64)> {
         let producer: BaseProducer<Failures> = clients::producer_config(
             brokers,
             "all",
             "none",
-            &[("linger.ms", "0"), ("sticky.partitioning.linger.ms", "0")],
+            &[("linger.ms", "0"), ("sticky.partitioning.linger.ms", "0"), STATS_INTERVAL],
         )
         .create_with_context(Failures::default())?;
         // Before the clock runs: one primer record (a warm-up one), acknowledged and read, so
@@ -152,17 +159,20 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64)
         let sent_secs = (base.elapsed() - t0).as_secs_f64();
         producer.flush(Duration::from_secs(60))?;
         producer.context().check()?;
+        settle_stats(|| {
+            producer.poll(Duration::from_millis(20));
+        });
         // The primer counts as sent: the reader waits for every record.
-        Ok((i + 1, sent_secs))
+        Ok((i + 1, sent_secs, producer.context().requests.get()))
     };
     let sent = sender();
     sent_total.store(sent.as_ref().map_or(0, |s| s.0), Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
-    let mut lat = match reader.join() {
+    let (mut lat, consumer_requests) = match reader.join() {
         Ok(r) => r?,
         Err(_) => bail!("latency consumer thread panicked"),
     };
-    let (sent, sent_secs) = sent?;
+    let (sent, sent_secs, producer_requests) = sent?;
     if lat.is_empty() {
         bail!("no latency samples");
     }
@@ -175,5 +185,15 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64)
         p999: pct(0.999),
         max: *lat.last().unwrap() as f64 / 1e6,
         sent_rate: (sent - 1) as f64 / sent_secs,
+        requests: producer_requests + consumer_requests,
     })
+}
+
+/// Polls for a little longer than the statistics interval, so that the request counts
+/// include the end of the run.
+fn settle_stats(mut poll: impl FnMut()) {
+    let until = Instant::now() + Duration::from_millis(250);
+    while Instant::now() < until {
+        poll();
+    }
 }

@@ -88,6 +88,13 @@ impl Row {
         parts.join(", ").replace(", met", ": met").replace(", MISSED", ": MISSED")
     }
 
+    /// The broker's CPU time divided by the requests the clients sent (latency rows).
+    fn broker_us_per_request(&self) -> Option<f64> {
+        let b = self.usage.and_then(|u| u.broker)?;
+        let l = self.latency.filter(|l| l.requests > 0)?;
+        Some(b.cpu_s * 1e6 / l.requests as f64)
+    }
+
     fn cells(&self) -> Vec<String> {
         let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         let broker = self.usage.and_then(|u| u.broker);
@@ -101,6 +108,7 @@ impl Row {
             opt(self.latency.map(|l| format!("{} / {} / {} / {}", ms(l.p50), ms(l.p99), ms(l.p999), ms(l.max)))),
             opt(self.result.clone()),
             opt(broker.map(|b| format!("{:.2}", b.cpu_s))),
+            opt(self.broker_us_per_request().map(|us| format!("{us:.0}"))),
             opt(self.usage.map(|u| format!("{:.2}", u.client_cpu_s))),
             opt(broker.map(|b| format!("{:.0}", b.rss as f64 / 1e6))),
             opt(broker.map(|b| format!("{:.0}", b.peak as f64 / 1e6))),
@@ -114,7 +122,7 @@ impl Row {
     }
 }
 
-const HEADERS: [&str; 14] = [
+const HEADERS: [&str; 15] = [
     "group",
     "case",
     "records/s",
@@ -124,6 +132,7 @@ const HEADERS: [&str; 14] = [
     "latency ms p50 / p99 / p99.9 / max",
     "result",
     "broker CPU s",
+    "broker µs/request",
     "client CPU s",
     "broker RSS MB",
     "broker peak MB",
@@ -132,7 +141,7 @@ const HEADERS: [&str; 14] = [
 ];
 
 /// Right-aligned columns (numbers).
-const RIGHT: [bool; 14] = [false, false, true, true, true, true, true, false, true, true, true, true, false, false];
+const RIGHT: [bool; 15] = [false, false, true, true, true, true, true, false, true, true, true, true, true, false, false];
 
 /// `1234567` → `1,234,567`.
 pub fn thousands(v: u64) -> String {
@@ -231,6 +240,9 @@ fn headline(r: &Row) -> String {
     }
     if let Some(b) = r.usage.and_then(|u| u.broker) {
         parts.push(format!("CPU {:.2} s, RSS {:.0} MB", b.cpu_s, b.rss as f64 / 1e6));
+    }
+    if let Some(us) = r.broker_us_per_request() {
+        parts.push(format!("{us:.0} µs/request"));
     }
     parts.join("; ")
 }

@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::clients::Payloads;
+use crate::clients::{Payloads, RequestCount};
 
 /// Records and payload bytes moved, and the seconds it took.
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,14 +35,20 @@ impl Throughput {
     }
 }
 
-/// Counts failed deliveries (success reports are turned off).
+/// Counts failed deliveries (success reports are turned off), and the requests sent where
+/// the producer has statistics on.
 #[derive(Default)]
 pub struct Failures {
     count: AtomicU64,
     first: Mutex<Option<String>>,
+    pub requests: RequestCount,
 }
 
-impl ClientContext for Failures {}
+impl ClientContext for Failures {
+    fn stats(&self, s: rdkafka::statistics::Statistics) {
+        self.requests.update(&s);
+    }
+}
 
 impl ProducerContext for Failures {
     type DeliveryOpaque = ();
