@@ -43,6 +43,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Session;
 use crate::handlers::{self, Ctx};
 use crate::limits::{BudgetShare, ConnectionSlot, Limits};
 use crate::metrics::{api_name, Metrics};
@@ -146,8 +147,10 @@ async fn process_loop(
     stop: &CancellationToken,
 ) {
     let _stop_reader = stop.clone().drop_guard();
+    // The connection's principal; authentication replaces it.
+    let session = Arc::new(Session::anonymous(peer));
     while let Some(frame) = frames.recv().await {
-        match handle(peer, shared, frame).await {
+        match handle(peer, &session, shared, frame).await {
             Handled::Respond(parts) => {
                 if out.send(parts).await.is_err() {
                     return;
@@ -169,7 +172,7 @@ enum Handled {
     Close,
 }
 
-async fn handle(peer: SocketAddr, shared: &Shared, frame: Frame) -> Handled {
+async fn handle(peer: SocketAddr, session: &Arc<Session>, shared: &Shared, frame: Frame) -> Handled {
     let metrics = &shared.metrics;
     match decode_request(frame.bytes.clone(), handlers::supported) {
         Ok(req) => {
@@ -179,6 +182,7 @@ async fn handle(peer: SocketAddr, shared: &Shared, frame: Frame) -> Handled {
                 version: req.header.request_api_version,
                 client_id: req.header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
                 peer,
+                session: session.clone(),
                 splices: Default::default(),
                 metrics: metrics.clone(),
             };
@@ -254,7 +258,7 @@ fn encode(ctx: &Ctx, api_key: ApiKey, version: i16, correlation_id: i32, body: &
     match encoded {
         Ok(parts) => Some(parts),
         Err(e) => {
-            tracing::error!(peer = %ctx.peer, client_id = %ctx.client_id, ?api_key, version, error = %e, "could not encode response");
+            tracing::error!(peer = %ctx.peer, principal = %ctx.session.principal, client_id = %ctx.client_id, ?api_key, version, error = %e, "could not encode response");
             None
         }
     }

@@ -5,6 +5,7 @@
 //! partition data belongs to `runnel-storage`, metadata records to `runnel-metadata`.
 
 mod admin;
+pub mod auth;
 mod cleaner;
 mod cluster;
 pub mod config;

@@ -91,6 +91,9 @@ pub struct Ctx {
     pub version: i16,
     pub client_id: String,
     pub peer: SocketAddr,
+    /// Who sent the request: the connection's authenticated principal, its listener and
+    /// security protocol, and the peer address (what ACLs and quotas are checked against).
+    pub session: Arc<crate::auth::Session>,
     /// Record sections the response leaves to the connection to send from files
     /// (Fetch's zero-copy path): placeholders in the encoded body, in order.
     pub splices: std::sync::Mutex<Vec<Splice>>,
