@@ -6,9 +6,8 @@
 //! here (open the partitions this broker hosts, apply configs, remove a deleted topic's
 //! data), exactly as for records this broker wrote itself.
 //!
-//! Partitions are not replicated yet: every partition has one replica, placed by the
-//! broker that creates it, round-robin over the live brokers. The assignment records
-//! (replicas, leader, leader epoch, ISR) are in the image for replication to build on.
+//! Partitions are placed by the broker that creates them, round-robin over the live
+//! brokers; their replicas follow the image's assignments (see `crate::replication`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,12 +102,6 @@ impl Cluster {
             Ok(Ok(_)) => Ok(()),
             _ => Err(StateError::Quorum(format!("record {offset} committed but not yet applied on this broker"))),
         }
-    }
-
-    /// Commits a topic change without waiting for the publisher (it is not running yet
-    /// while the broker opens).
-    pub fn propose_topic(&self, topic_id: Uuid, change: MetadataRecord, assignments: Vec<PartitionAssignment>) -> Result<(), StateError> {
-        self.propose(ControllerRecord::Topic { topic_id, change, assignments }).map(|_| ())
     }
 
     /// Waits until this broker's registration of this run is applied and it is live.
@@ -353,16 +346,19 @@ pub fn partition_view(b: &Broker, topic_id: &Uuid, p: i32) -> PartitionView {
     }
 }
 
-/// The group coordinator: the broker hosting `__consumer_offsets` partition 0 (this
-/// broker on a single node); None while that broker is fenced.
-pub fn group_coordinator(b: &Broker) -> Option<ListedBroker> {
+/// The coordinator of `group`: the leader of its `__consumer_offsets` partition (this
+/// broker on a single node). Err: COORDINATOR_NOT_AVAILABLE while the topic does not
+/// exist or that partition has no live leader.
+pub fn group_coordinator(b: &Broker, group: &str) -> Result<ListedBroker, crate::errors::KafkaError> {
     let Some(c) = b.cluster() else {
-        return Some(ListedBroker { id: b.config.node_id, host: b.advertised.0.clone(), port: b.advertised.1, rack: None });
+        return Ok(ListedBroker { id: b.config.node_id, host: b.advertised.0.clone(), port: b.advertised.1, rack: None });
     };
-    let topic = b.topic(crate::group::OFFSETS_TOPIC)?;
-    let (a, live) = c.assignment(&topic.topic_id, 0)?;
-    if !live {
-        return None;
+    let unavailable = crate::errors::KafkaError::CoordinatorNotAvailable;
+    let topic = b.topic(crate::group::OFFSETS_TOPIC).ok_or(unavailable)?;
+    let partition = crate::group::partition_for(group, topic.partitions as i32);
+    let (a, live) = c.assignment(&topic.topic_id, partition).ok_or(unavailable)?;
+    if !live || a.leader < 0 {
+        return Err(unavailable);
     }
-    listed_brokers(b).into_iter().find(|l| l.id == a.leader)
+    listed_brokers(b).into_iter().find(|l| l.id == a.leader).ok_or(unavailable)
 }

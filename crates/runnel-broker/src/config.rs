@@ -27,6 +27,9 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("offsets.retention.minutes", "10080", "Committed offsets of a group that has been empty this long are removed."),
     ("offsets.retention.check.interval.ms", "600000", "How often expired committed offsets are looked for."),
     ("offset.metadata.max.bytes", "4096", "Largest metadata string of a committed offset."),
+    ("offsets.topic.num.partitions", "50", "Partitions of __consumer_offsets when it is created (cluster mode, at the first FindCoordinator; a single node creates 1 unless this is set). A group is coordinated by the leader of partition hash(group) % partitions."),
+    ("offsets.topic.replication.factor", "3", "Replicas of each __consumer_offsets partition (cluster mode). Unset: 3, or the live brokers if fewer; set: creation waits until that many brokers are live."),
+    ("offsets.commit.timeout.ms", "5000", "Cluster mode: how long an offset commit (and any group write) waits for the in-sync replicas before it fails with COORDINATOR_NOT_AVAILABLE."),
     ("log.retention.check.interval.ms", "300000", "How often the cleaner applies retention (retention.ms, retention.bytes) to every partition."),
     ("log.cleaner.backoff.ms", "15000", "How often the cleaner looks for compacted partitions due for cleaning."),
     ("producer.id.expiration.ms", "86400000", "A partition forgets an idempotent producer that has not written for this long."),
@@ -156,7 +159,7 @@ impl BrokerConfig {
         let bad = |why: &str| ConfigError(format!("{name}={value}: {why}"));
         match name {
             "auto.create.topics.enable" => value.parse::<bool>().map(|_| ()).map_err(|_| bad("expected true or false")),
-            "num.partitions" | "default.replication.factor" => match value.parse::<i32>() {
+            "num.partitions" | "default.replication.factor" | "offsets.topic.replication.factor" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
             },
@@ -191,7 +194,8 @@ impl BrokerConfig {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
             },
-            "offsets.retention.minutes" | "offsets.retention.check.interval.ms" => match value.parse::<i32>() {
+            "offsets.retention.minutes" | "offsets.retention.check.interval.ms" | "offsets.topic.num.partitions"
+            | "offsets.commit.timeout.ms" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
             },
@@ -275,6 +279,21 @@ impl BrokerConfig {
 
     pub fn offsets_retention_check_interval_ms(&self) -> i64 {
         self.int_setting("offsets.retention.check.interval.ms", 600_000)
+    }
+
+    /// `offsets.topic.num.partitions`, and whether it was set.
+    pub fn offsets_topic_num_partitions(&self) -> (u32, bool) {
+        let n = self.int_setting("offsets.topic.num.partitions", 50).clamp(1, 100_000) as u32;
+        (n, self.settings.contains_key("offsets.topic.num.partitions"))
+    }
+
+    /// `offsets.topic.replication.factor` if it was set (else: min(3, live brokers)).
+    pub fn offsets_topic_replication_factor(&self) -> Option<usize> {
+        self.settings.contains_key("offsets.topic.replication.factor").then(|| self.int_setting("offsets.topic.replication.factor", 3).max(1) as usize)
+    }
+
+    pub fn offsets_commit_timeout_ms(&self) -> u64 {
+        self.int_setting("offsets.commit.timeout.ms", 5000).max(1) as u64
     }
 
     pub fn log_retention_check_interval_ms(&self) -> u64 {

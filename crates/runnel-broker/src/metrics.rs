@@ -269,7 +269,7 @@ fn register_groups(registry: &mut Registry, b: &Broker) {
     let lag = Family::<LagLabels, Gauge>::default();
     let coordinator = b.groups();
     for g in coordinator.list() {
-        for (topic, partitions) in coordinator.fetch_offsets(&g.group_id, None) {
+        for (topic, partitions) in coordinator.fetch_offsets(&g.group_id, None).unwrap_or_default() {
             for (p, committed) in partitions {
                 let (Some(c), Some(part)) = (committed, b.partition(&topic, p)) else { continue };
                 let value = (part.log().log_end_offset() - c.offset).max(0);

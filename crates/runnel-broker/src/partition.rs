@@ -145,6 +145,12 @@ impl Partition {
         }
     }
 
+    /// Whether the partition has replica state (cluster mode): writes then wait for the
+    /// in-sync replicas.
+    pub fn is_replicated(&self) -> bool {
+        self.replica().is_some()
+    }
+
     /// The high watermark: what consumers may read below (single node: the log end).
     pub fn high_watermark(&self) -> i64 {
         let leo = self.log().log_end_offset();

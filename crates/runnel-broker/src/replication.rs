@@ -6,6 +6,9 @@
 //! a follower that caught up joins (from the fetch path), one that lagged more than
 //! `replica.lag.time.max.ms` leaves ([`run_isr_checks`]). The controller commits or
 //! refuses them; the ISR changes here only when the committed record is published.
+//! Leading a `__consumer_offsets` partition makes this broker its groups' coordinator:
+//! the group coordinator loads the partition when it becomes leader and unloads it when
+//! it stops (Kafka's `onElection` / `onResignation`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::fetcher::{self, Target};
+use crate::group::OFFSETS_TOPIC;
 use crate::partition::Partition;
 use crate::replica::{IsrProposal, RoleChange};
 use crate::state::Broker;
@@ -60,6 +64,9 @@ pub fn reconcile(broker: &Arc<Broker>, c: &Cluster) {
     let me = broker.config.node_id;
     let hosted: Vec<(String, i32, PartitionAssignment)> = {
         let image = c.controller.image();
+        if let Some(t) = image.topics.topic(OFFSETS_TOPIC) {
+            broker.groups().set_partition_count(t.partitions as i32);
+        }
         image
             .topics
             .topics()
@@ -80,17 +87,39 @@ pub fn reconcile(broker: &Arc<Broker>, c: &Cluster) {
             RoleChange::None => {}
             RoleChange::BecameLeader => {
                 tracing::info!(topic = %name, partition = index, epoch = a.leader_epoch, isr = ?a.isr, "leading the partition");
-                c.fetchers.stop(&(name, index));
-            }
-            RoleChange::BecameFollower { leader } if leader < 0 => {
-                tracing::warn!(topic = %name, partition = index, epoch = a.leader_epoch, "the partition has no leader (its in-sync replicas are down)");
-                c.fetchers.stop(&(name, index));
+                c.fetchers.stop(&(name.clone(), index));
+                if name == OFFSETS_TOPIC {
+                    load_groups(broker, index, a.leader_epoch, part);
+                }
             }
             RoleChange::BecameFollower { leader } => {
-                c.fetchers.start(broker, part, Target { leader, leader_epoch: a.leader_epoch });
+                if name == OFFSETS_TOPIC {
+                    broker.groups().resign(index);
+                }
+                if leader < 0 {
+                    tracing::warn!(topic = %name, partition = index, epoch = a.leader_epoch, "the partition has no leader (its in-sync replicas are down)");
+                    c.fetchers.stop(&(name, index));
+                } else {
+                    c.fetchers.start(broker, part, Target { leader, leader_epoch: a.leader_epoch });
+                }
             }
         }
     }
+}
+
+/// This broker leads `__consumer_offsets` partition `index` from `epoch` on: its groups
+/// are loaded from the log on a blocking thread (requests for them meanwhile get
+/// COORDINATOR_LOAD_IN_PROGRESS), so the publisher is not held up.
+fn load_groups(broker: &Arc<Broker>, index: i32, epoch: i32, part: Arc<Partition>) {
+    let groups = broker.groups().clone();
+    if !groups.begin_load(index, epoch) {
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = groups.finish_load(index, epoch, part) {
+            tracing::error!(topic = OFFSETS_TOPIC, partition = index, error = %e, "could not load the groups of the partition");
+        }
+    });
 }
 
 /// Proposes a leader's ISR change to the controller (asynchronously). If it is refused

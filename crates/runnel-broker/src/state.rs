@@ -28,8 +28,9 @@ pub struct Broker {
     pub advertised: (String, i32),
     metadata: Metadata,
     partitions: RwLock<Partitions>,
-    /// The group coordinator; set once `__consumer_offsets` is open (in [`Broker::open`]).
-    groups: Option<Arc<Coordinator>>,
+    /// The group coordinator (single node: loaded in [`Broker::open`]; cluster mode: it
+    /// loads a `__consumer_offsets` partition when this broker becomes its leader).
+    groups: Arc<Coordinator>,
     /// The transaction coordinator (its topic is created at the first transactional request).
     txns: Arc<TxnCoordinator>,
     /// Producer ids this broker reserved and has not handed out yet: `[next, end)`.
@@ -65,7 +66,7 @@ pub enum StateError {
     Storage(#[from] runnel_storage::StorageError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
-    #[error("{OFFSETS_TOPIC}: partition 0 is missing")]
+    #[error("{OFFSETS_TOPIC}: a partition is missing")]
     NoOffsetsPartition,
     #[error("topic '{0}' already exists")]
     TopicExists(String),
@@ -110,13 +111,14 @@ impl Broker {
             }
         }
         let txns = Arc::new(TxnCoordinator::new(&config));
+        let groups = Arc::new(Coordinator::new(&config));
         let broker = Self {
             config,
             cluster_id,
             advertised,
             metadata: Metadata::Local(Mutex::new(metadata)),
             partitions: RwLock::new(partitions),
-            groups: None,
+            groups,
             txns,
             offline_at_open: offline,
             stray_dirs: sweep.stray,
@@ -124,11 +126,23 @@ impl Broker {
             producer_ids: Mutex::new((0, 0)),
         };
         if broker.topic(OFFSETS_TOPIC).is_none() {
-            broker.create_topic(OFFSETS_TOPIC, 1, offsets_topic_configs())?;
+            // One partition unless `offsets.topic.num.partitions` is set: a single broker
+            // coordinates every group either way.
+            let (n, set) = broker.config.offsets_topic_num_partitions();
+            broker.create_topic(OFFSETS_TOPIC, if set { n } else { 1 }, offsets_topic_configs())?;
             tracing::info!(topic = OFFSETS_TOPIC, "created the internal topic");
         }
-        let log = broker.partition(OFFSETS_TOPIC, 0).ok_or(StateError::NoOffsetsPartition)?;
-        broker.with_coordinator(log)
+        // This broker leads every partition: it coordinates every group.
+        let count = broker.topic(OFFSETS_TOPIC).map_or(0, |t| t.partitions as i32);
+        broker.groups.set_partition_count(count);
+        for p in 0..count {
+            let log = broker.partition(OFFSETS_TOPIC, p).ok_or(StateError::NoOffsetsPartition)?;
+            broker.groups.elect(p, 0, log)?;
+        }
+        // Offsets of a topic whose deletion a crash interrupted before they went.
+        broker.groups.remove_offsets_of_missing_topics(|t| broker.topic(t).is_some());
+        broker.txns.load_if_present(&broker)?;
+        Ok(broker)
     }
 
     /// Cluster mode: nothing is removed at start (the image may still be catching up);
@@ -137,24 +151,18 @@ impl Broker {
         c.register(&advertised, None);
         let cluster_id = c.agree_cluster_id(&ours)?;
         c.wait_registered();
-        if c.controller.image().topics.topic(OFFSETS_TOPIC).is_none() {
-            let topic_id = Uuid::new_v4();
-            let record = MetadataRecord::CreateTopic { name: OFFSETS_TOPIC.into(), topic_id, partitions: 1, configs: offsets_topic_configs() };
-            match c.propose_topic(topic_id, record, c.place(topic_id, 0, 1, 1)?) {
-                Ok(()) => tracing::info!(topic = OFFSETS_TOPIC, "created the internal topic"),
-                Err(StateError::TopicExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        // `__consumer_offsets` is created at the first FindCoordinator for a group (as in
+        // Kafka), when the brokers that will hold its replicas are up.
         let (hosted, offset) = c.hosted();
         let txns = Arc::new(TxnCoordinator::new(&config));
+        let groups = Arc::new(Coordinator::new(&config));
         let broker = Self {
             config,
             cluster_id,
             advertised,
             metadata: Metadata::Quorum(c.clone()),
             partitions: RwLock::new(HashMap::new()),
-            groups: None,
+            groups,
             txns,
             offline_at_open: HashMap::new(),
             stray_dirs: 0,
@@ -165,28 +173,31 @@ impl Broker {
             broker.open_partitions(&(name, *topic_id), parts.clone(), configs)?;
         }
         c.set_publish_from(offset);
-        // Groups are coordinated by the broker hosting `__consumer_offsets` partition 0;
-        // every broker keeps a local one so that its coordinator can start.
-        let log = match broker.partition(OFFSETS_TOPIC, 0) {
-            Some(log) => log,
-            None => {
-                let settings = TopicSettings::resolve(&offsets_topic_configs(), &broker.config.settings);
-                let topic_id = broker.topic(OFFSETS_TOPIC).map(|t| t.topic_id).ok_or(StateError::NoOffsetsPartition)?;
-                Arc::new(open_partition(&broker.config.data_dir, &(OFFSETS_TOPIC, topic_id), 0, &settings)?)
-            }
-        };
-        broker.with_coordinator(log)
+        // The group coordinator loads the `__consumer_offsets` partitions this broker
+        // leads once the publisher gives them their roles (`crate::replication`).
+        Ok(broker)
     }
 
-    fn with_coordinator(mut self, log: Arc<Partition>) -> Result<Self, StateError> {
-        let broker = &mut self;
-        broker.groups = Some(Arc::new(Coordinator::load(log, &broker.config)?));
-        // Offsets of a topic whose deletion a crash interrupted before they went.
-        broker.groups().remove_offsets_of_missing_topics(|t| broker.topic(t).is_some());
-        if self.cluster().is_none() {
-            self.txns.load_if_present(&self)?;
+    /// Cluster mode: creates `__consumer_offsets` if it does not exist yet (the first
+    /// FindCoordinator for a group, as in Kafka): `offsets.topic.num.partitions`
+    /// partitions of `offsets.topic.replication.factor` replicas (unset: 3, or the live
+    /// brokers if fewer). Blocking.
+    pub fn ensure_offsets_topic(&self) -> Result<(), StateError> {
+        let Some(c) = self.cluster() else { return Ok(()) };
+        if self.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
         }
-        Ok(self)
+        let live = c.live_brokers().len();
+        let rf = self.config.offsets_topic_replication_factor().unwrap_or_else(|| live.clamp(1, 3));
+        let (partitions, _) = self.config.offsets_topic_num_partitions();
+        match self.create_replicated_topic(OFFSETS_TOPIC, partitions, rf, offsets_topic_configs()) {
+            Ok(_) => {
+                tracing::info!(topic = OFFSETS_TOPIC, partitions, replication_factor = rf, "created the internal topic");
+                Ok(())
+            }
+            Err(StateError::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The cluster this broker belongs to (None: single node).
@@ -218,7 +229,7 @@ impl Broker {
 
     /// The group coordinator.
     pub fn groups(&self) -> &Arc<Coordinator> {
-        self.groups.as_ref().expect("the coordinator is set in Broker::open")
+        &self.groups
     }
 
     /// A producer id never handed out before, by any broker or before any restart: taken

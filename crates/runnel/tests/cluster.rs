@@ -5,8 +5,12 @@
 //! the controller; a killed broker is fenced, comes back and catches up; two of three
 //! down, nothing more is committed. Replication (`replication.rs`): RF 3 partitions, acks=all,
 //! identical replicas, a killed leader losing no acknowledged record, min.insync.replicas.
+//! Groups (`groups.rs`): a replicated `__consumer_offsets`, a group whose coordinator is
+//! killed carries on with the next one, its committed offsets intact.
 
 mod common;
+#[path = "cluster/groups.rs"]
+mod groups;
 #[path = "cluster/replication.rs"]
 mod replication;
 
@@ -30,6 +34,11 @@ struct Cluster {
 
 /// Three nodes started in the order `order` (node ids 1–3).
 fn start_cluster(order: [usize; 3]) -> Cluster {
+    start_cluster_with(order, "")
+}
+
+/// [`start_cluster`] with more broker settings (`name=value,…`).
+fn start_cluster_with(order: [usize; 3], settings: &str) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<u16> =
         (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
@@ -45,7 +54,7 @@ fn start_cluster(order: [usize; 3]) -> Cluster {
             "--controller-quorum".to_string(),
             quorum.clone(),
             "-o".to_string(),
-            "broker.session.timeout.ms=2000,broker.heartbeat.interval.ms=300".to_string(),
+            format!("broker.session.timeout.ms=2000,broker.heartbeat.interval.ms=300{}{settings}", if settings.is_empty() { "" } else { "," }),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         starting[i] = Some(Broker::spawn_in(&data, &args));

@@ -1,11 +1,14 @@
-//! The group coordinator (Kafka's classic group protocol). This broker coordinates every
-//! group. [`Coordinator`] owns the groups behind one lock, validates what is common to all
-//! requests (group id, session timeout range), writes every change to `__consumer_offsets`
-//! before it is visible, and runs the timers (sessions, join and sync phases, offset
-//! retention) from one background task.
+//! The group coordinator (Kafka's classic group protocol). A group is coordinated by the
+//! leader of its `__consumer_offsets` partition (`shards`: on a single node this broker
+//! leads them all). [`Coordinator`] owns the loaded partitions' groups, each partition's
+//! behind its own lock, validates what is common to all requests (group id, session
+//! timeout range), writes every change to `__consumer_offsets` before it is visible
+//! (offsets once the in-sync replicas have them), and runs the timers (sessions, join and
+//! sync phases, offset retention) from one background task.
 //!
 //! Submodules: `state` (a group's state machine), `member`, `offsets` (committed offsets
-//! and their expiry), `persist` (records in `__consumer_offsets`, replay), and
+//! and their expiry), `persist` (records in `__consumer_offsets`, replay), `shards`
+//! (which partitions this broker coordinates: load, unload, acks=all writes), and
 //! `consumer_protocol` (reading a consumer subscription's topics).
 //!
 //! Its methods block (they append to a log): handlers call them on a blocking thread.
@@ -15,11 +18,13 @@ mod consumer_protocol;
 mod member;
 mod offsets;
 mod persist;
+mod shards;
 mod state;
 mod txn_offsets;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicI32;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -29,12 +34,13 @@ use tokio_util::sync::CancellationToken;
 pub use member::{JoinResult, SyncResult};
 pub use offsets::CommittedOffset;
 pub use persist::OFFSETS_TOPIC;
+pub use shards::partition_for;
 pub use state::{GroupState, JoinRequest, Outcome};
 pub use txn_offsets::TxnCommitter;
 
 use crate::errors::KafkaError;
-use crate::partition::Partition;
 use crate::BrokerConfig;
+use shards::{Shard, Slot};
 use state::Group;
 
 /// Whether `name` is an internal topic the broker owns (Kafka's `Topic.isInternal`):
@@ -53,6 +59,8 @@ struct Settings {
     initial_delay_ms: i32,
     retention_ms: i64,
     retention_check: Duration,
+    /// `offsets.commit.timeout.ms`.
+    commit_timeout: Duration,
 }
 
 /// A group as DescribeGroups shows it.
@@ -93,53 +101,59 @@ pub struct OffsetToCommit {
 }
 
 pub struct Coordinator {
-    groups: Mutex<HashMap<String, Group>>,
-    log: Arc<Partition>,
+    /// The `__consumer_offsets` partitions this broker coordinates, by index.
+    shards: RwLock<HashMap<i32, Slot>>,
+    /// How many partitions `__consumer_offsets` has (0: not created yet).
+    partition_count: AtomicI32,
     settings: Settings,
     /// Wakes the timer task when deadlines may have moved.
     timer: Notify,
-    /// Offsets committed in transactions not decided yet (see `txn_offsets`).
-    pending: Mutex<persist::PendingOffsets>,
 }
 
 impl Coordinator {
-    /// Replays `__consumer_offsets` (partition `log`) into groups.
-    pub fn load(log: Arc<Partition>, config: &BrokerConfig) -> Result<Self, runnel_storage::StorageError> {
-        let (groups, pending) = persist::replay(&log, Instant::now())?;
-        Ok(Coordinator {
-            groups: Mutex::new(groups),
-            log,
+    /// A coordinator with no partition loaded yet (see [`elect`](Self::elect)).
+    pub fn new(config: &BrokerConfig) -> Self {
+        Coordinator {
+            shards: RwLock::default(),
+            partition_count: AtomicI32::new(0),
             settings: Settings {
                 min_session_ms: config.group_min_session_timeout_ms(),
                 max_session_ms: config.group_max_session_timeout_ms(),
                 initial_delay_ms: config.group_initial_rebalance_delay_ms(),
                 retention_ms: config.offsets_retention_ms(),
                 retention_check: Duration::from_millis(config.offsets_retention_check_interval_ms().max(1) as u64),
+                commit_timeout: Duration::from_millis(config.offsets_commit_timeout_ms()),
             },
             timer: Notify::new(),
-            pending: Mutex::new(pending),
-        })
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
-        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    /// A coordinator of a one-partition `__consumer_offsets` (`log`), replayed now.
+    #[cfg(test)]
+    pub fn load(log: Arc<crate::partition::Partition>, config: &BrokerConfig) -> Result<Self, runnel_storage::StorageError> {
+        let c = Self::new(config);
+        c.set_partition_count(1);
+        c.elect(0, 0, log)?;
+        Ok(c)
     }
 
     /// Writes the group's record if it changed (and drops a Dead group). Call with the
-    /// lock held, after every change. Request paths then [`kick`](Self::kick) the timer.
-    /// Members waiting in SyncGroup are answered only now, after the write.
-    fn settle(&self, groups: &mut HashMap<String, Group>, id: &str) {
+    /// shard's lock held, after every change. Request paths then [`kick`](Self::kick) the
+    /// timer. Members waiting in SyncGroup are answered only now, after the write (their
+    /// handlers then wait for it to be replicated).
+    fn settle(&self, shard: &Shard, groups: &mut HashMap<String, Group>, id: &str) {
         let Some(g) = groups.get_mut(id) else { return };
-        let mut written = Ok(());
+        let mut written = Ok(None);
         if g.dirty {
             g.dirty = false;
-            written = persist::append(&self.log, &[persist::group_record(g)]);
+            written = shard.write(&[persist::group_record(g)]);
             if let Err(e) = &written {
-                tracing::error!(group = %id, error = %e, "could not write the group record");
+                tracing::warn!(group = %id, error = ?e, "could not write the group record");
             }
         }
-        // Kafka maps a failed write of the group to COORDINATOR_NOT_AVAILABLE (retriable).
-        g.answer_sync(written.err().map(|_| KafkaError::CoordinatorNotAvailable), Instant::now());
+        // Kafka maps a failed write of the group to COORDINATOR_NOT_AVAILABLE (retriable),
+        // or NOT_COORDINATOR once it no longer leads.
+        g.answer_sync(written.err(), Instant::now());
         if g.state == GroupState::Dead {
             groups.remove(id);
         }
@@ -158,7 +172,11 @@ impl Coordinator {
         if r.session_timeout_ms < self.settings.min_session_ms || r.session_timeout_ms > self.settings.max_session_ms {
             return fail(KafkaError::InvalidSessionTimeout);
         }
-        let mut groups = self.lock();
+        let shard = match self.shard(group_id) {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        let mut groups = shard.lock();
         if !groups.contains_key(group_id) {
             if !r.member_id.is_empty() {
                 return fail(KafkaError::UnknownMemberId);
@@ -167,7 +185,7 @@ impl Coordinator {
         }
         let g = groups.get_mut(group_id).expect("group");
         let outcome = g.join(r, Instant::now(), self.settings.initial_delay_ms);
-        self.settle(&mut groups, group_id);
+        self.settle(&shard, &mut groups, group_id);
         self.kick();
         outcome
     }
@@ -186,24 +204,38 @@ impl Coordinator {
         if group_id.is_empty() {
             return Outcome::Now(SyncResult::error(KafkaError::InvalidGroupId));
         }
-        let mut groups = self.lock();
+        let shard = match self.shard(group_id) {
+            Ok(s) => s,
+            Err(e) => return Outcome::Now(SyncResult::error(e)),
+        };
+        let mut groups = shard.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return Outcome::Now(SyncResult::error(KafkaError::UnknownMemberId));
         };
         let outcome = g.sync(member_id, instance_id, generation, protocol_type, protocol_name, assignments, Instant::now());
-        self.settle(&mut groups, group_id);
+        self.settle(&shard, &mut groups, group_id);
         self.kick();
         outcome
+    }
+
+    /// After a successful SyncGroup: waits until the group's record (and everything the
+    /// partition holds before it) is on the in-sync replicas.
+    pub fn sync_durable(&self, group_id: &str) -> Option<KafkaError> {
+        self.shard(group_id).and_then(|s| s.await_all_replicated()).err()
     }
 
     pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Option<KafkaError> {
         if group_id.is_empty() {
             return Some(KafkaError::InvalidGroupId);
         }
-        let mut groups = self.lock();
+        let shard = match self.shard(group_id) {
+            Ok(s) => s,
+            Err(e) => return Some(e),
+        };
+        let mut groups = shard.lock();
         let Some(g) = groups.get_mut(group_id) else { return Some(KafkaError::UnknownMemberId) };
         let e = g.heartbeat(member_id, instance_id, generation, Instant::now());
-        self.settle(&mut groups, group_id);
+        self.settle(&shard, &mut groups, group_id);
         e
     }
 
@@ -213,7 +245,8 @@ impl Coordinator {
         if group_id.is_empty() {
             return Err(KafkaError::InvalidGroupId);
         }
-        let mut groups = self.lock();
+        let shard = self.shard(group_id)?;
+        let mut groups = shard.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return Ok(members.iter().map(|_| Some(KafkaError::UnknownMemberId)).collect());
         };
@@ -222,13 +255,14 @@ impl Coordinator {
         }
         let now = Instant::now();
         let errors = members.iter().map(|(m, i)| g.leave(m, i.as_deref(), now, self.settings.initial_delay_ms)).collect();
-        self.settle(&mut groups, group_id);
+        self.settle(&shard, &mut groups, group_id);
         self.kick();
         Ok(errors)
     }
 
     /// Commits offsets (already checked per partition by the handler). A simple commit
-    /// (generation < 0, no member) creates the group if it does not exist.
+    /// (generation < 0, no member) creates the group if it does not exist. Answered (and
+    /// visible to OffsetFetch) once the in-sync replicas have the offsets.
     pub fn commit(
         &self,
         group_id: &str,
@@ -241,7 +275,8 @@ impl Coordinator {
         if group_id.is_empty() {
             return Err(KafkaError::InvalidGroupId);
         }
-        let mut groups = self.lock();
+        let shard = self.shard(group_id)?;
+        let mut groups = shard.lock();
         if !groups.contains_key(group_id) {
             if generation >= 0 {
                 // Kafka: GROUP_ID_NOT_FOUND from v9 on, ILLEGAL_GENERATION before.
@@ -258,12 +293,16 @@ impl Coordinator {
         }
         let records: Vec<_> =
             offsets.iter().map(|o| persist::offset_record(group_id, &o.topic, o.partition, Some(&o.offset))).collect();
-        if let Err(e) = persist::append(&self.log, &records) {
-            tracing::error!(group = %group_id, error = %e, "could not write committed offsets");
-            return Err(KafkaError::CoordinatorNotAvailable);
-        }
+        let written = shard.write(&records)?;
+        drop(groups);
+        // Kafka's pending offset commits: visible once replicated. Concurrent commits of
+        // one partition are applied in log order, whichever wait ends first.
+        shard.await_replicated(written)?;
+        let at = written.unwrap_or(-1);
+        let mut groups = shard.lock();
+        let g = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string(), now_ms()));
         for o in offsets {
-            g.offsets.put(o.topic, o.partition, o.offset);
+            g.offsets.put_written(o.topic, o.partition, o.offset, at);
         }
         Ok(())
     }
@@ -275,10 +314,11 @@ impl Coordinator {
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
-    ) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
-        let groups = self.lock();
+    ) -> Result<Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>, KafkaError> {
+        let shard = self.shard(group_id)?;
+        let groups = shard.lock();
         let g = groups.get(group_id);
-        match topics {
+        Ok(match topics {
             Some(topics) => topics
                 .into_iter()
                 .map(|(t, ps)| {
@@ -298,15 +338,17 @@ impl Coordinator {
                 }
                 out
             }
-        }
+        })
     }
 
-    pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
-        let groups = self.lock();
-        let g = groups.get(group_id)?;
+    /// A group as DescribeGroups shows it (None: no such group here).
+    pub fn describe(&self, group_id: &str) -> Result<Option<GroupSummary>, KafkaError> {
+        let shard = self.shard(group_id)?;
+        let groups = shard.lock();
+        let Some(g) = groups.get(group_id) else { return Ok(None) };
         let stable = g.state == GroupState::Stable;
         let protocol = if stable { g.protocol.clone().unwrap_or_default() } else { String::new() };
-        Some(GroupSummary {
+        Ok(Some(GroupSummary {
             state: g.state,
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             protocol: protocol.clone(),
@@ -322,20 +364,20 @@ impl Coordinator {
                     assignment: if stable { m.assignment.clone() } else { Default::default() },
                 })
                 .collect(),
-        })
+        }))
     }
 
+    /// The groups this broker coordinates (Kafka's ListGroups answers per broker).
     pub fn list(&self) -> Vec<ListedGroup> {
-        let groups = self.lock();
-        let mut out: Vec<ListedGroup> = groups
-            .values()
-            .filter(|g| g.state != GroupState::Dead)
-            .map(|g| ListedGroup {
+        let mut out: Vec<ListedGroup> = Vec::new();
+        for shard in self.loaded() {
+            let groups = shard.lock();
+            out.extend(groups.values().filter(|g| g.state != GroupState::Dead).map(|g| ListedGroup {
                 group_id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_default(),
                 state: g.state,
-            })
-            .collect();
+            }));
+        }
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         out
     }
@@ -345,7 +387,11 @@ impl Coordinator {
         if group_id.is_empty() {
             return Some(KafkaError::InvalidGroupId);
         }
-        let mut groups = self.lock();
+        let shard = match self.shard(group_id) {
+            Ok(s) => s,
+            Err(e) => return Some(e),
+        };
+        let mut groups = shard.lock();
         let Some(g) = groups.get_mut(group_id) else { return Some(KafkaError::GroupIdNotFound) };
         match g.state {
             GroupState::Dead => return Some(KafkaError::GroupIdNotFound),
@@ -354,14 +400,15 @@ impl Coordinator {
         }
         let mut records: Vec<_> = g.offsets.iter().map(|((t, p), _)| persist::offset_record(group_id, t, *p, None)).collect();
         records.push(persist::group_tombstone(group_id));
-        if let Err(e) = persist::append(&self.log, &records) {
-            tracing::error!(group = %group_id, error = %e, "could not write group deletion");
-            return Some(KafkaError::CoordinatorNotAvailable);
-        }
+        let written = match shard.write(&records) {
+            Ok(w) => w,
+            Err(e) => return Some(e),
+        };
         g.mark_dead();
         tracing::info!(group = %group_id, "group deleted");
         groups.remove(group_id);
-        None
+        drop(groups);
+        shard.await_replicated(written).err()
     }
 
     /// OffsetDelete: removes committed offsets unless a live consumer group subscribes to
@@ -375,7 +422,8 @@ impl Coordinator {
         if group_id.is_empty() {
             return Err(KafkaError::InvalidGroupId);
         }
-        let mut groups = self.lock();
+        let shard = self.shard(group_id)?;
+        let mut groups = shard.lock();
         let Some(g) = groups.get_mut(group_id) else { return Err(KafkaError::GroupIdNotFound) };
         if g.state == GroupState::Dead {
             return Err(KafkaError::GroupIdNotFound);
@@ -403,15 +451,14 @@ impl Coordinator {
             }
             results.push((t, p, None));
         }
-        if let Err(e) = persist::append(&self.log, &records) {
-            tracing::error!(group = %group_id, error = %e, "could not write offset deletion");
-            return Err(KafkaError::CoordinatorNotAvailable);
-        }
+        let written = shard.write(&records)?;
         for (t, p, e) in &results {
             if e.is_none() {
                 g.offsets.remove(t, *p);
             }
         }
+        drop(groups);
+        shard.await_replicated(written)?;
         Ok(results)
     }
 
@@ -429,12 +476,16 @@ impl Coordinator {
     }
 
     fn remove_offsets_where(&self, doomed: impl Fn(&str) -> bool, why: &str) -> usize {
-        let mut groups = self.lock();
+        self.loaded().iter().map(|shard| self.remove_offsets_in(shard, &doomed, why)).sum()
+    }
+
+    fn remove_offsets_in(&self, shard: &Shard, doomed: &impl Fn(&str) -> bool, why: &str) -> usize {
+        let mut groups = shard.lock();
         let ids: Vec<String> = groups.keys().cloned().collect();
         let mut removed = 0;
         for id in ids {
             let g = groups.get_mut(&id).expect("group");
-            let gone = g.offsets.partitions_where(&doomed);
+            let gone = g.offsets.partitions_where(doomed);
             if gone.is_empty() {
                 continue;
             }
@@ -443,8 +494,8 @@ impl Coordinator {
             if emptied {
                 records.push(persist::group_tombstone(&id));
             }
-            if let Err(e) = persist::append(&self.log, &records) {
-                tracing::error!(group = %id, error = %e, "could not write the removal of committed offsets");
+            if let Err(e) = shard.write(&records) {
+                tracing::warn!(group = %id, error = ?e, "could not write the removal of committed offsets");
                 continue;
             }
             for (t, p) in &gone {
@@ -460,21 +511,23 @@ impl Coordinator {
         removed
     }
 
-    /// Runs every due timer; returns when to run again.
+    /// Runs every due timer of every loaded partition; returns when to run again.
     fn tick(&self) -> Option<Instant> {
         let now = Instant::now();
-        let mut groups = self.lock();
-        let ids: Vec<String> = groups.keys().cloned().collect();
         let mut next: Option<Instant> = None;
-        for id in ids {
-            if let Some(g) = groups.get_mut(&id) {
-                if g.next_deadline().is_some_and(|d| d <= now) {
-                    g.tick(now, self.settings.initial_delay_ms);
+        for shard in self.loaded() {
+            let mut groups = shard.lock();
+            let ids: Vec<String> = groups.keys().cloned().collect();
+            for id in ids {
+                if let Some(g) = groups.get_mut(&id) {
+                    if g.next_deadline().is_some_and(|d| d <= now) {
+                        g.tick(now, self.settings.initial_delay_ms);
+                    }
                 }
-            }
-            self.settle(&mut groups, &id);
-            if let Some(d) = groups.get(&id).and_then(Group::next_deadline) {
-                next = Some(next.map_or(d, |n| n.min(d)));
+                self.settle(&shard, &mut groups, &id);
+                if let Some(d) = groups.get(&id).and_then(Group::next_deadline) {
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
             }
         }
         next
@@ -487,8 +540,14 @@ impl Coordinator {
     /// after its commit. Groups in other states keep theirs. A group left Empty with no
     /// offsets is removed too.
     fn expire_offsets(&self) {
+        for shard in self.loaded() {
+            self.expire_offsets_in(&shard);
+        }
+    }
+
+    fn expire_offsets_in(&self, shard: &Shard) {
         let now = now_ms();
-        let mut groups = self.lock();
+        let mut groups = shard.lock();
         let ids: Vec<String> = groups.keys().cloned().collect();
         for id in ids {
             let g = groups.get_mut(&id).expect("group");
@@ -509,8 +568,8 @@ impl Coordinator {
             if records.is_empty() {
                 continue;
             }
-            if let Err(e) = persist::append(&self.log, &records) {
-                tracing::error!(group = %id, error = %e, "could not write expired offsets");
+            if let Err(e) = shard.write(&records) {
+                tracing::warn!(group = %id, error = ?e, "could not write expired offsets");
                 continue;
             }
             for (t, p) in &expired {
@@ -559,6 +618,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::partition::Partition;
     use crate::topic_config::TopicSettings;
 
     fn open_log(dir: &std::path::Path) -> Arc<Partition> {
@@ -597,7 +657,7 @@ mod tests {
             panic!("sync answered at once")
         };
         assert!(rx.try_recv().unwrap().error.is_none());
-        assert_eq!(c.describe(group).unwrap().state, GroupState::Stable);
+        assert_eq!(c.describe(group).unwrap().unwrap().state, GroupState::Stable);
         (j.member_id, j.generation)
     }
 
@@ -611,6 +671,7 @@ mod tests {
 
     fn committed(c: &Coordinator, group: &str) -> Vec<(String, i32, i64)> {
         c.fetch_offsets(group, None)
+            .unwrap()
             .into_iter()
             .flat_map(|(t, ps)| ps.into_iter().map(move |(p, o)| (t.clone(), p, o.unwrap().offset)))
             .collect()
@@ -658,7 +719,7 @@ mod tests {
         let Outcome::Wait(mut leader_rx) = t.join().unwrap() else { panic!() };
         assert_eq!(leader_rx.try_recv().unwrap().assignment, Bytes::from_static(b"x"));
         assert!(follower_rx.try_recv().unwrap().error.is_none());
-        assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
+        assert_eq!(c.describe("g").unwrap().unwrap().state, GroupState::Stable);
     }
 
     #[test]
@@ -674,7 +735,7 @@ mod tests {
         // KIP-211: the subscribed topic's old offset stays; of the others only the old one goes.
         let want = vec![("gone".to_string(), 1, 3), ("sub".to_string(), 0, 1)];
         assert_eq!(committed(&c, "g"), want);
-        assert_eq!(c.describe("g").unwrap().state, GroupState::Stable);
+        assert_eq!(c.describe("g").unwrap().unwrap().state, GroupState::Stable);
         // The tombstone is in the log: a restart sees the same.
         assert_eq!(committed(&coordinator(&log, 5_000), "g"), want);
     }
@@ -691,7 +752,7 @@ mod tests {
         c.commit("only-b", "", None, -1, 8, vec![at("b", 0, 9, now_ms())]).unwrap();
         assert_eq!(c.remove_offsets_for_topic("a"), 3);
         assert_eq!(committed(&c, "live"), vec![("b".to_string(), 0, 6)]);
-        assert!(c.describe("only-a").is_none(), "an empty group left without offsets is removed");
+        assert!(c.describe("only-a").unwrap().is_none(), "an empty group left without offsets is removed");
         assert_eq!(committed(&c, "only-b"), vec![("b".to_string(), 0, 9)]);
         assert_eq!(c.remove_offsets_for_topic("a"), 0);
 

@@ -22,6 +22,9 @@ pub struct CommittedOffset {
 #[derive(Debug, Default, Clone)]
 pub struct OffsetStore {
     offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// The `__consumer_offsets` offset each was written at, when known (see
+    /// [`put_written`](Self::put_written)).
+    written_at: BTreeMap<(String, i32), i64>,
 }
 
 impl OffsetStore {
@@ -30,10 +33,24 @@ impl OffsetStore {
     }
 
     pub fn put(&mut self, topic: String, partition: i32, offset: CommittedOffset) {
+        self.written_at.remove(&(topic.clone(), partition));
         self.offsets.insert((topic, partition), offset);
     }
 
+    /// Puts an offset written at `log_offset` in `__consumer_offsets`, unless one written
+    /// later is already there (commits are applied once replicated, which may end out of
+    /// order).
+    pub fn put_written(&mut self, topic: String, partition: i32, offset: CommittedOffset, log_offset: i64) {
+        let key = (topic, partition);
+        if self.written_at.get(&key).is_some_and(|at| *at > log_offset) {
+            return;
+        }
+        self.written_at.insert(key.clone(), log_offset);
+        self.offsets.insert(key, offset);
+    }
+
     pub fn remove(&mut self, topic: &str, partition: i32) -> Option<CommittedOffset> {
+        self.written_at.remove(&(topic.to_string(), partition));
         self.offsets.remove(&(topic.to_string(), partition))
     }
 
@@ -83,6 +100,16 @@ mod tests {
         // Consumer group empty since 450: all or nothing (except explicit expiry).
         assert_eq!(s.expired(600, 200, Some(450), &none), vec![("t".into(), 2)]);
         assert_eq!(s.expired(650, 200, Some(450), &none).len(), 3);
+    }
+
+    #[test]
+    fn a_later_write_wins_whichever_is_applied_first() {
+        let mut s = OffsetStore::default();
+        s.put_written("t".into(), 0, CommittedOffset { offset: 9, ..at(0) }, 20);
+        s.put_written("t".into(), 0, CommittedOffset { offset: 5, ..at(0) }, 10);
+        assert_eq!(s.get("t", 0).unwrap().offset, 9);
+        s.put_written("t".into(), 0, CommittedOffset { offset: 12, ..at(0) }, 30);
+        assert_eq!(s.get("t", 0).unwrap().offset, 12);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::member::Member;
 use super::offsets::CommittedOffset;
 use super::state::{Group, GroupState};
-use crate::partition::Partition;
+use crate::partition::{NotServing, Partition};
 
 /// The internal topic's name.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -112,40 +112,69 @@ pub fn group_record(g: &Group) -> Record {
     Record { key, value: Some(json(&value)) }
 }
 
-/// Appends the records as one uncompressed batch and wakes fetches of the partition.
-pub fn append(part: &Partition, records: &[Record]) -> Result<(), StorageError> {
+/// Why a write to `__consumer_offsets` failed.
+#[derive(Debug)]
+pub enum WriteError {
+    /// This broker does not lead the partition (any more).
+    NotLeader,
+    /// acks=all and the ISR is below `min.insync.replicas`.
+    NotEnoughReplicas,
+    /// A transactional producer's epoch is older than the partition's.
+    ProducerFenced,
+    Storage(StorageError),
+}
+
+impl From<StorageError> for WriteError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Producer(runnel_storage::ProducerError::InvalidEpoch { .. }) => WriteError::ProducerFenced,
+            e => WriteError::Storage(e),
+        }
+    }
+}
+
+/// Appends the records as one uncompressed batch, as the partition's leader (cluster
+/// mode: its leader epoch stamped on the batch, refused below `min.insync.replicas`),
+/// and wakes fetches of the partition. Returns the last record's offset (None: nothing
+/// to write); the caller waits for replication if it must.
+pub fn append(part: &Partition, records: &[Record]) -> Result<Option<i64>, WriteError> {
     append_batch(part, records, None)
 }
 
 /// Appends offset records of a transaction (TxnOffsetCommit): a transactional batch of
 /// `producer` (id, epoch), checked against the partition's producer state as the
 /// coordinator's; they count once the transaction's COMMIT marker follows.
-pub fn append_txn(part: &Partition, records: &[Record], producer: (i64, i16)) -> Result<(), StorageError> {
+pub fn append_txn(part: &Partition, records: &[Record], producer: (i64, i16)) -> Result<Option<i64>, WriteError> {
     append_batch(part, records, Some(producer))
 }
 
-fn append_batch(part: &Partition, records: &[Record], producer: Option<(i64, i16)>) -> Result<(), StorageError> {
+fn append_batch(part: &Partition, records: &[Record], producer: Option<(i64, i16)>) -> Result<Option<i64>, WriteError> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
+    let epoch = part.check_produce(-1).map_err(|e| match e {
+        NotServing::NotEnoughReplicas => WriteError::NotEnoughReplicas,
+        _ => WriteError::NotLeader,
+    })?;
     let now = super::now_ms();
     let new: Vec<NewRecord<'_>> = records
         .iter()
         .map(|r| NewRecord { timestamp: now, key: Some(&r.key), value: r.value.as_deref(), headers: &[] })
         .collect();
-    match producer {
-        None => {
-            let mut buf = encode_batch(0, 0, &new);
-            part.log().append(&mut buf)?;
-        }
-        Some((id, epoch)) => {
+    let (mut buf, origin) = match producer {
+        None => (encode_batch(0, 0, &new), runnel_storage::AppendOrigin::Client),
+        Some((id, producer_epoch)) => {
             let mut buf = encode_batch(0, batch::TRANSACTIONAL_BIT, &new);
-            batch::set_producer(&mut buf, id, epoch, -1);
-            part.log().append_as(&mut buf, runnel_storage::AppendOrigin::Coordinator)?;
+            batch::set_producer(&mut buf, id, producer_epoch, -1);
+            (buf, runnel_storage::AppendOrigin::Coordinator)
         }
+    };
+    if let Some(epoch) = epoch {
+        batch::set_partition_leader_epoch(&mut buf, epoch);
     }
+    let info = part.log().append_as(&mut buf, origin)?;
     part.on_append();
-    Ok(())
+    Ok(Some(info.last_offset))
 }
 
 /// Offsets of transactions not yet decided when a replay ended: producer id → (group,

@@ -598,6 +598,19 @@ impl Group {
         }
     }
 
+    /// This broker stopped coordinating the group: members waiting in JoinGroup or
+    /// SyncGroup get `error` (NOT_COORDINATOR: they look the coordinator up again).
+    pub fn fail_waiters(&mut self, error: KafkaError) {
+        for m in self.members.values_mut() {
+            if let Some(tx) = m.awaiting_join.take() {
+                let _ = tx.send(JoinResult::error(&m.id, error));
+            }
+            if let Some(tx) = m.awaiting_sync.take() {
+                let _ = tx.send(SyncResult::error(error));
+            }
+        }
+    }
+
     /// The checks SyncGroup and Heartbeat share, in Kafka's order: a dead group, a fenced
     /// static member, an unknown member, a stale generation.
     fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Option<KafkaError> {

@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 
-use runnel_storage::{ProducerError, StorageError};
 use tokio::time::Instant;
 
 use super::state::Group;
@@ -33,7 +32,8 @@ impl Coordinator {
         if group_id.is_empty() {
             return Err(KafkaError::InvalidGroupId);
         }
-        let mut groups = self.lock();
+        let shard = self.shard(group_id)?;
+        let mut groups = shard.lock();
         let check = who.generation >= 0 || !who.member_id.is_empty() || who.instance_id.is_some();
         match groups.get_mut(group_id) {
             Some(g) if check => {
@@ -49,27 +49,24 @@ impl Coordinator {
         }
         let records: Vec<_> =
             offsets.iter().map(|o| persist::offset_record(group_id, &o.topic, o.partition, Some(&o.offset))).collect();
-        match persist::append_txn(&self.log, &records, (who.producer_id, who.producer_epoch)) {
-            Ok(()) => {}
-            Err(StorageError::Producer(ProducerError::InvalidEpoch { .. })) => return Err(KafkaError::ProducerFenced),
-            Err(e) => {
-                tracing::error!(group = %group_id, error = %e, "could not write transactional offsets");
-                return Err(KafkaError::CoordinatorNotAvailable);
+        let written = shard.write_txn(&records, (who.producer_id, who.producer_epoch))?;
+        drop(groups);
+        {
+            let mut pending = shard.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mine = pending.entry(who.producer_id).or_default();
+            for o in offsets {
+                mine.insert((group_id.to_string(), o.topic, o.partition), o.offset);
             }
         }
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let mine = pending.entry(who.producer_id).or_default();
-        for o in offsets {
-            mine.insert((group_id.to_string(), o.topic, o.partition), o.offset);
-        }
-        Ok(())
+        shard.await_replicated(written)
     }
 
-    /// The marker of `producer_id`'s transaction is in `__consumer_offsets`: its pending
-    /// offsets become committed (`commit`) or go.
-    pub fn complete_txn(&self, producer_id: i64, commit: bool) {
-        let mut groups = self.lock();
-        let decided = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&producer_id).unwrap_or_default();
+    /// The marker of `producer_id`'s transaction is in `__consumer_offsets` partition
+    /// `partition`: its pending offsets become committed (`commit`) or go.
+    pub fn complete_txn(&self, partition: i32, producer_id: i64, commit: bool) {
+        let Some(shard) = self.shard_at(partition) else { return };
+        let mut groups = shard.lock();
+        let decided = shard.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&producer_id).unwrap_or_default();
         if !commit {
             return;
         }
@@ -81,7 +78,8 @@ impl Coordinator {
 
     /// The partitions of `group_id` with an offset in an undecided transaction.
     pub fn unstable_partitions(&self, group_id: &str) -> HashSet<(String, i32)> {
-        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let Ok(shard) = self.shard(group_id) else { return HashSet::new() };
+        let pending = shard.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.values().flat_map(|m| m.keys()).filter(|(g, _, _)| g == group_id).map(|(_, t, p)| (t.clone(), *p)).collect()
     }
 }

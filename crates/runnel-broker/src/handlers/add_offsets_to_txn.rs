@@ -1,6 +1,6 @@
 //! AddOffsetsToTxn (key 25) v0–v4: adds the group's `__consumer_offsets` partition to the
 //! producer's ongoing transaction, so that its TxnOffsetCommit offsets are committed or
-//! aborted with the transaction's marker (one partition holds every group here).
+//! aborted with the transaction's marker (the partition that holds the group).
 //! Errors as AddPartitionsToTxn's.
 
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
@@ -15,7 +15,7 @@ pub const MAX_VERSION: i16 = 4;
 pub async fn handle(ctx: &Ctx, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let b = ctx.broker.clone();
     let producer = (req.producer_id.0, req.producer_epoch);
-    let parts = [(OFFSETS_TOPIC.to_string(), 0)];
+    let parts = [(OFFSETS_TOPIC.to_string(), ctx.broker.groups().partition_for(&req.group_id.0))];
     let verdict = blocking(move || b.txns().add_partitions(&req.transactional_id.0, producer, &parts, false)).await;
     if let Err(e) = verdict {
         tracing::debug!(client_id = %ctx.client_id, error = ?e, "AddOffsetsToTxn refused");

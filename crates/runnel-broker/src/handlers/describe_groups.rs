@@ -28,7 +28,11 @@ pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeGroupsResp
             if id.0.is_empty() {
                 return d.with_error_code(code(KafkaError::InvalidGroupId)).with_group_state(sb(GroupState::Dead.name()));
             }
-            let Some(s) = s else { return d.with_group_state(sb(GroupState::Dead.name())) };
+            let s = match s {
+                Ok(Some(s)) => s,
+                Ok(None) => return d.with_group_state(sb(GroupState::Dead.name())),
+                Err(e) => return d.with_error_code(code(e)).with_group_state(sb(GroupState::Dead.name())),
+            };
             d.with_group_state(sb(s.state.name()))
                 .with_protocol_type(sb(s.protocol_type))
                 .with_protocol_data(sb(s.protocol))

@@ -1,6 +1,7 @@
-//! FindCoordinator (key 10) v0–v6: every group is coordinated by the broker hosting
-//! `__consumer_offsets` partition 0 (this broker on a single node; COORDINATOR_NOT_AVAILABLE
-//! while that broker is fenced). A single node also coordinates every transactional id
+//! FindCoordinator (key 10) v0–v6: a group is coordinated by the leader of its
+//! `__consumer_offsets` partition, `hash(group) % partitions` as in Kafka (this broker on
+//! a single node; COORDINATOR_NOT_AVAILABLE while that partition has no live leader; in a
+//! cluster the first lookup creates the topic). A single node also coordinates every transactional id
 //! (key type 1: the first lookup creates `__transaction_state`, as in Kafka; if that fails
 //! the answer is COORDINATOR_NOT_AVAILABLE); a cluster answers COORDINATOR_NOT_AVAILABLE
 //! for transactions until WriteTxnMarkers between brokers is built. Batched keys (v4+) are
@@ -10,6 +11,7 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::{blocking, sb, Ctx};
+use crate::cluster::ListedBroker;
 use crate::errors::{code, KafkaError};
 
 pub const MIN_VERSION: i16 = 0;
@@ -21,46 +23,50 @@ const BATCHED_VERSION: i16 = 4;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-/// The one place FindCoordinator refusals are decided.
-async fn refusal(ctx: &Ctx, key_type: i8, coordinator_known: bool) -> Option<(KafkaError, &'static str)> {
+/// Where a key's coordinator is, or the one place FindCoordinator refusals are decided.
+async fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Result<ListedBroker, (KafkaError, &'static str)> {
+    let b = ctx.broker.clone();
     match key_type {
-        KEY_TYPE_GROUP if coordinator_known => None,
-        KEY_TYPE_GROUP => Some((KafkaError::CoordinatorNotAvailable, "the group coordinator's broker is not available")),
-        KEY_TYPE_TRANSACTION => {
-            let b = ctx.broker.clone();
-            let ready = blocking(move || b.txns().ensure_ready(&b)).await;
-            ready.err().map(|e| (e, "the transaction coordinator is not available"))
+        KEY_TYPE_GROUP => {
+            let key = key.to_string();
+            blocking(move || {
+                // Cluster mode: the first lookup creates `__consumer_offsets`, as in Kafka.
+                if let Err(e) = b.ensure_offsets_topic() {
+                    tracing::info!(error = %e, "cannot create {} yet", crate::group::OFFSETS_TOPIC);
+                }
+                crate::cluster::group_coordinator(&b, &key)
+            })
+            .await
+            .map_err(|e| (e, "the group coordinator is not available"))
         }
-        _ => Some((KafkaError::InvalidRequest, "unsupported coordinator key type")),
+        KEY_TYPE_TRANSACTION => {
+            let ready = blocking(move || b.txns().ensure_ready(&b)).await;
+            match ready {
+                Ok(()) => crate::cluster::group_coordinator(&ctx.broker, ""),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| (e, "the transaction coordinator is not available"))
+        }
+        _ => Err((KafkaError::InvalidRequest, "unsupported coordinator key type")),
     }
 }
 
 pub async fn handle(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let b = &ctx.broker;
-    let coordinator = crate::cluster::group_coordinator(b);
-    let refused = refusal(ctx, req.key_type, coordinator.is_some()).await;
-    let (node, host, port) = match coordinator {
-        Some(c) => (BrokerId(c.id), sb(c.host), c.port),
-        None => (BrokerId(-1), sb(""), -1),
-    };
     if ctx.version >= BATCHED_VERSION {
-        let coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let c = Coordinator::default().with_key(key);
-                match refused {
-                    None => c.with_node_id(node).with_host(host.clone()).with_port(port),
-                    Some((e, msg)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code(e)).with_error_message(Some(sb(msg))),
-                }
-            })
-            .collect();
+        let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+        for key in req.coordinator_keys {
+            let c = Coordinator::default().with_key(key.clone());
+            coordinators.push(match locate(ctx, req.key_type, &key).await {
+                Ok(l) => c.with_node_id(BrokerId(l.id)).with_host(sb(l.host)).with_port(l.port),
+                Err((e, msg)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code(e)).with_error_message(Some(sb(msg))),
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let resp = FindCoordinatorResponse::default();
-    match refused {
-        None => resp.with_node_id(node).with_host(host).with_port(port).with_error_message(None),
-        Some((e, msg)) => resp
+    match locate(ctx, req.key_type, &req.key).await {
+        Ok(l) => resp.with_node_id(BrokerId(l.id)).with_host(sb(l.host)).with_port(l.port).with_error_message(None),
+        Err((e, msg)) => resp
             .with_error_code(code(e))
             .with_node_id(BrokerId(-1))
             .with_port(-1)

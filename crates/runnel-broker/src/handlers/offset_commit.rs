@@ -66,7 +66,10 @@ pub(super) struct Checked {
 
 impl Checked {
     pub fn add(&mut self, ctx: &Ctx, slot: usize, topic: &str, partition: i32, offset: CommittedOffset, max_metadata: usize) {
-        let error = if ctx.broker.partition(topic, partition).is_none() {
+        // The topic's partitions as the metadata has them: in a cluster the coordinator
+        // need not host them.
+        let exists = ctx.broker.topic(topic).is_some_and(|t| partition >= 0 && (partition as u32) < t.partitions);
+        let error = if !exists {
             Some(KafkaError::UnknownTopicOrPartition)
         } else if offset.metadata.len() > max_metadata {
             Some(KafkaError::OffsetMetadataTooLarge)

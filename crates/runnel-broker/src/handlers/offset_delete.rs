@@ -21,7 +21,8 @@ pub async fn handle(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse
         let name = t.name.0.to_string();
         topics.push(OffsetDeleteResponseTopic::default().with_name(t.name.clone()));
         for p in t.partitions {
-            if ctx.broker.partition(&name, p.partition_index).is_some() {
+            let exists = ctx.broker.topic(&name).is_some_and(|t| p.partition_index >= 0 && (p.partition_index as u32) < t.partitions);
+            if exists {
                 known.push((name.clone(), p.partition_index));
                 slots.push((slot, p.partition_index, None));
             } else {

@@ -22,16 +22,30 @@ pub const MAX_VERSION: i16 = 9;
 const GROUPS_VERSION: i16 = 8;
 /// `committed_leader_epoch` from this version on.
 const LEADER_EPOCH_VERSION: i16 = 5;
+/// A top-level error code from this version on.
+const GROUP_ERROR_VERSION: i16 = 2;
 
 /// Per topic: (partition, its committed offset or an error).
 type Fetched = Vec<(String, Vec<(i32, Result<Option<CommittedOffset>, KafkaError>)>)>;
 
-async fn fetch(ctx: &Ctx, group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Fetched {
+/// The group's committed offsets, or why this broker cannot answer for it
+/// (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS …): for v1, which has no group-level
+/// error, that error is given per requested partition.
+async fn fetch(ctx: &Ctx, group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Result<Fetched, KafkaError> {
     let coordinator = ctx.broker.groups().clone();
+    let v1 = ctx.version < GROUP_ERROR_VERSION;
     blocking(move || {
+        let requested = topics.clone();
+        let fetched = match coordinator.fetch_offsets(&group, topics) {
+            Ok(f) => f,
+            Err(e) if v1 => {
+                let parts = requested.unwrap_or_default();
+                return Ok(parts.into_iter().map(|(t, ps)| (t, ps.into_iter().map(|p| (p, Err(e))).collect())).collect());
+            }
+            Err(e) => return Err(e),
+        };
         let unstable = if require_stable { coordinator.unstable_partitions(&group) } else { Default::default() };
-        coordinator
-            .fetch_offsets(&group, topics)
+        Ok(fetched
             .into_iter()
             .map(|(t, parts)| {
                 let parts = parts
@@ -40,7 +54,7 @@ async fn fetch(ctx: &Ctx, group: String, topics: Option<Vec<(String, Vec<i32>)>>
                     .collect();
                 (t, parts)
             })
-            .collect()
+            .collect())
     })
     .await
 }
@@ -85,7 +99,13 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in req.groups {
             let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-            let fetched = fetch(ctx, g.group_id.0.to_string(), topics, req.require_stable).await;
+            let fetched = match fetch(ctx, g.group_id.0.to_string(), topics, req.require_stable).await {
+                Ok(f) => f,
+                Err(e) => {
+                    groups.push(OffsetFetchResponseGroup::default().with_group_id(GroupId(g.group_id.0)).with_error_code(code(e)));
+                    continue;
+                }
+            };
             let topics = response_topics(
                 v,
                 fetched,
@@ -104,7 +124,10 @@ pub async fn handle(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    let fetched = fetch(ctx, req.group_id.0.to_string(), topics, req.require_stable).await;
+    let fetched = match fetch(ctx, req.group_id.0.to_string(), topics, req.require_stable).await {
+        Ok(f) => f,
+        Err(e) => return OffsetFetchResponse::default().with_error_code(code(e)),
+    };
     let topics = response_topics(
         v,
         fetched,

@@ -16,6 +16,7 @@ const PROTOCOL_VERSION: i16 = 5;
 
 pub async fn handle(ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
+    let req_group = group.clone();
     let member_id = req.member_id.to_string();
     let instance_id = req.group_instance_id.map(|s| s.to_string());
     let v5 = ctx.version >= PROTOCOL_VERSION;
@@ -28,13 +29,20 @@ pub async fn handle(ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
         coordinator.sync(&group, &member_id, instance_id.as_deref(), generation, protocol_type.as_deref(), protocol_name.as_deref(), assignments)
     })
     .await;
-    let r = match outcome {
+    let mut r = match outcome {
         Outcome::Now(r) => r,
         Outcome::Wait(rx) => tokio::select! {
             r = rx => r.unwrap_or_else(|_| SyncResult::error(KafkaError::RebalanceInProgress)),
             _ = ctx.shutdown.cancelled() => SyncResult::error(KafkaError::NotCoordinator),
         },
     };
+    if r.error.is_none() {
+        // The assignment is answered once the group's record is on the in-sync replicas.
+        let (coordinator, group) = (ctx.broker.groups().clone(), req_group);
+        if let Some(e) = blocking(move || coordinator.sync_durable(&group)).await {
+            r = SyncResult::error(e);
+        }
+    }
     if let Some(e) = r.error {
         tracing::debug!(client_id = %ctx.client_id, error = ?e, "SyncGroup refused");
     }

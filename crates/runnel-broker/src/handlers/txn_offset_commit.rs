@@ -47,7 +47,8 @@ pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetCommitRe
     let to_commit = std::mem::take(&mut checked.to_commit);
     let verdict = blocking(move || {
         let who = TxnCommitter { producer_id: producer.0, producer_epoch: producer.1, member_id: &member_id, instance_id: instance_id.as_deref(), generation };
-        b.txns().with_offsets_txn(&id, producer, || b.groups().commit_txn(&group, &who, to_commit))
+        let partition = b.groups().partition_for(&group);
+        b.txns().with_offsets_txn(&id, producer, partition, || b.groups().commit_txn(&group, &who, to_commit))
     })
     .await;
     if let Err(e) = verdict {

@@ -36,7 +36,7 @@ pub fn write(b: &Broker, meta: &TxnMeta) -> Result<(), StorageError> {
         }
         part.on_append();
         if topic == OFFSETS_TOPIC {
-            b.groups().complete_txn(meta.producer_id, commit);
+            b.groups().complete_txn(*index, meta.producer_id, commit);
         }
     }
     Ok(())

@@ -272,11 +272,17 @@ impl TxnCoordinator {
 
     /// TxnOffsetCommit: runs `f` (the group coordinator's write) if the producer's
     /// transaction is ongoing and holds `__consumer_offsets` (AddOffsetsToTxn was done).
-    pub fn with_offsets_txn<T>(&self, id: &str, producer: (i64, i16), f: impl FnOnce() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
+    pub fn with_offsets_txn<T>(
+        &self,
+        id: &str,
+        producer: (i64, i16),
+        offsets_partition: i32,
+        f: impl FnOnce() -> Result<T, KafkaError>,
+    ) -> Result<T, KafkaError> {
         let inner = self.lock();
         let meta = inner.txns.get(id).ok_or(KafkaError::InvalidProducerIdMapping)?;
         meta.check_producer(producer.0, producer.1)?;
-        let offsets_partition = (crate::group::OFFSETS_TOPIC.to_string(), 0);
+        let offsets_partition = (crate::group::OFFSETS_TOPIC.to_string(), offsets_partition);
         if meta.state != TxnState::Ongoing || !meta.partitions.contains(&offsets_partition) {
             return Err(KafkaError::InvalidTxnState);
         }
