@@ -3,7 +3,8 @@
 //! add-partitions/delete, cluster info, produce from stdin (key separator, headers) and
 //! consume (`--format`, `--json`, `--offset N|-N|@TIME`, follow mode), consumer groups
 //! (list, describe with lag, reset-offsets dry run vs real, refusal while a member is
-//! active, delete), completions, `--help`, usage errors (exit 2) and an unreachable broker
+//! active, delete), transactions (list with a state filter, describe an open and a committed
+//! one, an unknown id), completions, `--help`, usage errors (exit 2) and an unreachable broker
 //! (exit 1 with a hint).
 
 mod common;
@@ -12,7 +13,9 @@ use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::kafka::config;
 use common::Broker;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::{json, Value};
 
 const GROUP_BROKER_ARGS: &[&str] = &["-o", "group.min.session.timeout.ms=100", "-o", "group.initial.rebalance.delay.ms=100"];
@@ -241,6 +244,43 @@ fn consumer_groups() {
     assert_eq!(ok(&b, &["group", "delete", "billing"]), "deleted group billing\n");
     let err = fails(&b.addr, &["group", "describe", "billing"], 1);
     assert!(err.contains("no consumer group named 'billing'"), "{err}");
+}
+
+#[test]
+fn transactions_list_and_describe() {
+    let b = Broker::start(&["-o", "transaction.state.log.num.partitions=3"]);
+    ok(&b, &["topic", "create", "payments", "-p", "2"]);
+    assert_eq!(json(&b, &["txn", "list"]), json!([]));
+    assert_eq!(ok(&b, &["txn", "list"]), "no transactions\n");
+
+    let p: BaseProducer = config(&b, &[("transactional.id", "cli-tx"), ("linger.ms", "1")], &[]).create().unwrap();
+    p.init_transactions(Duration::from_secs(30)).unwrap();
+    p.begin_transaction().unwrap();
+    p.send(BaseRecord::<(), _>::to("payments").payload("42 EUR").partition(1)).unwrap();
+    p.flush(Duration::from_secs(30)).unwrap();
+
+    let listed = json(&b, &["txn", "list"]);
+    let producer_id = listed[0]["producer_id"].as_i64().expect("a producer id");
+    assert!(producer_id >= 0, "{listed}");
+    assert_eq!(listed, json!([{"transactional_id": "cli-tx", "coordinator": 1, "producer_id": producer_id, "state": "Ongoing"}]));
+    let d = json(&b, &["txn", "describe", "cli-tx"]);
+    assert_eq!((&d["state"], &d["partitions"], &d["producer_epoch"]), (&json!("Ongoing"), &json!(["payments-1"]), &json!(0)), "{d}");
+    assert!(d["start_time_ms"].as_i64().unwrap() > now_ms() - 60_000, "{d}");
+    let human = ok(&b, &["txn", "describe", "cli-tx"]);
+    assert!(human.contains("Ongoing") && human.contains("payments-1"), "{human}");
+
+    p.commit_transaction(Duration::from_secs(30)).unwrap();
+    let d = json(&b, &["txn", "describe", "cli-tx"]);
+    assert_eq!((&d["state"], &d["partitions"]), (&json!("CompleteCommit"), &json!([])), "{d}");
+    assert_eq!(json(&b, &["txn", "list", "--state", "Ongoing"]), json!([]));
+    assert_eq!(json(&b, &["txn", "list", "--state", "CompleteCommit"]).as_array().map(Vec::len), Some(1));
+    let human = ok(&b, &["txn", "list"]);
+    assert!(human.starts_with("TRANSACTIONAL ID") && human.contains("cli-tx") && human.contains("CompleteCommit"), "{human}");
+
+    let err = fails(&b.addr, &["txn", "describe", "no-such-id"], 1);
+    assert!(err.contains("TRANSACTIONAL_ID_NOT_FOUND (105)") && err.contains("no-such-id"), "{err}");
+    let err = fails(&b.addr, &["txn", "list", "--state", "Sleeping"], 1);
+    assert!(err.contains("unknown transaction state Sleeping"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The `runnel` command line: the top-level clap definition and dispatch to one module per
 //! command. `runnel broker` runs a broker; every other command is a Kafka client (through
-//! librdkafka), so it works against Apache Kafka too.
+//! librdkafka, or `raw` for the admin APIs librdkafka's binding lacks), so it works against
+//! Apache Kafka too.
 //!
 //! Exit codes: 0 success, 1 an error (printed as `runnel: error: …` with a hint), 2 a usage
 //! error (clap's). Human output goes to stdout, progress and errors to stderr.
@@ -13,7 +14,9 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod raw;
 mod topic;
+mod txn;
 
 use std::process::ExitCode;
 
@@ -48,6 +51,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// List, describe, delete consumer groups and reset their offsets
     Group(group::GroupCmd),
+    /// List and describe transactions (transactional ids, their producers and states)
+    Txn(txn::TxnCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(completions::CompletionsArgs),
 }
@@ -61,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Group(cmd) => group::run(cmd),
+        Command::Txn(cmd) => txn::run(cmd),
         Command::Completions(args) => completions::run(args),
     };
     match result {
