@@ -96,6 +96,15 @@ impl ClientContext for RequestCount {
 
 impl ConsumerContext for RequestCount {}
 
+/// Polls for a little longer than the statistics interval, so that the request counts
+/// include the end of the run.
+pub fn settle_stats(mut poll: impl FnMut()) {
+    let until = std::time::Instant::now() + Duration::from_millis(250);
+    while std::time::Instant::now() < until {
+        poll();
+    }
+}
+
 fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>> {
     Ok(base(brokers).create()?)
 }

@@ -18,7 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::clients::{self, RequestCount, STATS_INTERVAL};
+use crate::clients::{self, settle_stats, RequestCount, STATS_INTERVAL};
 use crate::throughput::Failures;
 
 const SIZE: usize = 100;
@@ -187,13 +187,4 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64)
         sent_rate: (sent - 1) as f64 / sent_secs,
         requests: producer_requests + consumer_requests,
     })
-}
-
-/// Polls for a little longer than the statistics interval, so that the request counts
-/// include the end of the run.
-fn settle_stats(mut poll: impl FnMut()) {
-    let until = Instant::now() + Duration::from_millis(250);
-    while Instant::now() < until {
-        poll();
-    }
 }

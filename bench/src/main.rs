@@ -447,6 +447,10 @@ impl Bench {
         row.rec_s = Some(tp.records_per_s());
         row.mb_s = Some(tp.mb_per_s());
         row.usage = Some(usage);
+        row.requests = tp.requests;
+        if let Some(n) = tp.requests {
+            row.result = Some(format!("{} requests", report::thousands(n)));
+        }
         self.fractions(&mut row, false);
         row.target = target.map(|t| t(&row));
         self.push(row)
@@ -500,6 +504,7 @@ impl Bench {
             let mut row = Row::new(Group::Latency, label);
             row.rec_s = Some(l.sent_rate);
             row.latency = Some(l);
+            row.requests = Some(l.requests);
             row.result = Some(format!("{} samples", l.samples));
             row.usage = Some(usage);
             if rate == 10_000 {
@@ -537,6 +542,7 @@ impl Bench {
         let mut row = Row::new(Group::Latency, label);
         row.rec_s = Some(l.sent_rate);
         row.latency = Some(l);
+        row.requests = Some(l.requests);
         // Retention moved the low watermark: the cleaner really worked during the run.
         let (low, high) = clients::watermarks(self.broker.addr(), topic)?;
         row.result = Some(format!("{} samples; low/high watermark {low}/{high}", l.samples));

@@ -58,6 +58,8 @@ pub struct Row {
     pub result: Option<String>,
     pub usage: Option<RunUsage>,
     pub target: Option<Target>,
+    /// Requests the clients sent during the run (latency and consume rows).
+    pub requests: Option<u64>,
 }
 
 impl Row {
@@ -73,6 +75,7 @@ impl Row {
             result: None,
             usage: None,
             target: None,
+            requests: None,
         }
     }
 
@@ -88,11 +91,11 @@ impl Row {
         parts.join(", ").replace(", met", ": met").replace(", MISSED", ": MISSED")
     }
 
-    /// The broker's CPU time divided by the requests the clients sent (latency rows).
+    /// The broker's CPU time divided by the requests the clients sent (latency and consume rows).
     fn broker_us_per_request(&self) -> Option<f64> {
         let b = self.usage.and_then(|u| u.broker)?;
-        let l = self.latency.filter(|l| l.requests > 0)?;
-        Some(b.cpu_s * 1e6 / l.requests as f64)
+        let n = self.requests.filter(|n| *n > 0)?;
+        Some(b.cpu_s * 1e6 / n as f64)
     }
 
     fn cells(&self) -> Vec<String> {

@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::clients::{Payloads, RequestCount};
+use crate::clients::{settle_stats, Payloads, RequestCount, STATS_INTERVAL};
 
 /// Records and payload bytes moved, and the seconds it took.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,6 +24,8 @@ pub struct Throughput {
     pub records: u64,
     pub bytes: u64,
     pub secs: f64,
+    /// Requests the client sent, where it counted them (consumers do).
+    pub requests: Option<u64>,
 }
 
 impl Throughput {
@@ -109,13 +111,14 @@ pub fn produce(run: &ProduceRun, payloads: &Payloads) -> Result<Throughput> {
     let secs = start.elapsed().as_secs_f64();
     producer.poll(Duration::ZERO);
     producer.context().check()?;
-    Ok(Throughput { records: sent, bytes: sent * run.size as u64, secs })
+    Ok(Throughput { records: sent, bytes: sent * run.size as u64, secs, requests: None })
 }
 
 /// Reads `partitions` of `topic` from offset 0 until `expected` records have arrived.
 pub fn consume(config: &ClientConfig, topic: &str, partitions: i32, expected: u64, max_time: Duration) -> Result<Throughput> {
     let start = Instant::now();
-    let consumer: BaseConsumer = config.create()?;
+    let consumer: BaseConsumer<RequestCount> =
+        config.clone().set(STATS_INTERVAL.0, STATS_INTERVAL.1).create_with_context(RequestCount::default())?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Offset(0))?;
@@ -135,5 +138,9 @@ pub fn consume(config: &ClientConfig, topic: &str, partitions: i32, expected: u6
             None => {}
         }
     }
-    Ok(Throughput { records, bytes, secs: start.elapsed().as_secs_f64() })
+    let secs = start.elapsed().as_secs_f64();
+    settle_stats(|| {
+        consumer.poll(Duration::from_millis(20));
+    });
+    Ok(Throughput { records, bytes, secs, requests: Some(consumer.context().get()) })
 }
