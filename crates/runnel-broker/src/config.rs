@@ -19,6 +19,7 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("queued.max.request.bytes", "536870912", "Bytes of requests read and not yet handled, over all connections together; past it the broker stops reading until handled requests free some (-1: no limit; Kafka's default is -1)."),
     ("max.connections", "10000", "Most client connections open at once; the listener stops accepting meanwhile (Kafka's default is 2147483647; keep it below the open-file limit)."),
     ("max.connections.per.ip", "2147483647", "Most client connections from one IP address; more are closed at once."),
+    ("max.connections.per.ip.overrides", "", "Per-address exceptions to max.connections.per.ip, as IP:COUNT,IP:COUNT (e.g. 127.0.0.1:200,::1:200; a count may be 0)."),
     ("max.broker.partitions", "10000", "Most partitions this broker holds; CreateTopics, CreatePartitions and auto-creation past it are refused with POLICY_VIOLATION (KIP-578's name; Kafka has no such limit)."),
     ("connections.max.idle.ms", "600000", "A connection with nothing read and nothing in flight for this long is closed, as is one whose response cannot be written for this long."),
     ("group.min.session.timeout.ms", "6000", "Smallest session timeout a group member may ask for."),
@@ -172,10 +173,18 @@ impl BrokerConfig {
                 Ok(n) if n >= self.socket_request_max_bytes() as i64 => Ok(()),
                 _ => Err(bad("expected -1 or a number of bytes ≥ socket.request.max.bytes")),
             },
-            "max.connections" | "max.connections.per.ip" | "connections.max.idle.ms" | "max.broker.partitions" => match value.parse::<i32>() {
+            "max.connections.per.ip" => match value.parse::<i32>() {
+                Ok(0) if self.max_connections_per_ip_overrides().is_empty() => {
+                    Err(bad("0 refuses every client; give max.connections.per.ip.overrides for the addresses allowed"))
+                }
+                Ok(n) if n >= 0 => Ok(()),
+                _ => Err(bad("expected a whole number ≥ 0")),
+            },
+            "max.connections" | "connections.max.idle.ms" | "max.broker.partitions" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
             },
+            "max.connections.per.ip.overrides" => parse_ip_overrides(value).map(|_| ()).map_err(|e| bad(&e)),
             "group.min.session.timeout.ms" | "group.max.session.timeout.ms" | "group.initial.rebalance.delay.ms"
             | "offset.metadata.max.bytes" => match value.parse::<i32>() {
                 Ok(n) if n >= 0 => Ok(()),
@@ -245,7 +254,12 @@ impl BrokerConfig {
     }
 
     pub fn max_connections_per_ip(&self) -> usize {
-        self.int_setting("max.connections.per.ip", i32::MAX as i64).max(1) as usize
+        self.int_setting("max.connections.per.ip", i32::MAX as i64).max(0) as usize
+    }
+
+    /// `max.connections.per.ip.overrides`, validated at start.
+    pub fn max_connections_per_ip_overrides(&self) -> std::collections::HashMap<std::net::IpAddr, usize> {
+        parse_ip_overrides(self.setting("max.connections.per.ip.overrides")).unwrap_or_default()
     }
 
     pub fn max_broker_partitions(&self) -> u64 {
@@ -347,6 +361,22 @@ impl BrokerConfig {
         }));
         out
     }
+}
+
+/// Parses Kafka's `max.connections.per.ip.overrides`: `IP:COUNT` entries separated by
+/// commas (an IPv6 address keeps its colons: the count follows the last one).
+fn parse_ip_overrides(value: &str) -> Result<std::collections::HashMap<std::net::IpAddr, usize>, String> {
+    let mut out = std::collections::HashMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (host, count) = entry.rsplit_once(':').ok_or_else(|| format!("'{entry}' is not IP:COUNT"))?;
+        let ip: std::net::IpAddr = host
+            .trim_matches(['[', ']'])
+            .parse()
+            .map_err(|_| format!("'{host}' is not an IP address (host names are not resolved; give the address)"))?;
+        let count: u32 = count.parse().map_err(|_| format!("'{count}' in '{entry}' is not a count ≥ 0"))?;
+        out.insert(ip, count as usize);
+    }
+    Ok(out)
 }
 
 /// Names of every broker setting Runnel knows.

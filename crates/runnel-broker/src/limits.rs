@@ -1,5 +1,6 @@
 //! Broker-wide limits on what clients can make the broker hold: connections
-//! (`max.connections`, `max.connections.per.ip`), idle connections
+//! (`max.connections`, `max.connections.per.ip` and `max.connections.per.ip.overrides`),
+//! idle connections
 //! (`connections.max.idle.ms`) and the bytes of requests read but not yet handled, summed
 //! over every connection (`queued.max.request.bytes`, Kafka's memory pool). Owned by the
 //! listener and shared by its connections; never a global.
@@ -25,7 +26,11 @@ pub struct Limits {
     /// `max.connections`, as permits of one connection each.
     connections: Arc<Semaphore>,
     max_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: addresses with their own cap.
+    per_ip_overrides: HashMap<IpAddr, usize>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Since when the listener has been waiting at `max.connections`, if it is.
+    blocked_since: Mutex<Option<std::time::Instant>>,
     metrics: Arc<Metrics>,
 }
 
@@ -57,15 +62,38 @@ impl Limits {
             request_bytes: Arc::new(Semaphore::new(config.queued_max_request_bytes())),
             connections: Arc::new(Semaphore::new(config.max_connections())),
             max_per_ip: config.max_connections_per_ip(),
+            per_ip_overrides: config.max_connections_per_ip_overrides(),
             per_ip: Mutex::new(HashMap::new()),
+            blocked_since: Mutex::new(None),
             metrics,
         })
     }
 
     /// Waits for a free place under `max.connections` (the listener stops accepting
-    /// meanwhile, as Kafka's acceptor does: new clients wait in the listen backlog).
+    /// meanwhile, as Kafka's acceptor does: new clients wait in the listen backlog). The
+    /// time spent waiting is counted in `runnel_acceptor_blocked_seconds_total`.
     pub async fn connection_permit(&self) -> OwnedSemaphorePermit {
-        self.connections.clone().acquire_owned().await.expect("the connection semaphore is never closed")
+        let permit = match self.connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // The accept loop may drop this future and call again: the wait is kept
+                // here, not in the future, so none of it goes uncounted.
+                self.blocked_since.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| {
+                    tracing::debug!("max.connections reached: the listener stops accepting until a connection closes");
+                    std::time::Instant::now()
+                });
+                self.connections.clone().acquire_owned().await.expect("the connection semaphore is never closed")
+            }
+        };
+        if let Some(since) = self.blocked_since.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            self.metrics.acceptor_blocked(since.elapsed());
+        }
+        permit
+    }
+
+    /// The cap on connections from `ip`: its override, else `max.connections.per.ip`.
+    fn max_for(&self, ip: &IpAddr) -> usize {
+        self.per_ip_overrides.get(ip).copied().unwrap_or(self.max_per_ip)
     }
 
     /// Admits a connection from `ip` holding `permit`, or None if that address already
@@ -73,7 +101,7 @@ impl Limits {
     pub fn admit(self: &Arc<Self>, ip: IpAddr, permit: OwnedSemaphorePermit) -> Option<ConnectionSlot> {
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
         let n = per_ip.entry(ip).or_default();
-        if *n >= self.max_per_ip {
+        if *n >= self.max_for(&ip) {
             self.metrics.connection_refused("max.connections.per.ip");
             return None;
         }

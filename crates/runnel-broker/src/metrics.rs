@@ -37,6 +37,8 @@ pub struct Metrics {
     pub queued_request_bytes: Gauge,
     refused_connections: Family<ReasonLabels, Counter>,
     closed_connections: Family<ReasonLabels, Counter>,
+    /// Seconds the listener spent not accepting because `max.connections` were open.
+    acceptor_blocked: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +73,8 @@ impl Default for Metrics {
         registry.register("queued_request_bytes", "Bytes of requests read and not yet handled, over all connections (bounded by queued.max.request.bytes)", queued_request_bytes.clone());
         registry.register("connections_refused", "Client connections closed at once by a limit, by the limit's name", refused_connections.clone());
         registry.register("connections_closed", "Client connections the broker closed, by reason", closed_connections.clone());
+        let acceptor_blocked = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register("acceptor_blocked_seconds", "Time the listener stopped accepting because max.connections were open", acceptor_blocked.clone());
         Self {
             registry,
             requests,
@@ -84,6 +88,7 @@ impl Default for Metrics {
             queued_request_bytes,
             refused_connections,
             closed_connections,
+            acceptor_blocked,
         }
     }
 }
@@ -118,6 +123,11 @@ impl Metrics {
     /// Counts a connection refused by the limit `reason` (its config name).
     pub fn connection_refused(&self, reason: &'static str) {
         self.refused_connections.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Adds time the listener waited at `max.connections`.
+    pub fn acceptor_blocked(&self, took: Duration) {
+        self.acceptor_blocked.inc_by(took.as_secs_f64());
     }
 
     /// Counts a connection the broker closed (idle, refused frame, bad request …).

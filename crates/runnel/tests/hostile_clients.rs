@@ -161,6 +161,24 @@ fn connections_per_ip_are_capped() {
     assert!(m["runnel_connections_refused_total{reason=\"max.connections.per.ip\"}"] >= 1.0, "{m:?}");
 }
 
+/// `max.connections.per.ip.overrides`: an address with an override gets its own cap, here
+/// above a `max.connections.per.ip` of 0 that refuses every other address.
+#[test]
+fn per_ip_overrides_replace_the_cap() {
+    let b = Broker::start(&["-o", "max.connections.per.ip=0", "-o", "max.connections.per.ip.overrides=127.0.0.1:2,10.9.9.9:0"]);
+    let mut open: Vec<_> = (0..2).map(|_| connect(&b.addr)).collect();
+    for s in &mut open {
+        api_versions(s);
+    }
+    let mut over = connect(&b.addr);
+    expect_closed(&mut over, "third connection from 127.0.0.1 (override 2)");
+    let m = common::admin::metrics(&b);
+    assert!(m["runnel_connections_refused_total{reason=\"max.connections.per.ip\"}"] >= 1.0, "{m:?}");
+    // Without an override for the address, max.connections.per.ip=0 is refused at start.
+    let refused = common::run_broker_expecting_failure(&["-o", "max.connections.per.ip=0"]);
+    assert!(refused.contains("max.connections.per.ip.overrides"), "{refused}");
+}
+
 /// `max.connections`: at the cap, a new client waits (not served) until one closes.
 #[test]
 fn connections_are_capped() {
@@ -175,7 +193,9 @@ fn connections_are_capped() {
     drop(first);
     let (corr, r): (i32, ApiVersionsResponse) = parse(ApiKey::ApiVersions, 3, read_frame(&mut third).expect("served once a place is free"));
     assert_eq!((corr, r.error_code), (7, 0));
-    assert_eq!(common::admin::metrics(&b)["runnel_connections"], 2.0);
+    let m = common::admin::metrics(&b);
+    assert_eq!(m["runnel_connections"], 2.0);
+    assert!(m["runnel_acceptor_blocked_seconds_total"] >= 0.5, "{m:?}");
 }
 
 /// `queued.max.request.bytes` bounds what all connections together hold for requests:

@@ -41,7 +41,8 @@ pub struct BrokerArgs {
     #[arg(long, env = "RUNNEL_CONTROLLER_QUORUM")]
     controller_quorum: Option<String>,
     /// A Kafka broker setting, KEY=VALUE (repeatable), e.g. -o log.segment.bytes=1048576.
-    /// Environment: RUNNEL_SET="k1=v1,k2=v2".
+    /// Environment: RUNNEL_SET="k1=v1,k2=v2". A comma-separated value stays whole
+    /// (max.connections.per.ip.overrides=10.0.0.1:5,10.0.0.2:5).
     #[arg(short = 'o', long = "set", value_name = "KEY=VALUE", env = "RUNNEL_SET", value_delimiter = ',')]
     set: Vec<String>,
     /// Log level or filter (trace, debug, info, warn, error; or a RUST_LOG-style filter)
@@ -92,11 +93,22 @@ fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
         };
         settings.insert(k, v);
     }
+    // `-o`/RUNNEL_SET split on commas; a piece without `=` continues the value before it,
+    // so Kafka's comma-separated values (`max.connections.per.ip.overrides=a:1,b:2`) survive.
+    let mut last: Option<String> = None;
     for kv in &args.set {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("--set expects KEY=VALUE, got '{kv}'");
-        };
-        settings.insert(k.trim().to_string(), v.trim().to_string());
+        match (kv.split_once('='), &last) {
+            (Some((k, v)), _) => {
+                settings.insert(k.trim().to_string(), v.trim().to_string());
+                last = Some(k.trim().to_string());
+            }
+            (None, Some(k)) => {
+                let v = settings.entry(k.clone()).or_default();
+                v.push(',');
+                v.push_str(kv.trim());
+            }
+            (None, None) => bail!("--set expects KEY=VALUE, got '{kv}'"),
+        }
     }
     Ok(BrokerConfig {
         node_id: args.node_id.or(file.node_id).unwrap_or(defaults.node_id),

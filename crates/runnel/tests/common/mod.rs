@@ -68,6 +68,21 @@ impl Broker {
     }
 }
 
+/// Runs `runnel broker` with `extra` arguments that must keep it from starting; returns
+/// what it printed on stderr (the reason).
+pub fn run_broker_expecting_failure(extra: &[&str]) -> String {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir"])
+        .arg(tmp.path())
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn runnel");
+    assert!(!out.status.success(), "the broker started with {extra:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A broker process that has not printed its startup line yet.
 pub struct Starting {
     child: Child,
