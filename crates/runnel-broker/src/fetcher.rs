@@ -217,8 +217,8 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
     Ok(())
 }
 
-/// Appends the leader's batches at its offsets: they must start at our log end and follow
-/// each other without a gap (a compacted leader's gaps cannot be kept yet).
+/// Appends the leader's batches at its offsets: they start at or after our log end and
+/// follow each other in order, with the gaps a compacted leader's log has kept as gaps.
 fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8]) -> Result<(), FetchError> {
     let mut next = fetch_offset;
     let mut whole = 0;
@@ -228,8 +228,8 @@ fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8]) -> Result<(), Fet
         if batch::check_integrity(&buf[range.clone()]).is_err() {
             return Err(FetchError::Protocol(format!("corrupt batch at offset {}", header.base_offset)));
         }
-        if header.base_offset != next {
-            return Err(FetchError::Protocol(format!("batch at offset {} where {next} was expected", header.base_offset)));
+        if header.base_offset < next {
+            return Err(FetchError::Protocol(format!("batch at offset {} where {next} or later was expected", header.base_offset)));
         }
         next = header.last_offset() + 1;
         whole = range.end;

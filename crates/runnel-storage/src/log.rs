@@ -277,7 +277,9 @@ impl PartitionLog {
     /// checks (a retried batch returns its original offsets with `duplicate` set and
     /// writes nothing; a sequence gap or an old epoch is refused); the coordinator's
     /// markers get the epoch checks; a replay gets none. The producer state changes only
-    /// once the bytes are stored.
+    /// once the bytes are stored. A replay keeps the batches' own offsets where they are
+    /// above the log end (a follower stores the leader's, and a compacted leader's log
+    /// has gaps); other batches get the next offsets.
     pub fn append_as(&mut self, batches: &mut [u8], origin: AppendOrigin) -> Result<AppendInfo, StorageError> {
         self.check_online()?;
         if batches.is_empty() {
@@ -294,6 +296,9 @@ impl PartitionLog {
                     "lastOffsetDelta {}",
                     h.last_offset_delta
                 )));
+            }
+            if origin == AppendOrigin::Replay && h.base_offset > next {
+                next = h.base_offset;
             }
             batch::set_base_offset(&mut batches[range.clone()], next);
             h.base_offset = next;

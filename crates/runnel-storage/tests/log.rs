@@ -54,6 +54,27 @@ fn read_inside_a_batch_returns_that_batch_first() {
     assert_eq!(bases(&read_all(&log, 7)), vec![7]);
 }
 
+/// A follower appends the leader's batches as a replay: they keep their offsets, with
+/// the gaps a compacted leader's log has; a client's append after them continues there.
+#[test]
+fn a_replay_keeps_offsets_with_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let mut first = batch(2, 10);
+    runnel_protocol::batch::set_base_offset(&mut first, 0);
+    let mut later = batch(1, 10);
+    runnel_protocol::batch::set_base_offset(&mut later, 5);
+    let mut both = [first, later].concat();
+    let info = log.append_as(&mut both, runnel_storage::AppendOrigin::Replay).unwrap();
+    assert_eq!(info.last_offset, 5);
+    assert_eq!(log.log_end_offset(), 6);
+    assert_eq!(bases(&read_all(&log, 2)), vec![5], "a read in the gap starts at the next batch");
+    assert_eq!(append(&mut log, &batch(1, 10)).base_offset, 6);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(bases(&read_all(&log, 0)), vec![0, 5, 6], "recovery keeps the gap");
+}
+
 #[test]
 fn max_bytes_and_min_one() {
     let dir = tempfile::tempdir().unwrap();
