@@ -14,6 +14,7 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("default.replication.factor", "1", "Replication factor of new topics (CreateTopics asking for the default, auto-creation); at most the live brokers (one broker: 1)."),
     ("replica.lag.time.max.ms", "30000", "Cluster mode: a follower that has not caught up with the leader's log end for this long leaves the ISR."),
     ("replica.fetch.wait.max.ms", "500", "Cluster mode: how long a follower's fetch waits at the leader for new data."),
+    ("replica.high.watermark.checkpoint.interval.ms", "5000", "Cluster mode: how often each replica's high watermark is written to replication-offset-checkpoint in the data dir (also at a clean stop; read at start)."),
     ("replica.fetch.max.bytes", "1048576", "Cluster mode: bytes a follower asks for per partition and fetch (the first batch comes whole)."),
     ("socket.request.max.bytes", "104857600", "Largest request frame; a larger one closes the connection. Also the most one connection reads ahead of its answers."),
     ("queued.max.request.bytes", "536870912", "Bytes of requests read and not yet handled, over all connections together; past it the broker stops reading until handled requests free some (-1: no limit; Kafka's default is -1)."),
@@ -146,6 +147,11 @@ impl BrokerConfig {
         self.int_setting("replica.lag.time.max.ms", 30000) as u64
     }
 
+    /// Cluster mode: `replica.high.watermark.checkpoint.interval.ms`.
+    pub fn replica_hw_checkpoint_interval_ms(&self) -> u64 {
+        self.int_setting("replica.high.watermark.checkpoint.interval.ms", 5000).max(1) as u64
+    }
+
     /// Cluster mode: `replica.fetch.wait.max.ms`.
     pub fn replica_fetch_wait_max_ms(&self) -> u64 {
         self.int_setting("replica.fetch.wait.max.ms", 500) as u64
@@ -193,6 +199,7 @@ impl BrokerConfig {
             "log.retention.check.interval.ms" | "log.cleaner.backoff.ms" | "producer.id.expiration.ms"
             | "producer.id.expiration.check.interval.ms" | "broker.session.timeout.ms"
             | "broker.heartbeat.interval.ms" | "replica.lag.time.max.ms" | "replica.fetch.wait.max.ms"
+            | "replica.high.watermark.checkpoint.interval.ms"
             | "replica.fetch.max.bytes" => match value.parse::<i64>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number of ms ≥ 1")),

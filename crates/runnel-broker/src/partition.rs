@@ -213,10 +213,21 @@ impl Partition {
     }
 
     /// Cluster mode, just opened: no leader until the assignment arrives, so nothing is
-    /// served as if this were a single node.
-    pub fn await_assignment(&self, me: i32) {
-        let start = self.log().log_start_offset();
-        self.replica().get_or_insert_with(|| ReplicaState::new(me, start));
+    /// served as if this were a single node. The high watermark starts at `stored` (from
+    /// `replication-offset-checkpoint`, capped at the log end) or else the log start.
+    pub fn await_assignment(&self, me: i32, stored: Option<i64>) {
+        let hw = {
+            let log = self.log();
+            stored.map_or(log.log_start_offset(), |h| h.min(log.log_end_offset()).max(log.log_start_offset()))
+        };
+        self.replica().get_or_insert_with(|| ReplicaState::new(me, hw));
+    }
+
+    /// The replica's high watermark to checkpoint (None on a single node).
+    pub fn checkpoint_hw(&self) -> Option<i64> {
+        let guard = self.replica();
+        let r = guard.as_ref()?;
+        Some(r.hw.min(self.log().log_end_offset()))
     }
 
     /// Takes the committed assignment (the publisher): sets the replica state, returns
@@ -227,8 +238,7 @@ impl Partition {
             let log = self.log();
             (log.log_start_offset(), log.log_end_offset())
         };
-        // The high watermark is not kept across restarts: start from the log start (a
-        // follower fetches its log again; a leader's moves up as the ISR fetches).
+        // Opened partitions start from the stored high watermark (`await_assignment`).
         let r = guard.get_or_insert_with(|| ReplicaState::new(me, start));
         let hw = r.hw;
         let change = r.assign(a, leo, Instant::now());
@@ -379,4 +389,46 @@ impl Partition {
 pub enum WaitError {
     NotLeader,
     TimedOut,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use runnel_protocol::batch::{encode_batch, NewRecord};
+
+    use super::*;
+
+    /// A replica with records 0..10, opened in cluster mode with `stored` as its
+    /// checkpointed high watermark, then made leader with two followers not heard from.
+    fn restarted_leader(dir: &std::path::Path, stored: Option<i64>) -> Partition {
+        let settings = TopicSettings::resolve(&BTreeMap::new(), &BTreeMap::new());
+        let mut log = PartitionLog::open(dir, settings.log.clone()).unwrap();
+        let records: Vec<NewRecord<'_>> = (0..10).map(|_| NewRecord { timestamp: 0, key: None, value: Some(b"v"), headers: &[] }).collect();
+        log.append(&mut encode_batch(0, 0, &records)).unwrap();
+        let part = Partition::new("t".into(), 0, log, settings);
+        part.await_assignment(1, stored);
+        let a = PartitionAssignment { replicas: vec![1, 2, 3], leader: 1, leader_epoch: 1, isr: vec![1, 2, 3], partition_epoch: 1 };
+        assert_eq!(part.assign(&a, 1), RoleChange::BecameLeader);
+        part
+    }
+
+    /// Kafka's replication-offset-checkpoint: a restarted leader serves consumers up to the
+    /// high watermark it had (not from its log start, and not the records above it, which
+    /// the ISR may not hold) until its followers report where they are.
+    #[test]
+    fn a_restarted_leader_starts_from_its_stored_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = restarted_leader(dir.path(), Some(7));
+        assert_eq!(part.high_watermark(), 7);
+        assert_eq!(part.checkpoint_hw(), Some(7));
+        assert!(part.follower_fetched(2, 10).is_none());
+        assert!(part.follower_fetched(3, 9).is_none());
+        assert_eq!(part.high_watermark(), 9, "the followers' log ends move it on");
+
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(restarted_leader(dir.path(), None).high_watermark(), 0, "no checkpoint: from the log start");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(restarted_leader(dir.path(), Some(50)).high_watermark(), 10, "capped at the log end");
+    }
 }

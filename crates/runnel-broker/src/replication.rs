@@ -152,14 +152,29 @@ fn alter_partition(topic_id: Uuid, partition: i32, c: &IsrProposal) -> Controlle
 }
 
 /// On every partition this broker leads, every half `replica.lag.time.max.ms`: proposes
-/// to drop followers that lag more than that from the ISR.
+/// to drop followers that lag more than that from the ISR. Every
+/// `replica.high.watermark.checkpoint.interval.ms`, and once more at shutdown, writes the
+/// replicas' high watermarks to `replication-offset-checkpoint` (Kafka's ReplicaManager).
 pub async fn run_isr_checks(broker: Arc<Broker>, shutdown: CancellationToken) {
     let max_lag = Duration::from_millis(broker.config.replica_lag_time_max_ms());
     let tick = (max_lag / 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut checks = tokio::time::interval(tick);
+    checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checkpoints = tokio::time::interval(Duration::from_millis(broker.config.replica_hw_checkpoint_interval_ms()));
+    checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(tick) => {}
-            _ = shutdown.cancelled() => return,
+            _ = checks.tick() => {}
+            _ = checkpoints.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || crate::state::checkpoint_hw(&b)).await;
+                continue;
+            }
+            _ = shutdown.cancelled() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || crate::state::checkpoint_hw(&b)).await;
+                return;
+            }
         }
         for part in broker.all_partitions() {
             if let Some(change) = part.lagging_followers(max_lag) {

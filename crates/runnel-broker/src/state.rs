@@ -39,6 +39,9 @@ pub struct Broker {
     offline_at_open: HashMap<(String, i32), String>,
     /// Quarantined (`-stray`) directories in the data dir.
     stray_dirs: usize,
+    /// Cluster mode: the high watermarks of `replication-offset-checkpoint` as read at
+    /// start, for the partitions opened then (emptied once they are).
+    stored_hw: Mutex<runnel_storage::offset_checkpoint::Offsets>,
     /// Topics whose partitions are being created outside the metadata lock (one node):
     /// a delete or a partition increase of such a topic waits until they are in place.
     creating: Mutex<HashSet<String>>,
@@ -121,6 +124,7 @@ impl Broker {
             groups,
             txns,
             offline_at_open: offline,
+            stored_hw: Mutex::default(),
             stray_dirs: sweep.stray,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
@@ -156,6 +160,7 @@ impl Broker {
         let (hosted, offset) = c.hosted();
         let txns = Arc::new(TxnCoordinator::new(&config));
         let groups = Arc::new(Coordinator::new(&config));
+        let stored_hw = Mutex::new(read_stored_hw(&config.data_dir));
         let broker = Self {
             config,
             cluster_id,
@@ -165,6 +170,7 @@ impl Broker {
             groups,
             txns,
             offline_at_open: HashMap::new(),
+            stored_hw,
             stray_dirs: 0,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
@@ -172,6 +178,8 @@ impl Broker {
         for (name, (topic_id, parts, configs)) in &hosted {
             broker.open_partitions(&(name, *topic_id), parts.clone(), configs)?;
         }
+        // Partitions created later start at their log start.
+        broker.stored_hw.lock().unwrap_or_else(|p| p.into_inner()).clear();
         c.set_publish_from(offset);
         // The group coordinator loads the `__consumer_offsets` partitions this broker
         // leads once the publisher gives them their roles (`crate::replication`).
@@ -430,7 +438,8 @@ impl Broker {
             let part = open_partition(&self.config.data_dir, topic, p, settings)?;
             if self.cluster().is_some() {
                 // Serves nothing until the publisher hands it its assignment.
-                part.await_assignment(self.config.node_id);
+                let stored = self.stored_hw.lock().unwrap_or_else(|p| p.into_inner()).remove(&(topic.0.to_string(), p));
+                part.await_assignment(self.config.node_id, stored);
             }
             self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert((topic.0.into(), p), Arc::new(part));
         }
@@ -585,6 +594,27 @@ impl Broker {
                 tracing::error!(topic = %part.topic, partition = part.index, error = %e, "flush at shutdown failed");
             }
         }
+    }
+}
+
+/// The high watermarks in the data dir's `replication-offset-checkpoint` (cluster mode);
+/// an unreadable file is ignored (the replicas then start from their log start).
+fn read_stored_hw(data_dir: &Path) -> runnel_storage::offset_checkpoint::Offsets {
+    let path = data_dir.join(runnel_storage::offset_checkpoint::REPLICATION_OFFSET_CHECKPOINT);
+    runnel_storage::offset_checkpoint::read(&path).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignoring the high watermark checkpoint");
+        Default::default()
+    })
+}
+
+/// Writes every replica's high watermark to the data dir's `replication-offset-checkpoint`
+/// (cluster mode). Blocking I/O.
+pub fn checkpoint_hw(broker: &Broker) {
+    let offsets: runnel_storage::offset_checkpoint::Offsets =
+        broker.all_partitions().iter().filter_map(|p| Some(((p.topic.clone(), p.index), p.checkpoint_hw()?))).collect();
+    let path = broker.config.data_dir.join(runnel_storage::offset_checkpoint::REPLICATION_OFFSET_CHECKPOINT);
+    if let Err(e) = runnel_storage::offset_checkpoint::write(&path, &offsets) {
+        tracing::error!(error = %e, "could not write the high watermark checkpoint");
     }
 }
 

@@ -9,8 +9,8 @@
 //!
 //! Invariant: epochs and start offsets both strictly increase along the entries.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
@@ -93,17 +93,7 @@ impl LeaderEpochCache {
         for (epoch, offset) in &self.entries {
             text.push_str(&format!("{epoch} {offset}\n"));
         }
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        crate::offset_checkpoint::write_durably(&self.path, &text)
     }
 }
 

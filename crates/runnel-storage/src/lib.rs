@@ -21,6 +21,7 @@ mod fsio;
 mod index;
 pub mod leader_epoch;
 pub mod log;
+pub mod offset_checkpoint;
 pub mod producer_state;
 mod producers;
 mod recovery;

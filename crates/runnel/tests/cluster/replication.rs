@@ -61,6 +61,18 @@ fn replica_bytes(b: &super::common::Broker, topic: &str) -> Vec<u8> {
     out
 }
 
+/// Partition 0 of `topic` in the node's `replication-offset-checkpoint` (Kafka's format:
+/// version, count, then `topic partition offset` lines).
+fn stored_hw(b: &super::common::Broker, topic: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(b.data_dir.join("replication-offset-checkpoint")).ok()?;
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("0"), "checkpoint version");
+    let count: usize = lines.next()?.parse().ok()?;
+    let entries: Vec<&str> = lines.collect();
+    assert_eq!(entries.len(), count, "checkpoint entry count");
+    entries.iter().find_map(|l| l.strip_prefix(&format!("{topic} 0 "))?.parse().ok())
+}
+
 /// Every value in `topic` partition 0, read from the start up to its high watermark.
 fn consume_all(bootstrap: &str, topic: &str, until: usize) -> Vec<String> {
     let consumer: BaseConsumer = client(bootstrap).set("group.id", "replication-check").set("enable.auto.commit", "false").create().unwrap();
@@ -157,6 +169,9 @@ fn replicated_partitions_survive_the_loss_of_their_leader() {
         let b: Vec<Vec<u8>> = c.nodes.iter().map(|n| replica_bytes(n, "replicated")).collect();
         !b[0].is_empty() && b[0] == b[1] && b[1] == b[2]
     });
+    // Every replica's high watermark is checkpointed in its data dir, in Kafka's format.
+    let end = got.len() as i64;
+    wait_until("the high watermark checkpointed on every node", || c.nodes.iter().all(|n| stored_hw(n, "replicated") == Some(end)));
 
     // min.insync.replicas=3 with one node down: acks=all is refused before appending;
     // a broker that does not lead refuses produce.
