@@ -69,13 +69,15 @@ impl Cluster {
     }
 
     /// Registers this broker with the controller and keeps it heartbeating.
-    pub fn register(&self, advertised: &(String, i32), rack: Option<String>) {
+    pub fn register(&self, endpoints: &crate::listeners::Endpoints, rack: Option<String>) {
+        let first = endpoints.first();
         self.controller.run_broker(BrokerRegistration {
             broker_id: self.node_id,
-            host: advertised.0.clone(),
-            port: advertised.1,
+            host: first.host.clone(),
+            port: first.port,
             rack,
             fenced: false,
+            listeners: endpoints.iter().map(|e| (e.name.to_string(), e.host.clone(), e.port)).collect(),
         });
     }
 
@@ -260,7 +262,9 @@ impl Cluster {
                         let configs = broker.topic(&name).map(|t| t.configs).unwrap_or_default();
                         self.open_hosted(broker, &name, &topic_id, &configs)
                     }
-                    MetadataRecord::ProducerIds { .. } => Ok(()),
+                    MetadataRecord::ProducerIds { .. }
+                    | MetadataRecord::ScramCredential { .. }
+                    | MetadataRecord::DeleteScramCredential { .. } => Ok(()),
                     MetadataRecord::DeleteTopic { name } => {
                         broker.remove_topic_partitions(&name)?;
                         broker.groups().remove_offsets_for_topic(&name);
@@ -315,15 +319,27 @@ pub struct PartitionView {
     pub isr: Vec<i32>,
 }
 
-/// The brokers to list to clients: the live brokers in cluster mode, else this one.
-pub fn listed_brokers(b: &Broker) -> Vec<ListedBroker> {
+/// The brokers to list to a client that came through listener `listener`: the live
+/// brokers in cluster mode, else this one, each at its address for that listener (a
+/// broker without a listener of that name: at its first listener's address).
+pub fn listed_brokers(b: &Broker, listener: &str) -> Vec<ListedBroker> {
     match b.cluster() {
         Some(c) => c
             .live_brokers()
             .into_iter()
-            .map(|r| ListedBroker { id: r.broker_id, host: r.host, port: r.port, rack: r.rack })
+            .map(|r| {
+                let (host, port) = r
+                    .listeners
+                    .iter()
+                    .find(|(name, _, _)| name == listener)
+                    .map_or((r.host, r.port), |(_, h, p)| (h.clone(), *p));
+                ListedBroker { id: r.broker_id, host, port, rack: r.rack }
+            })
             .collect(),
-        None => vec![ListedBroker { id: b.config.node_id, host: b.advertised.0.clone(), port: b.advertised.1, rack: None }],
+        None => {
+            let e = b.endpoints.get(listener);
+            vec![ListedBroker { id: b.config.node_id, host: e.host.clone(), port: e.port, rack: None }]
+        }
     }
 }
 
@@ -346,12 +362,14 @@ pub fn partition_view(b: &Broker, topic_id: &Uuid, p: i32) -> PartitionView {
     }
 }
 
-/// The coordinator of `group`: the leader of its `__consumer_offsets` partition (this
-/// broker on a single node). Err: COORDINATOR_NOT_AVAILABLE while the topic does not
-/// exist or that partition has no live leader.
-pub fn group_coordinator(b: &Broker, group: &str) -> Result<ListedBroker, crate::errors::KafkaError> {
+/// The coordinator of `group`, at its address for listener `listener`: the leader of its
+/// `__consumer_offsets` partition (this broker on a single node). Err:
+/// COORDINATOR_NOT_AVAILABLE while the topic does not exist or that partition has no live
+/// leader.
+pub fn group_coordinator(b: &Broker, group: &str, listener: &str) -> Result<ListedBroker, crate::errors::KafkaError> {
     let Some(c) = b.cluster() else {
-        return Ok(ListedBroker { id: b.config.node_id, host: b.advertised.0.clone(), port: b.advertised.1, rack: None });
+        let e = b.endpoints.get(listener);
+        return Ok(ListedBroker { id: b.config.node_id, host: e.host.clone(), port: e.port, rack: None });
     };
     let unavailable = crate::errors::KafkaError::CoordinatorNotAvailable;
     let topic = b.topic(crate::group::OFFSETS_TOPIC).ok_or(unavailable)?;
@@ -360,5 +378,5 @@ pub fn group_coordinator(b: &Broker, group: &str) -> Result<ListedBroker, crate:
     if !live || a.leader < 0 {
         return Err(unavailable);
     }
-    listed_brokers(b).into_iter().find(|l| l.id == a.leader).ok_or(unavailable)
+    listed_brokers(b, listener).into_iter().find(|l| l.id == a.leader).ok_or(unavailable)
 }

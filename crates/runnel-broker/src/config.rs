@@ -43,6 +43,18 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("transactional.id.expiration.ms", "604800000", "A transactional id with no open transaction and no activity for this long is forgotten."),
     ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", "How often transactions older than their timeout are looked for and aborted."),
     ("transaction.remove.expired.transaction.cleanup.interval.ms", "3600000", "How often expired transactional ids are looked for."),
+    ("listeners", "", "The Kafka listeners, NAME://HOST:PORT,… (e.g. PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9094; an empty HOST binds every interface, port 0 a free port). Empty: one PLAINTEXT listener on --listen."),
+    ("advertised.listeners", "", "Where clients are told to connect, NAME://HOST:PORT per listener (Metadata answers the addresses of the listener a client came through). A listener not named here advertises its bound address."),
+    ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", "Security protocol of each listener name, NAME:PROTOCOL,… (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); custom listener names must be mapped here."),
+    ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "SASL mechanisms SASL listeners accept: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (Kafka's default, GSSAPI, is not supported)."),
+    ("sasl.plain.users", "", "A file of NAME=PASSWORD lines that SASL/PLAIN also accepts (meant for tests; PLAIN always accepts the SCRAM users with their password)."),
+    ("connection.failed.authentication.delay.ms", "100", "A connection whose authentication failed is closed after this delay (the failure is answered first)."),
+    ("ssl.keystore.type", "PEM", "Only PEM: ssl.keystore.location is one PEM file with the private key and the certificate chain."),
+    ("ssl.keystore.location", "", "PEM file with the TLS listeners' private key and certificate chain (needed by SSL and SASL_SSL listeners). Re-read when it changes."),
+    ("ssl.truststore.type", "PEM", "Only PEM: ssl.truststore.location holds CA certificates."),
+    ("ssl.truststore.location", "", "PEM file of the CA certificates that client certificates are checked against (needed for ssl.client.auth requested or required)."),
+    ("ssl.client.auth", "none", "Client certificates on SSL listeners: none, requested (checked when sent) or required. A certificate's subject becomes the principal User:CN=…,O=… (see ssl.principal.mapping.rules)."),
+    ("ssl.principal.mapping.rules", "DEFAULT", "How a client certificate's subject becomes a principal name: DEFAULT (the whole subject, e.g. CN=alice,O=acme) or Kafka's RULE:pattern/replacement/[LU] rules, comma-separated, first match wins."),
 ];
 
 /// Everything a broker needs to start.
@@ -230,7 +242,8 @@ impl BrokerConfig {
         Ok(())
     }
 
-    fn setting(&self, name: &str) -> &str {
+    /// A broker setting's value, or its default.
+    pub(crate) fn setting(&self, name: &str) -> &str {
         self.settings.get(name).map(String::as_str).unwrap_or_else(|| {
             BROKER_SETTINGS.iter().find(|(n, _, _)| *n == name).map(|(_, d, _)| *d).unwrap_or("")
         })

@@ -10,8 +10,14 @@
 //! another thread. Handlers move blocking work (fsync, file walks) to the blocking pool
 //! themselves; everything else runs here.
 //!
-//! Fetch responses go out zero-copy: the handler leaves placeholders for record sections,
-//! and the writer `sendfile`s the segment ranges between the encoded pieces.
+//! Fetch responses go out zero-copy on plaintext listeners: the handler leaves
+//! placeholders for record sections, and the writer `sendfile`s the segment ranges
+//! between the encoded pieces (TLS listeners copy them, see `transport`).
+//!
+//! On TLS listeners the handshake comes first (a client certificate names the principal);
+//! on SASL listeners the processor authenticates the client (`auth::sasl`) before any
+//! other request than ApiVersions is served, and a failed authentication closes the
+//! connection after `connection.failed.authentication.delay.ms`.
 //!
 //! A frame whose length is negative or above `socket.request.max.bytes`, or that does not
 //! decode, closes this connection only (after the responses already due are written).
@@ -37,17 +43,19 @@ use kafka_protocol::messages::{ApiKey, ResponseKind};
 use runnel_protocol::splice::{splice_records, FramePart};
 use runnel_protocol::{decode_request, encode_response, encode_unsupported_api_versions, ProtocolError};
 use runnel_storage::ReadSlice;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::Session;
+use crate::auth::sasl::{escape, Authenticator, SaslSettings, Step};
+use crate::auth::tls::TlsContext;
+use crate::auth::{SecurityProtocol, Session};
 use crate::handlers::{self, Ctx};
 use crate::limits::{BudgetShare, ConnectionSlot, Limits};
 use crate::metrics::{api_name, Metrics};
 use crate::state::Broker;
+use crate::transport::{self, Reader, Writer};
 
 /// How many requests one connection reads ahead of the one being handled.
 pub const MAX_READ_AHEAD: usize = 128;
@@ -57,6 +65,9 @@ const INITIAL_BUFFER: usize = 64 * 1024;
 
 /// How many encoded responses may wait for the writer (a client that does not read).
 pub const RESPONSES_QUEUED: usize = 2;
+
+/// Longest a TLS handshake may take (or `connections.max.idle.ms`, if shorter).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A frame read, with its shares of the connection's and the broker's request budgets,
 /// held until its handler is done.
@@ -77,12 +88,42 @@ pub struct Shared {
     pub limits: Arc<Limits>,
 }
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _slot: ConnectionSlot) {
+/// A listener as its connections see it.
+pub struct Listener {
+    pub name: Arc<str>,
+    pub protocol: SecurityProtocol,
+    /// SSL and SASL_SSL listeners.
+    pub tls: Option<Arc<TlsContext>>,
+    /// SASL_PLAINTEXT and SASL_SSL listeners.
+    pub sasl: Option<Arc<SaslSettings>>,
+}
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, listener: Arc<Listener>, _slot: ConnectionSlot) {
     let metrics = shared.metrics.clone();
     metrics.connections.inc();
     metrics.connections_total.inc();
     let _open = scopeguard(metrics.clone());
-    let (rd, wr) = stream.into_split();
+    let (rd, wr, cert_principal) = match &listener.tls {
+        None => {
+            let (rd, wr) = transport::plain(stream);
+            (rd, wr, None)
+        }
+        Some(tls) => match transport::tls(stream, tls, shared.limits.idle.min(HANDSHAKE_TIMEOUT)).await {
+            Ok(t) => t,
+            Err(reason) => {
+                tracing::info!(%peer, listener = %listener.name, %reason, "closing connection");
+                metrics.connection_closed("tls handshake failed");
+                return;
+            }
+        },
+    };
+    // On SSL listeners a client certificate names the principal; SASL names it on SASL_SSL.
+    let principal = match listener.protocol {
+        SecurityProtocol::Ssl => cert_principal.unwrap_or_default(),
+        _ => Default::default(),
+    };
+    let session = Session { principal, listener: listener.name.clone(), protocol: listener.protocol, peer };
+    let auth = listener.sasl.clone().map(Authenticator::new);
     let (frames_tx, frames_rx) = mpsc::channel::<Frame>(MAX_READ_AHEAD);
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(RESPONSES_QUEUED);
     // Cancelled when the processor or the writer ends: the reader stops too.
@@ -90,7 +131,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _sl
     let own_budget = Arc::new(Semaphore::new(shared.limits.max_frame));
     tokio::join!(
         read_loop(rd, peer, &shared, &own_budget, frames_tx, &stop),
-        process_loop(peer, &shared, frames_rx, out_tx, &stop),
+        process_loop(session, auth, &shared, frames_rx, out_tx, &stop),
         write_loop(wr, peer, &shared, out_rx, &stop),
     );
 }
@@ -98,7 +139,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, _sl
 /// Reads frames until the client closes, the broker shuts down, a frame is refused, the
 /// connection idles out, or another loop stops.
 async fn read_loop(
-    mut rd: OwnedReadHalf,
+    mut rd: Reader,
     peer: SocketAddr,
     shared: &Shared,
     own_budget: &Arc<Semaphore>,
@@ -138,19 +179,55 @@ async fn read_loop(
     }
 }
 
-/// Handles the frames one at a time, in order, and queues their responses.
+/// Handles the frames one at a time, in order, and queues their responses. On SASL
+/// listeners, authenticates first.
 async fn process_loop(
-    peer: SocketAddr,
+    mut session: Session,
+    mut auth: Option<Authenticator>,
     shared: &Shared,
     mut frames: mpsc::Receiver<Frame>,
     out: mpsc::Sender<Outgoing>,
     stop: &CancellationToken,
 ) {
     let _stop_reader = stop.clone().drop_guard();
-    // The connection's principal; authentication replaces it.
-    let session = Arc::new(Session::anonymous(peer));
+    let peer = session.peer;
+    let mut current = Arc::new(session.clone());
     while let Some(frame) = frames.recv().await {
-        match handle(peer, &session, shared, frame).await {
+        if let Some(a) = auth.as_mut() {
+            let reply = match a.step(&frame.bytes, &shared.broker).await {
+                Step::Serve => None,
+                Step::Respond(bytes) => Some(bytes),
+                Step::Authenticated(bytes, principal) => {
+                    tracing::debug!(%peer, listener = %session.listener, %principal, "authenticated");
+                    shared.metrics.authentications.inc();
+                    session.principal = principal;
+                    current = Arc::new(session.clone());
+                    auth = None;
+                    Some(bytes)
+                }
+                Step::Failed(bytes, reason) => {
+                    drop(frame);
+                    shared.metrics.authentication_failures.inc();
+                    tracing::warn!(%peer, listener = %session.listener, reason = %escape(&reason), "authentication failed; closing connection");
+                    if let Some(b) = bytes {
+                        if out.send(vec![FramePart::Bytes(b)]).await.is_err() {
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(a.failed_delay()).await;
+                    shared.metrics.connection_closed("authentication failed");
+                    return;
+                }
+            };
+            if let Some(bytes) = reply {
+                drop(frame);
+                if out.send(vec![FramePart::Bytes(bytes)]).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        match handle(peer, &current, shared, frame).await {
             Handled::Respond(parts) => {
                 if out.send(parts).await.is_err() {
                     return;
@@ -226,7 +303,7 @@ async fn handle(peer: SocketAddr, session: &Arc<Session>, shared: &Shared, frame
 /// Writes the responses in order; ends when the processor is done and everything due is
 /// written, or when a write fails or makes no progress for `connections.max.idle.ms`.
 async fn write_loop(
-    mut wr: OwnedWriteHalf,
+    mut wr: Writer,
     peer: SocketAddr,
     shared: &Shared,
     mut responses: mpsc::Receiver<Outgoing>,
@@ -235,7 +312,7 @@ async fn write_loop(
     let _stop_reader = stop.clone().drop_guard();
     while let Some(parts) = responses.recv().await {
         shared.metrics.bytes_out.inc_by(frame_len(&parts) as u64);
-        match tokio::time::timeout(shared.limits.idle, write_parts(&mut wr, parts)).await {
+        match tokio::time::timeout(shared.limits.idle, wr.write_parts(parts)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "write failed; closing connection");
@@ -288,51 +365,6 @@ fn frame_len(parts: &Outgoing) -> usize {
         .sum()
 }
 
-/// Writes one response: encoded pieces with `write_all`, record sections with `sendfile`.
-async fn write_parts(wr: &mut OwnedWriteHalf, parts: Outgoing) -> std::io::Result<()> {
-    for part in parts {
-        match part {
-            FramePart::Bytes(b) => wr.write_all(&b).await?,
-            FramePart::Splice(slice) => {
-                for s in &slice.slices {
-                    send_file(wr.as_ref(), s).await?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `sendfile(2)` of one file range to the socket, waiting for writability as needed.
-/// A file shorter than the range (truncated since it was read) is an error: the frame
-/// would be short, so the connection must close.
-async fn send_file(stream: &TcpStream, slice: &runnel_storage::FileSlice) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let mut offset = slice.position as libc::off_t;
-    let mut left = slice.len;
-    while left > 0 {
-        stream.writable().await?;
-        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
-            // SAFETY: both descriptors are open for the duration of the call (the socket is
-            // borrowed, the file is held by its Arc); `offset` is a valid pointer.
-            let n = unsafe { libc::sendfile(stream.as_raw_fd(), slice.file.as_raw_fd(), &mut offset, left) };
-            if n < 0 {
-                Err(std::io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        });
-        match sent {
-            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment file shorter than the range to send")),
-            Ok(n) => left -= n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-
 /// Why no frame could be read.
 enum FrameError {
     /// A clean end of stream between frames.
@@ -349,7 +381,7 @@ enum FrameError {
 /// read-ahead budget and the broker's `queued.max.request.bytes` (waiting, without
 /// reading, until earlier requests are handled). While waiting for a new frame with
 /// nothing of this connection in flight, gives up after `connections.max.idle.ms`.
-async fn read_frame(rd: &mut OwnedReadHalf, limits: &Limits, own_budget: &Arc<Semaphore>) -> Result<Frame, FrameError> {
+async fn read_frame(rd: &mut Reader, limits: &Limits, own_budget: &Arc<Semaphore>) -> Result<Frame, FrameError> {
     let max = limits.max_frame;
     let mut len = [0u8; 4];
     let mut got = 0;

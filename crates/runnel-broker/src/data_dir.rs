@@ -214,7 +214,7 @@ mod tests {
     fn old_handles_never_touch_a_same_name_replacement() {
         let tmp = tempfile::tempdir().unwrap();
         let config = BrokerConfig { data_dir: tmp.path().to_path_buf(), ..BrokerConfig::default() };
-        let broker = Broker::open(config, ("127.0.0.1".into(), 9092), None).unwrap();
+        let broker = Broker::open(config, crate::listeners::Endpoints::plaintext("127.0.0.1", 9092), None).unwrap();
         let small = BTreeMap::from([("segment.bytes".to_string(), "14".to_string())]);
         broker.create_topic("t", 1, small.clone()).unwrap();
         let old = broker.partition("t", 0).unwrap();

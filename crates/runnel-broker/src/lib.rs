@@ -16,6 +16,7 @@ mod fetcher;
 mod group;
 mod handlers;
 mod limits;
+pub mod listeners;
 mod metrics;
 mod partition;
 mod replica;
@@ -24,11 +25,12 @@ mod server;
 mod state;
 pub mod topic_config;
 mod topic_name;
+mod transport;
 mod txn;
 
 pub use config::BrokerConfig;
 pub use handlers::SUPPORTED_APIS;
-pub use server::{start, BrokerHandle};
+pub use server::{start, BoundListener, BrokerHandle};
 
 /// Wall-clock milliseconds since the Unix epoch (Kafka's timestamps).
 pub(crate) fn now_ms() -> i64 {

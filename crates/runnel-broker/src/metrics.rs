@@ -39,6 +39,10 @@ pub struct Metrics {
     closed_connections: Family<ReasonLabels, Counter>,
     /// Seconds the listener spent not accepting because `max.connections` were open.
     acceptor_blocked: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// Successful SASL authentications.
+    pub authentications: Counter,
+    /// SASL authentications that failed (the connection was closed).
+    pub authentication_failures: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +79,9 @@ impl Default for Metrics {
         registry.register("connections_closed", "Client connections the broker closed, by reason", closed_connections.clone());
         let acceptor_blocked = Counter::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register("acceptor_blocked_seconds", "Time the listener stopped accepting because max.connections were open", acceptor_blocked.clone());
+        let (authentications, authentication_failures) = (Counter::default(), Counter::default());
+        registry.register("sasl_authentications", "Successful SASL authentications", authentications.clone());
+        registry.register("sasl_authentication_failures", "Failed SASL authentications (each closed its connection)", authentication_failures.clone());
         Self {
             registry,
             requests,
@@ -89,6 +96,8 @@ impl Default for Metrics {
             refused_connections,
             closed_connections,
             acceptor_blocked,
+            authentications,
+            authentication_failures,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The Kafka listener: binds, accepts connections, and shuts down cleanly — stop
+//! The Kafka listeners: binds each, accepts connections, and shuts down cleanly — stop
 //! accepting, let connections answer what they have read, flush every partition.
 
 use std::net::SocketAddr;
@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::cleaner;
 use crate::cluster::Cluster;
-use crate::connection;
+use crate::auth::sasl::SaslSettings;
+use crate::auth::tls::TlsContext;
+use crate::connection::{self, Listener};
+use crate::listeners::{self, Endpoint, Endpoints};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::state::Broker;
@@ -20,10 +23,12 @@ use crate::BrokerConfig;
 
 /// A running broker.
 pub struct BrokerHandle {
-    /// The address the Kafka listener is bound to.
+    /// The address the first Kafka listener is bound to.
     pub local_addr: SocketAddr,
-    /// The address advertised to clients.
+    /// The address advertised to clients of the first listener.
     pub advertised: String,
+    /// Every Kafka listener: name, security protocol, bound address, advertised HOST:PORT.
+    pub listeners: Vec<BoundListener>,
     /// The cluster id stored in the data dir.
     pub cluster_id: String,
     /// The address the admin HTTP listener is bound to, if it is on.
@@ -50,36 +55,66 @@ impl BrokerHandle {
     }
 }
 
+/// A listener as bound.
+#[derive(Clone, Debug)]
+pub struct BoundListener {
+    pub name: String,
+    pub protocol: crate::auth::SecurityProtocol,
+    pub local_addr: SocketAddr,
+    pub advertised: String,
+}
+
 /// Errors that keep a broker from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("cannot listen on {addr}: {source} (is another broker running there? pick another with --listen)")]
+    #[error("cannot listen on {addr}: {source} (is another broker running there? pick another port with --listen or listeners)")]
     Bind { addr: String, source: std::io::Error },
     #[error("cannot open the data dir {dir}: {source}")]
     Data { dir: String, source: crate::state::StateError },
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
-    #[error("invalid advertised listener '{0}': expected HOST:PORT")]
-    Advertised(String),
 }
 
 /// Opens the data dir, binds the listener and starts serving.
 pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     config.validate()?;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen.clone(), source })?;
-    let advertised = match &config.advertised_listener {
-        Some(a) => a.clone(),
-        None => local_addr.to_string(),
+    let specs = listeners::from_config(&config)?;
+    let needs_tls = specs.iter().any(|s| s.protocol.is_tls());
+    let needs_sasl = specs.iter().any(|s| s.protocol.is_sasl());
+    let tls = if needs_tls { Some(TlsContext::from_config(&config)?) } else { None };
+    let sasl = if needs_sasl {
+        let settings = SaslSettings::from_config(&config)?;
+        if settings.mechanisms.is_empty() {
+            return Err(crate::config::ConfigError("a SASL listener needs at least one mechanism in sasl.enabled.mechanisms".into()).into());
+        }
+        Some(Arc::new(settings))
+    } else {
+        None
     };
-    let (host, port) = advertised
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<i32>().ok()?)))
-        .ok_or_else(|| StartError::Advertised(advertised.clone()))?;
+    let mut bound = Vec::new();
+    let mut endpoints = Vec::new();
+    let mut sockets = Vec::new();
+    for spec in &specs {
+        let socket = TcpListener::bind(&spec.bind)
+            .await
+            .map_err(|source| StartError::Bind { addr: format!("{}://{}", spec.name, spec.bind), source })?;
+        let local = socket.local_addr().map_err(|source| StartError::Bind { addr: spec.bind.clone(), source })?;
+        let (host, port) = spec.advertised.clone().unwrap_or_else(|| (local.ip().to_string(), i32::from(local.port())));
+        let advertised = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        bound.push(BoundListener { name: spec.name.to_string(), protocol: spec.protocol, local_addr: local, advertised });
+        endpoints.push(Endpoint { name: spec.name.clone(), host, port });
+        let listener = Listener {
+            name: spec.name.clone(),
+            protocol: spec.protocol,
+            tls: tls.clone().filter(|_| spec.protocol.is_tls()),
+            sasl: sasl.clone().filter(|_| spec.protocol.is_sasl()),
+        };
+        sockets.push((socket, Arc::new(listener)));
+    }
+    let endpoints = Endpoints::new(endpoints);
+    let (local_addr, advertised) = (bound[0].local_addr, bound[0].advertised.clone());
     // The admin listener comes up first, so /readyz answers 503 while the data dir opens.
     let metrics = Arc::new(Metrics::default());
     let admin = AdminState::new(metrics.clone());
@@ -108,7 +143,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         _ => None,
     };
     let for_open = cluster.clone();
-    let opened = tokio::task::spawn_blocking(move || Broker::open(config, (host, port), for_open))
+    let opened = tokio::task::spawn_blocking(move || Broker::open(config, endpoints, for_open))
         .await
         .expect("broker open task")
         .map_err(|source| StartError::Data { dir, source });
@@ -129,12 +164,40 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     admin.set_ready(true);
     let cluster_id = broker.cluster_id.clone();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, broker, shutdown.clone(), metrics, admin, admin_stop));
-    Ok(BrokerHandle { local_addr, advertised, cluster_id, admin_addr, shutdown, task })
+    if let Some(t) = tls {
+        tokio::spawn(t.watch(shutdown.clone()));
+    }
+    let task = tokio::spawn(serve(sockets, broker, shutdown.clone(), metrics, admin, admin_stop));
+    Ok(BrokerHandle { local_addr, advertised, listeners: bound, cluster_id, admin_addr, shutdown, task })
+}
+
+/// A connection accepted on one of the listeners, with its `max.connections` permit.
+type Accepted = (tokio::net::TcpStream, SocketAddr, tokio::sync::OwnedSemaphorePermit, Arc<Listener>);
+
+/// Accepts on one listener until shutdown; under `max.connections` only (at the cap it
+/// stops accepting until a connection closes).
+async fn accept_loop(socket: TcpListener, listener: Arc<Listener>, limits: Arc<Limits>, to: tokio::sync::mpsc::Sender<Accepted>, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = async { let p = limits.connection_permit().await; (socket.accept().await, p) } => a,
+        };
+        match accepted {
+            (Ok((stream, peer)), permit) => {
+                if to.send((stream, peer, permit, listener.clone())).await.is_err() {
+                    return;
+                }
+            }
+            (Err(e), _) => {
+                tracing::warn!(listener = %listener.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 async fn serve(
-    listener: TcpListener,
+    sockets: Vec<(TcpListener, Arc<Listener>)>,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
@@ -152,30 +215,33 @@ async fn serve(
     let producer_expiry = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.producer_id_expiration_check_interval_ms()), shutdown.clone(), cleaner::producer_expiry_pass));
     let txn_timeouts = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.transaction_abort_interval_ms()), shutdown.clone(), |b| b.txns().abort_timed_out(b)));
     let txn_expiry = tokio::spawn(cleaner::run_every(broker.clone(), Duration::from_millis(broker.config.transaction_expiry_interval_ms()), shutdown.clone(), |b| b.txns().expire_ids()));
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel::<Accepted>(1);
+    let stop_accepting = CancellationToken::new();
+    let mut acceptors = JoinSet::new();
+    for (socket, listener) in sockets {
+        acceptors.spawn(accept_loop(socket, listener, limits.clone(), accepted_tx.clone(), stop_accepting.clone()));
+    }
+    drop(accepted_tx);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            // Under `max.connections` only: at the cap we stop accepting until one closes.
-            (accepted, permit) = async { let p = limits.connection_permit().await; (listener.accept().await, p) } => match accepted {
-                Ok((stream, peer)) => {
-                    let Some(slot) = limits.admit(peer.ip(), permit) else {
-                        tracing::debug!(%peer, "closing connection: max.connections.per.ip reached");
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(connection::serve(stream, peer, shared.clone(), slot));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            Some((stream, peer, permit, listener)) = accepted.recv() => {
+                let Some(slot) = limits.admit(peer.ip(), permit) else {
+                    tracing::debug!(%peer, "closing connection: max.connections.per.ip reached");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                connections.spawn(connection::serve(stream, peer, shared.clone(), listener, slot));
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
     admin.set_ready(false);
     failpoint_delay("RUNNEL_FAILPOINT_SHUTDOWN_DELAY_MS").await;
-    drop(listener);
+    // The listeners close: nothing more is accepted.
+    stop_accepting.cancel();
+    while acceptors.join_next().await.is_some() {}
+    drop(accepted);
     tracing::info!(open = connections.len(), "shutting down: answering in-flight requests");
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
         while connections.join_next().await.is_some() {}

@@ -24,8 +24,8 @@ pub type Partitions = HashMap<(String, i32), Arc<Partition>>;
 pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
-    /// The advertised host and port.
-    pub advertised: (String, i32),
+    /// The advertised host and port of each listener.
+    pub endpoints: crate::listeners::Endpoints,
     metadata: Metadata,
     partitions: RwLock<Partitions>,
     /// The group coordinator (single node: loaded in [`Broker::open`]; cluster mode: it
@@ -86,11 +86,11 @@ impl Broker {
     /// Opens the data dir: metadata first, then every partition log (recovering each).
     /// In cluster mode (`cluster`), waits for the metadata quorum and opens the
     /// partitions this broker hosts.
-    pub fn open(config: BrokerConfig, advertised: (String, i32), cluster: Option<Arc<Cluster>>) -> Result<Self, StateError> {
+    pub fn open(config: BrokerConfig, endpoints: crate::listeners::Endpoints, cluster: Option<Arc<Cluster>>) -> Result<Self, StateError> {
         data_dir::create_dir_durably(&config.data_dir)?;
         let cluster_id = data_dir::load_or_create_cluster_id(&config.data_dir, config.node_id)?;
         if let Some(c) = cluster {
-            return Self::open_clustered(config, advertised, cluster_id, c);
+            return Self::open_clustered(config, endpoints, cluster_id, c);
         }
         let metadata = MetadataStore::open_local(&config.data_dir.join(data_dir::METADATA_DIR))?;
         let sweep = data_dir::sweep(&config.data_dir, metadata.image())?;
@@ -118,7 +118,7 @@ impl Broker {
         let broker = Self {
             config,
             cluster_id,
-            advertised,
+            endpoints,
             metadata: Metadata::Local(Mutex::new(metadata)),
             partitions: RwLock::new(partitions),
             groups,
@@ -151,8 +151,8 @@ impl Broker {
 
     /// Cluster mode: nothing is removed at start (the image may still be catching up);
     /// the publisher applies what is committed from here on.
-    fn open_clustered(config: BrokerConfig, advertised: (String, i32), ours: String, c: Arc<Cluster>) -> Result<Self, StateError> {
-        c.register(&advertised, None);
+    fn open_clustered(config: BrokerConfig, endpoints: crate::listeners::Endpoints, ours: String, c: Arc<Cluster>) -> Result<Self, StateError> {
+        c.register(&endpoints, None);
         let cluster_id = c.agree_cluster_id(&ours)?;
         c.wait_registered();
         // `__consumer_offsets` is created at the first FindCoordinator for a group (as in
@@ -164,7 +164,7 @@ impl Broker {
         let broker = Self {
             config,
             cluster_id,
-            advertised,
+            endpoints,
             metadata: Metadata::Quorum(c.clone()),
             partitions: RwLock::new(HashMap::new()),
             groups,
@@ -216,10 +216,21 @@ impl Broker {
         }
     }
 
-    fn with_image<T>(&self, f: impl FnOnce(&MetadataImage) -> T) -> T {
+    pub(crate) fn with_image<T>(&self, f: impl FnOnce(&MetadataImage) -> T) -> T {
         match &self.metadata {
             Metadata::Local(m) => f(m.lock().unwrap_or_else(|p| p.into_inner()).image()),
             Metadata::Quorum(c) => f(&c.controller.image().topics),
+        }
+    }
+
+    /// Commits a record that changes no topic (credentials …): through the quorum in
+    /// cluster mode (keyed by the nil topic id), else to the local metadata log.
+    /// Blocking: call it off the async workers.
+    pub(crate) fn commit_cluster_wide(&self, record: MetadataRecord) -> Result<(), StateError> {
+        debug_assert!(record.is_cluster_wide());
+        match self.cluster() {
+            Some(c) => c.commit_topic(Uuid::nil(), record, Vec::new()),
+            None => Ok(self.local().commit(record)?),
         }
     }
 

@@ -73,6 +73,8 @@ impl ClusterImage {
                             return Err(Rejection::StaleProducerIds);
                         }
                     }
+                    // Credentials (keyed by the nil id) replace or remove what is there.
+                    MetadataRecord::ScramCredential { .. } | MetadataRecord::DeleteScramCredential { .. } => {}
                 }
                 Ok(())
             }
@@ -157,7 +159,10 @@ impl ClusterImage {
                     MetadataRecord::DeleteTopic { .. } => {
                         self.partitions.remove(topic_id);
                     }
-                    MetadataRecord::SetTopicConfigs { .. } | MetadataRecord::ProducerIds { .. } => {}
+                    MetadataRecord::SetTopicConfigs { .. }
+                    | MetadataRecord::ProducerIds { .. }
+                    | MetadataRecord::ScramCredential { .. }
+                    | MetadataRecord::DeleteScramCredential { .. } => {}
                 }
                 self.topics.apply(change)
             }
@@ -215,6 +220,8 @@ impl ClusterImage {
                     broker_id: -1,
                     next_producer_id: self.topics.next_producer_id(),
                 }))
+                // So do the SCRAM credentials.
+                .chain(self.topics.scram_records())
                 .collect(),
             brokers: self.brokers.values().cloned().collect(),
             partitions: self.partitions.clone(),
@@ -251,7 +258,7 @@ mod tests {
     }
 
     fn register(image: &mut ClusterImage, offset: u64, b: i32) {
-        let reg = BrokerRegistration { broker_id: b, host: "h".into(), port: b, rack: None, fenced: false };
+        let reg = BrokerRegistration { broker_id: b, host: "h".into(), port: b, rack: None, fenced: false, listeners: vec![] };
         assert_eq!(image.apply(offset, 1, &ControllerRecord::RegisterBroker(reg)), Outcome::Applied);
     }
 
@@ -329,7 +336,7 @@ mod tests {
     fn brokers_register_and_are_fenced() {
         let mut image = ClusterImage::default();
         assert_eq!(image.apply(1, 1, &ControllerRecord::FenceBroker { broker_id: 1 }), Outcome::Rejected(Rejection::UnknownBroker));
-        let reg = BrokerRegistration { broker_id: 1, host: "h".into(), port: 1, rack: None, fenced: false };
+        let reg = BrokerRegistration { broker_id: 1, host: "h".into(), port: 1, rack: None, fenced: false, listeners: vec![] };
         image.apply(2, 1, &ControllerRecord::RegisterBroker(reg));
         image.apply(3, 1, &ControllerRecord::FenceBroker { broker_id: 1 });
         assert_eq!(image.live_brokers().count(), 0);

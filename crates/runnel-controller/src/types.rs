@@ -78,6 +78,10 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     #[serde(default)]
     pub fenced: bool,
+    /// Every listener's advertised endpoint: (name, host, port); `host`/`port` are the
+    /// first listener's.
+    #[serde(default)]
+    pub listeners: Vec<(String, String, i32)>,
 }
 
 /// Why the controller refused a record. Validation that depends on the image is done

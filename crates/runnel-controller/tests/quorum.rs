@@ -204,7 +204,7 @@ async fn brokers_register_heartbeat_and_are_fenced() {
         c.start(id).await;
     }
     for id in [1u64, 2, 3] {
-        c.node(id).run_broker(BrokerRegistration { broker_id: id as i32, host: "127.0.0.1".into(), port: 9000 + id as i32, rack: None, fenced: false });
+        c.node(id).run_broker(BrokerRegistration { broker_id: id as i32, host: "127.0.0.1".into(), port: 9000 + id as i32, rack: None, fenced: false, listeners: vec![] });
     }
     let live = |c: &Cluster, at: u64| -> Vec<i32> { c.node(at).image().live_brokers().map(|b| b.broker_id).collect() };
     wait(|| [1u64, 2, 3].iter().all(|n| live(&c, *n) == [1, 2, 3]), "all three brokers registered").await;
@@ -219,7 +219,7 @@ async fn brokers_register_heartbeat_and_are_fenced() {
 
     // It returns: registered again, unfenced.
     c.start(gone).await;
-    c.node(gone).run_broker(BrokerRegistration { broker_id: gone as i32, host: "127.0.0.1".into(), port: 9000 + gone as i32, rack: None, fenced: false });
+    c.node(gone).run_broker(BrokerRegistration { broker_id: gone as i32, host: "127.0.0.1".into(), port: 9000 + gone as i32, rack: None, fenced: false, listeners: vec![] });
     wait(|| c.nodes.keys().all(|n| live(&c, *n) == [1, 2, 3]), "the returning broker unfenced").await;
     for id in [1u64, 2, 3] {
         c.stop(id).await;

@@ -16,7 +16,16 @@ pub struct TopicImage {
     pub configs: BTreeMap<String, String>,
 }
 
-/// All topics, by name and by id.
+/// A user's SCRAM credential for one mechanism.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramCredentialImage {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
+}
+
+/// All topics, by name and by id; SCRAM credentials by user and mechanism.
 #[derive(Debug, Default, Clone)]
 pub struct MetadataImage {
     topics: BTreeMap<String, TopicImage>,
@@ -25,6 +34,8 @@ pub struct MetadataImage {
     next_producer_id: i64,
     /// Ids of topics a committed record deleted: their data may be removed.
     deleted: std::collections::BTreeSet<Uuid>,
+    /// SCRAM credentials by (user, mechanism name).
+    scram: BTreeMap<(String, String), ScramCredentialImage>,
 }
 
 impl MetadataImage {
@@ -62,7 +73,41 @@ impl MetadataImage {
             MetadataRecord::ProducerIds { next_producer_id, .. } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
+            MetadataRecord::ScramCredential { name, mechanism, salt, stored_key, server_key, iterations } => {
+                let cred = ScramCredentialImage {
+                    salt: salt.clone(),
+                    stored_key: stored_key.clone(),
+                    server_key: server_key.clone(),
+                    iterations: *iterations,
+                };
+                self.scram.insert((name.clone(), mechanism.clone()), cred);
+            }
+            MetadataRecord::DeleteScramCredential { name, mechanism } => {
+                self.scram.remove(&(name.clone(), mechanism.clone()));
+            }
         }
+    }
+
+    /// The SCRAM credential of `user` for `mechanism` (`SCRAM-SHA-256` …).
+    pub fn scram_credential(&self, user: &str, mechanism: &str) -> Option<&ScramCredentialImage> {
+        self.scram.get(&(user.to_string(), mechanism.to_string()))
+    }
+
+    /// Every SCRAM credential: ((user, mechanism), credential), by user.
+    pub fn scram_credentials(&self) -> impl Iterator<Item = (&(String, String), &ScramCredentialImage)> {
+        self.scram.iter()
+    }
+
+    /// The records that recreate this image's SCRAM credentials (for snapshots).
+    pub fn scram_records(&self) -> impl Iterator<Item = MetadataRecord> + '_ {
+        self.scram.iter().map(|((name, mechanism), c)| MetadataRecord::ScramCredential {
+            name: name.clone(),
+            mechanism: mechanism.clone(),
+            salt: c.salt.clone(),
+            stored_key: c.stored_key.clone(),
+            server_key: c.server_key.clone(),
+            iterations: c.iterations,
+        })
     }
 
     /// The first producer id not yet reserved by any broker.

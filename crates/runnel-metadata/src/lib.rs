@@ -11,7 +11,7 @@ mod log;
 mod records;
 
 pub use error::MetadataError;
-pub use image::{MetadataImage, TopicImage};
+pub use image::{MetadataImage, ScramCredentialImage, TopicImage};
 pub use log::{LocalMetadataLog, MetadataLog};
 pub use records::MetadataRecord;
 pub use uuid::Uuid;

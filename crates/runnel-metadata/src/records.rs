@@ -27,4 +27,31 @@ pub enum MetadataRecord {
     /// (Kafka's ProducerIdsRecord, KIP-730): ids are handed out in blocks so that they stay
     /// unique across restarts and brokers.
     ProducerIds { broker_id: i32, next_producer_id: i64 },
+    /// A user's SCRAM credential for one mechanism is set (Kafka's
+    /// UserScramCredentialRecord): the salt and the keys derived from the salted password,
+    /// never the password.
+    ScramCredential {
+        name: String,
+        /// `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+        mechanism: String,
+        salt: Vec<u8>,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+        iterations: i32,
+    },
+    /// A user's SCRAM credential for one mechanism is removed.
+    DeleteScramCredential { name: String, mechanism: String },
+}
+
+impl MetadataRecord {
+    /// Whether this record changes no topic (producer ids, credentials): in cluster mode
+    /// it is keyed by the nil topic id.
+    pub fn is_cluster_wide(&self) -> bool {
+        matches!(
+            self,
+            MetadataRecord::ProducerIds { .. }
+                | MetadataRecord::ScramCredential { .. }
+                | MetadataRecord::DeleteScramCredential { .. }
+        )
+    }
 }

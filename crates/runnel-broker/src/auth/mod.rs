@@ -3,7 +3,11 @@
 //! protocol. Authentication (SASL, TLS client certificates) produces a [`Session`];
 //! authorization reads it. Nothing here touches sockets.
 
+mod credentials;
 mod principal;
+pub mod sasl;
+pub mod scram;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,3 +89,7 @@ impl Session {
     }
 }
 
+/// Compares secrets in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -132,7 +132,7 @@ pub fn create_checked(
         -1 => broker.config.default_replication_factor(),
         r => r,
     };
-    let live = crate::cluster::listed_brokers(broker).len();
+    let live = crate::cluster::listed_brokers(broker, "").len();
     if rf < 1 {
         return Err((KafkaError::InvalidReplicationFactor, format!("replication factor must be ≥ 1, got {rf}")));
     }

@@ -25,7 +25,7 @@ pub fn handle(ctx: &Ctx, req: DescribeClusterRequest) -> DescribeClusterResponse
             .with_error_message(Some(sb("this broker only describes broker endpoints (endpoint_type 1)")));
     }
     resp.controller_id = BrokerId(crate::cluster::controller_id(b));
-    resp.brokers = crate::cluster::listed_brokers(b)
+    resp.brokers = crate::cluster::listed_brokers(b, &ctx.session.listener)
         .into_iter()
         .map(|l| {
             DescribeClusterBroker::default().with_broker_id(BrokerId(l.id)).with_host(sb(l.host)).with_port(l.port).with_rack(l.rack.map(sb))

@@ -29,12 +29,13 @@ async fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Result<ListedBroker, (Kaf
     match key_type {
         KEY_TYPE_GROUP => {
             let key = key.to_string();
+            let listener = ctx.session.listener.clone();
             blocking(move || {
                 // Cluster mode: the first lookup creates `__consumer_offsets`, as in Kafka.
                 if let Err(e) = b.ensure_offsets_topic() {
                     tracing::info!(error = %e, "cannot create {} yet", crate::group::OFFSETS_TOPIC);
                 }
-                crate::cluster::group_coordinator(&b, &key)
+                crate::cluster::group_coordinator(&b, &key, &listener)
             })
             .await
             .map_err(|e| (e, "the group coordinator is not available"))
@@ -42,7 +43,7 @@ async fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Result<ListedBroker, (Kaf
         KEY_TYPE_TRANSACTION => {
             let ready = blocking(move || b.txns().ensure_ready(&b)).await;
             match ready {
-                Ok(()) => crate::cluster::group_coordinator(&ctx.broker, ""),
+                Ok(()) => crate::cluster::group_coordinator(&ctx.broker, "", &ctx.session.listener),
                 Err(e) => Err(e),
             }
             .map_err(|e| (e, "the transaction coordinator is not available"))

@@ -20,7 +20,7 @@ pub const MAX_VERSION: i16 = 13;
 
 pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
     let b = &ctx.broker;
-    let brokers = cluster::listed_brokers(b)
+    let brokers = cluster::listed_brokers(b, &ctx.session.listener)
         .into_iter()
         .map(|l| {
             MetadataResponseBroker::default()

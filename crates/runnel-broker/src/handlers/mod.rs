@@ -39,6 +39,8 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sasl;
+mod scram_credentials;
 mod sync_group;
 mod txn_offset_commit;
 
@@ -77,6 +79,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, txn_offset_commit::MIN_VERSION, txn_offset_commit::MAX_VERSION),
     (ApiKey::DescribeTransactions, describe_transactions::MIN_VERSION, describe_transactions::MAX_VERSION),
     (ApiKey::ListTransactions, list_transactions::MIN_VERSION, list_transactions::MAX_VERSION),
+    (ApiKey::SaslHandshake, sasl::HANDSHAKE_MIN_VERSION, sasl::HANDSHAKE_MAX_VERSION),
+    (ApiKey::SaslAuthenticate, sasl::AUTHENTICATE_MIN_VERSION, sasl::AUTHENTICATE_MAX_VERSION),
+    (ApiKey::DescribeUserScramCredentials, scram_credentials::DESCRIBE_MIN_VERSION, scram_credentials::DESCRIBE_MAX_VERSION),
+    (ApiKey::AlterUserScramCredentials, scram_credentials::ALTER_MIN_VERSION, scram_credentials::ALTER_MAX_VERSION),
 ];
 
 /// Whether this broker serves `key` at `version`.
@@ -143,6 +149,14 @@ pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(ctx, r).await),
         RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(describe_transactions::handle(ctx, r)),
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(list_transactions::handle(ctx, r)),
+        RequestKind::SaslHandshake(r) => ResponseKind::SaslHandshake(sasl::handshake(ctx, r)),
+        RequestKind::SaslAuthenticate(r) => ResponseKind::SaslAuthenticate(sasl::authenticate(ctx, r)),
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(ctx, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram_credentials::alter(ctx, r).await)
+        }
         other => {
             // Unreachable: `supported` refuses these before decoding.
             tracing::error!(peer = %ctx.peer, "no handler for {other:?}");

@@ -224,7 +224,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
     if req.acks == 0 {
         return None;
     }
-    let node_endpoints = crate::cluster::listed_brokers(&ctx.broker)
+    let node_endpoints = crate::cluster::listed_brokers(&ctx.broker, &ctx.session.listener)
         .into_iter()
         .filter(|b| leaders.contains(&b.id))
         .map(|b| NodeEndpoint::default().with_node_id(BrokerId(b.id)).with_host(sb(b.host)).with_port(b.port).with_rack(b.rack.map(sb)))

@@ -19,10 +19,12 @@ pub struct BrokerArgs {
     /// Directory for partition logs and metadata [default: ./runnel-data]
     #[arg(long, env = "RUNNEL_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Address of the Kafka listener, HOST:PORT (port 0 picks a free port) [default: 127.0.0.1:9092]
+    /// Address of the Kafka listener, HOST:PORT (port 0 picks a free port) [default: 127.0.0.1:9092].
+    /// The one-listener shorthand of Kafka's `listeners` (-o listeners=PLAINTEXT://…,SASL_SSL://…)
     #[arg(long, env = "RUNNEL_LISTEN")]
     listen: Option<String>,
-    /// Address clients are told to connect to, HOST:PORT [default: the listen address]
+    /// Address clients are told to connect to, HOST:PORT [default: the listen address].
+    /// With several listeners: -o advertised.listeners=NAME://HOST:PORT,…
     #[arg(long, env = "RUNNEL_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
     /// Address of the admin HTTP listener serving /metrics, /healthz and /readyz,
@@ -41,9 +43,10 @@ pub struct BrokerArgs {
     #[arg(long, env = "RUNNEL_CONTROLLER_QUORUM")]
     controller_quorum: Option<String>,
     /// A Kafka broker setting, KEY=VALUE (repeatable), e.g. -o log.segment.bytes=1048576.
-    /// Environment: RUNNEL_SET="k1=v1,k2=v2". A comma-separated value stays whole
-    /// (max.connections.per.ip.overrides=10.0.0.1:5,10.0.0.2:5).
-    #[arg(short = 'o', long = "set", value_name = "KEY=VALUE", env = "RUNNEL_SET", value_delimiter = ',')]
+    /// Several at once: -o k1=v1,k2=v2; a value may hold commas
+    /// (-o listeners=PLAINTEXT://:9092,SSL://:9093, max.connections.per.ip.overrides=10.0.0.1:5,10.0.0.2:5).
+    /// Environment: RUNNEL_SET="k1=v1,k2=v2".
+    #[arg(short = 'o', long = "set", value_name = "KEY=VALUE", env = "RUNNEL_SET")]
     set: Vec<String>,
     /// Log level or filter (trace, debug, info, warn, error; or a RUST_LOG-style filter)
     #[arg(long, env = "RUNNEL_LOG_LEVEL", default_value = "info")]
@@ -93,27 +96,24 @@ fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
         };
         settings.insert(k, v);
     }
-    // `-o`/RUNNEL_SET split on commas; a piece without `=` continues the value before it,
-    // so Kafka's comma-separated values (`max.connections.per.ip.overrides=a:1,b:2`) survive.
-    let mut last: Option<String> = None;
-    for kv in &args.set {
-        match (kv.split_once('='), &last) {
-            (Some((k, v)), _) => {
-                settings.insert(k.trim().to_string(), v.trim().to_string());
-                last = Some(k.trim().to_string());
-            }
-            (None, Some(k)) => {
-                let v = settings.entry(k.clone()).or_default();
-                v.push(',');
-                v.push_str(kv.trim());
-            }
-            (None, None) => bail!("--set expects KEY=VALUE, got '{kv}'"),
-        }
+    for kv in args.set.iter().flat_map(|s| split_settings(s)) {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--set expects KEY=VALUE, got '{kv}'");
+        };
+        settings.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let listen = args.listen.clone().or(file.listen);
+    if listen.is_some() && settings.contains_key("listeners") {
+        bail!("both --listen and listeners are set: give the listeners with one of them (--listen is the one-listener shorthand of listeners=PLAINTEXT://HOST:PORT)");
+    }
+    let advertised_listener = args.advertised_listener.clone().or(file.advertised_listener);
+    if advertised_listener.is_some() && settings.contains_key("advertised.listeners") {
+        bail!("both --advertised-listener and advertised.listeners are set: give one of them");
     }
     Ok(BrokerConfig {
         node_id: args.node_id.or(file.node_id).unwrap_or(defaults.node_id),
-        listen: args.listen.clone().or(file.listen).unwrap_or(defaults.listen),
-        advertised_listener: args.advertised_listener.clone().or(file.advertised_listener),
+        listen: listen.unwrap_or(defaults.listen),
+        advertised_listener,
         data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or(defaults.data_dir),
         admin_listen: match args.admin_listen.clone().or(file.admin_listen) {
             Some(a) if a == "off" => None,
@@ -124,6 +124,28 @@ fn broker_config(args: &BrokerArgs) -> Result<BrokerConfig> {
         controller_quorum: args.controller_quorum.clone().or(file.controller_quorum),
         settings,
     })
+}
+
+/// Splits `k1=v1,k2=v2` into settings. A comma starts a new setting only when a Kafka
+/// setting name and `=` follow it; otherwise it belongs to the value
+/// (`listeners=PLAINTEXT://:9092,SSL://:9093` is one setting).
+fn split_settings(s: &str) -> Vec<String> {
+    let starts_setting = |piece: &str| {
+        piece.split_once('=').is_some_and(|(k, _)| {
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        })
+    };
+    let mut out: Vec<String> = Vec::new();
+    for piece in s.split(',') {
+        match out.last_mut() {
+            Some(last) if !starts_setting(piece) => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => out.push(piece.to_string()),
+        }
+    }
+    out
 }
 
 pub fn run_broker(args: BrokerArgs) -> Result<()> {
@@ -143,14 +165,19 @@ pub fn run_broker(args: BrokerArgs) -> Result<()> {
         let node_id = config.node_id;
         let handle = runnel_broker::start(config).await?;
         let admin = handle.admin_addr.map_or_else(|| "admin listener off".to_string(), |a| format!("admin on {a}"));
+        let listeners: Vec<String> = handle.listeners.iter().map(|l| format!("{}://{}", l.name, l.local_addr)).collect();
         println!(
-            "runnel broker {} (node id {node_id}, cluster {}): Kafka listener on {} (advertised as {}), data in {}, {admin}",
+            "runnel broker {} (node id {node_id}, cluster {}): Kafka listener on {} (advertised as {}), listeners [{}], data in {}, {admin}",
             env!("CARGO_PKG_VERSION"),
             handle.cluster_id,
             handle.local_addr,
             handle.advertised,
+            listeners.join(" "),
             data_dir.display()
         );
+        for l in &handle.listeners {
+            tracing::info!(listener = %l.name, protocol = %l.protocol, bound = %l.local_addr, advertised = %l.advertised, "Kafka listener up");
+        }
         let token = handle.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -183,5 +210,21 @@ fn raise_open_files_limit() {
                 tracing::warn!("could not raise the open-files limit above {}", lim.rlim_cur);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_settings;
+
+    #[test]
+    fn settings_split_on_commas_that_start_a_setting() {
+        assert_eq!(split_settings("a.b=1,c=2"), ["a.b=1", "c=2"]);
+        assert_eq!(
+            split_settings("listeners=PLAINTEXT://:9092,SSL://:9093,num.partitions=3"),
+            ["listeners=PLAINTEXT://:9092,SSL://:9093", "num.partitions=3"]
+        );
+        assert_eq!(split_settings("ssl.principal.mapping.rules=RULE:^CN=(.*)$/$1/,DEFAULT"), ["ssl.principal.mapping.rules=RULE:^CN=(.*)$/$1/,DEFAULT"]);
+        assert_eq!(split_settings("oops"), ["oops"]);
     }
 }

@@ -17,6 +17,7 @@ mod produce;
 mod raw;
 mod topic;
 mod txn;
+mod user;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,8 @@ enum Command {
     Group(group::GroupCmd),
     /// List and describe transactions (transactional ids, their producers and states)
     Txn(txn::TxnCmd),
+    /// Create, list and delete SCRAM users (SASL/SCRAM credentials)
+    User(user::UserCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(completions::CompletionsArgs),
 }
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Consume(args) => consume::run(args),
         Command::Group(cmd) => group::run(cmd),
         Command::Txn(cmd) => txn::run(cmd),
+        Command::User(cmd) => user::run(cmd),
         Command::Completions(args) => completions::run(args),
     };
     match result {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod certs;
 pub mod kafka;
 pub mod wire;
 
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 pub struct Broker {
     pub addr: String,
+    /// Every Kafka listener from the startup line: (NAME, HOST:PORT), in `listeners` order.
+    pub listeners: Vec<(String, String)>,
     /// The admin HTTP listener's address, when the startup line names one.
     pub admin_addr: Option<String>,
     pub data_dir: PathBuf,
@@ -41,10 +44,11 @@ impl Broker {
     /// for its quorum before it prints its startup line).
     pub fn spawn_in(data_dir: &Path, extra: &[&str]) -> Starting {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        // With Kafka's `listeners` among the settings, --listen (its shorthand) must go.
+        let listen: &[&str] = if extra.iter().any(|a| a.starts_with("listeners=")) { &[] } else { &["--listen", "127.0.0.1:0"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
             .arg("broker")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+            .args(listen)
             .arg("--data-dir")
             .arg(data_dir)
             .args(&extra)
@@ -107,11 +111,26 @@ impl Starting {
             .nth(1)
             .and_then(|rest| rest.split([' ', ',', ')']).next())
             .map(str::to_string);
-        Broker { addr, admin_addr, data_dir, child, extra, _tmp: None }
+        let listeners = line
+            .split("listeners [")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .map(|list| {
+                list.split_whitespace()
+                    .filter_map(|l| l.split_once("://"))
+                    .map(|(n, a)| (n.to_string(), a.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Broker { addr, listeners, admin_addr, data_dir, child, extra, _tmp: None }
     }
 }
 
 impl Broker {
+    /// The bound address of the listener named `name`.
+    pub fn listener(&self, name: &str) -> &str {
+        self.listeners.iter().find(|(n, _)| n == name).map(|(_, a)| a.as_str()).unwrap_or_else(|| panic!("no listener {name} in {:?}", self.listeners))
+    }
 
     /// SIGKILL: no flush, no checkpoint.
     pub fn kill9(&mut self) {
@@ -141,6 +160,7 @@ impl Broker {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         let mut next = Broker::start_in(&self.data_dir, &extra);
         std::mem::swap(&mut self.addr, &mut next.addr);
+        std::mem::swap(&mut self.listeners, &mut next.listeners);
         std::mem::swap(&mut self.admin_addr, &mut next.admin_addr);
         std::mem::swap(&mut self.child, &mut next.child);
         // `next` now holds the dead child; forget it without killing anything live.

@@ -78,7 +78,7 @@ pub fn prefixed(body: &[u8]) -> Vec<u8> {
 }
 
 /// Reads one response frame (without its length prefix).
-pub fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+pub fn read_frame(s: &mut impl Read) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     s.read_exact(&mut len)?;
     let len = i32::from_be_bytes(len);
@@ -98,7 +98,7 @@ pub fn parse<R: Decodable>(key: ApiKey, version: i16, frame: Vec<u8>) -> (i32, R
 }
 
 /// One request, one response.
-pub fn call<R: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16, body: &impl Encodable) -> R {
+pub fn call<R: Decodable>(s: &mut (impl Read + Write), key: ApiKey, version: i16, body: &impl Encodable) -> R {
     s.write_all(&request(key, version, 4242, body)).expect("write request");
     let frame = read_frame(s).unwrap_or_else(|e| panic!("no {key:?} v{version} response: {e}"));
     let (corr, r) = parse(key, version, frame);
@@ -108,7 +108,7 @@ pub fn call<R: Decodable>(s: &mut TcpStream, key: ApiKey, version: i16, body: &i
 
 /// Reads until the broker closes the connection (EOF or reset); fails the test if it is
 /// still open after [`DEADLINE`]. Returns whatever arrived before the close.
-pub fn expect_closed(s: &mut TcpStream, what: &str) -> Vec<u8> {
+pub fn expect_closed(s: &mut impl Read, what: &str) -> Vec<u8> {
     let start = Instant::now();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
