@@ -22,6 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RUNNEL_BIN = os.environ.get("RUNNEL_BIN", str(REPO / "target" / "debug" / "runnel"))
 LISTENER_RE = re.compile(r"Kafka listener on (\S+):(\d+) ")
+LISTENERS_RE = re.compile(r"listeners \[([^\]]*)\]")
 
 
 class Broker:
@@ -40,7 +41,9 @@ class Broker:
         self._spawn("127.0.0.1:0")
 
     def _spawn(self, listen):
-        args = [RUNNEL_BIN, "broker", "--listen", listen, "--data-dir", str(self.data_dir)]
+        # With Kafka's `listeners` among the settings, its shorthand --listen must go.
+        with_listeners = any(kv.startswith("listeners=") for kv in self.settings)
+        args = [RUNNEL_BIN, "broker"] + ([] if with_listeners else ["--listen", listen]) + ["--data-dir", str(self.data_dir)]
         for kv in self.settings:
             args += ["-o", kv]
         if self.advertised:
@@ -53,6 +56,9 @@ class Broker:
             self.kill()
             pytest.fail(f"unexpected broker startup line: {line!r}; stderr: {self.stderr_tail()}")
         self.host, self.port = m.group(1), int(m.group(2))
+        # Every listener: {"PLAINTEXT": "127.0.0.1:40001", "SASL_SSL": "127.0.0.1:40002", …}
+        ls = LISTENERS_RE.search(line)
+        self.listeners = dict(l.split("://", 1) for l in ls.group(1).split()) if ls else {}
         self.bootstrap = f"{self.host}:{self.port}"
         # Keep draining stdout so the broker never blocks on a full pipe.
         threading.Thread(target=self._drain, daemon=True).start()

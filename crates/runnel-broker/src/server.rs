@@ -14,6 +14,7 @@ use crate::cleaner;
 use crate::cluster::Cluster;
 use crate::auth::sasl::SaslSettings;
 use crate::auth::tls::TlsContext;
+use crate::auth::SecurityProtocol;
 use crate::connection::{self, Listener};
 use crate::listeners::{self, Endpoint, Endpoints};
 use crate::limits::Limits;
@@ -81,9 +82,12 @@ pub enum StartError {
 pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     config.validate()?;
     let specs = listeners::from_config(&config)?;
-    let needs_tls = specs.iter().any(|s| s.protocol.is_tls());
-    let needs_sasl = specs.iter().any(|s| s.protocol.is_sasl());
-    let tls = if needs_tls { Some(TlsContext::from_config(&config)?) } else { None };
+    let has = |p: SecurityProtocol| specs.iter().any(|s| s.protocol == p);
+    let needs_sasl = has(SecurityProtocol::SaslPlaintext) || has(SecurityProtocol::SaslSsl);
+    // SSL listeners check client certificates per `ssl.client.auth`; SASL_SSL listeners
+    // authenticate with SASL and ask for none, as Kafka's do.
+    let ssl = if has(SecurityProtocol::Ssl) { Some(TlsContext::from_config(&config, false)?) } else { None };
+    let sasl_ssl = if has(SecurityProtocol::SaslSsl) { Some(TlsContext::from_config(&config, true)?) } else { None };
     let sasl = if needs_sasl {
         let settings = SaslSettings::from_config(&config)?;
         if settings.mechanisms.is_empty() {
@@ -108,7 +112,11 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         let listener = Listener {
             name: spec.name.clone(),
             protocol: spec.protocol,
-            tls: tls.clone().filter(|_| spec.protocol.is_tls()),
+            tls: match spec.protocol {
+                SecurityProtocol::Ssl => ssl.clone(),
+                SecurityProtocol::SaslSsl => sasl_ssl.clone(),
+                _ => None,
+            },
             sasl: sasl.clone().filter(|_| spec.protocol.is_sasl()),
         };
         sockets.push((socket, Arc::new(listener)));
@@ -164,7 +172,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     admin.set_ready(true);
     let cluster_id = broker.cluster_id.clone();
     let shutdown = CancellationToken::new();
-    if let Some(t) = tls {
+    for t in ssl.into_iter().chain(sasl_ssl) {
         tokio::spawn(t.watch(shutdown.clone()));
     }
     let task = tokio::spawn(serve(sockets, broker, shutdown.clone(), metrics, admin, admin_stop));

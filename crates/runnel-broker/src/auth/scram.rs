@@ -13,6 +13,9 @@ use sha2::{Digest, Sha256, Sha512};
 pub const MIN_ITERATIONS: i32 = 4096;
 pub const MAX_ITERATIONS: i32 = 16384;
 
+/// The characters of the server's nonce.
+const ALPHANUMERIC: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+
 /// Longest SCRAM message accepted from a client.
 const MAX_MESSAGE: usize = 8192;
 
@@ -146,7 +149,15 @@ pub struct ScramServer {
 
 enum State {
     First,
-    Final { user: String, gs2_header: String, client_first_bare: String, server_first: String, nonce: String, cred: ScramCredential },
+    Final {
+        user: String,
+        gs2_header: String,
+        client_first_bare: String,
+        server_first: String,
+        client_nonce: String,
+        nonce: String,
+        cred: ScramCredential,
+    },
     Done,
 }
 
@@ -221,16 +232,19 @@ impl ScramServer {
             return Err(ScramError::InvalidCredentials);
         }
         let cred = lookup(&user).ok_or(ScramError::InvalidCredentials)?;
-        let nonce = format!("{cnonce}{}", B64.encode(random_bytes(24)));
+        // Alphanumeric, as Kafka's (some clients mishandle `+` and `/` in the nonce).
+        let server_nonce: String = random_bytes(32).iter().map(|b| ALPHANUMERIC[usize::from(*b) % ALPHANUMERIC.len()] as char).collect();
+        let nonce = format!("{cnonce}{server_nonce}");
         let server_first = format!("r={nonce},s={},i={}", B64.encode(&cred.salt), cred.iterations);
         let out = server_first.clone().into_bytes();
-        self.state = State::Final { user, gs2_header, client_first_bare: bare.to_string(), server_first, nonce, cred };
+        let client_nonce = cnonce.to_string();
+        self.state = State::Final { user, gs2_header, client_first_bare: bare.to_string(), server_first, client_nonce, nonce, cred };
         Ok(out)
     }
 
     /// Handles client-final; returns server-final and the authenticated user.
     pub fn client_final(&mut self, msg: &[u8]) -> Result<(Vec<u8>, String), ScramError> {
-        let State::Final { user, gs2_header, client_first_bare, server_first, nonce, cred } =
+        let State::Final { user, gs2_header, client_first_bare, server_first, client_nonce, nonce, cred } =
             std::mem::replace(&mut self.state, State::Done)
         else {
             return Err(ScramError::Malformed("client-final message out of order"));
@@ -250,7 +264,11 @@ impl ScramServer {
             .next()
             .and_then(|a| a.strip_prefix("r="))
             .ok_or(ScramError::Malformed("client-final lacks r=nonce"))?;
-        if r != nonce {
+        // librdkafka before 2.6.1 sends the client nonce twice (its nonce, then the whole
+        // server nonce, confluentinc/librdkafka#4895); Kafka 3.8.1–3.9 accepted that, and
+        // so do we, since it still proves the client saw this exchange's server nonce.
+        let old_librdkafka = r.len() == client_nonce.len() + nonce.len() && r.starts_with(&client_nonce) && r.ends_with(&nonce);
+        if r != nonce && !old_librdkafka {
             return Err(ScramError::Malformed("nonce does not match"));
         }
         let proof = B64.decode(proof).map_err(|_| ScramError::Malformed("p= is not base64"))?;
@@ -397,6 +415,9 @@ mod tests {
         let mut s = ScramServer::new(ScramMechanism::Sha256);
         s.client_first(b"n,,n=u,r=abc", |_| Some(cred.clone())).unwrap();
         assert!(s.client_final(b"c=biws,r=abc,p=AAAA").is_err());
+        let mut s = ScramServer::new(ScramMechanism::Sha256);
+        s.client_first(b"n,,n=u,r=abc", |_| Some(cred.clone())).unwrap();
+        assert_eq!(s.client_final(b"c=biws,r=abcabc,p=AAAA"), Err(ScramError::Malformed("nonce does not match")));
         // Out of order.
         assert!(s.client_final(b"c=biws,r=abc,p=AAAA").is_err());
         assert!(s.client_first(b"n,,n=u,r=abc", |_| Some(cred.clone())).is_err());

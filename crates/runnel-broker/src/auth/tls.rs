@@ -43,8 +43,9 @@ pub struct TlsContext {
 type Stamp = (Option<SystemTime>, Option<SystemTime>);
 
 impl TlsContext {
-    /// Loads the files `config` names. Called when some listener uses TLS.
-    pub fn from_config(config: &BrokerConfig) -> Result<Arc<Self>, ConfigError> {
+    /// Loads the files `config` names. Called when some listener uses TLS; `sasl`: for
+    /// SASL_SSL listeners, which ask for no client certificate (SASL authenticates).
+    pub fn from_config(config: &BrokerConfig, sasl: bool) -> Result<Arc<Self>, ConfigError> {
         for (setting, value) in [("ssl.keystore.type", config.setting("ssl.keystore.type")), ("ssl.truststore.type", config.setting("ssl.truststore.type"))] {
             if !value.eq_ignore_ascii_case("PEM") {
                 return Err(ConfigError(format!("{setting}={value}: only PEM is supported")));
@@ -57,6 +58,7 @@ impl TlsContext {
             ));
         }
         let client_auth = match config.setting("ssl.client.auth").to_ascii_lowercase().as_str() {
+            _ if sasl => ClientAuth::None,
             "none" => ClientAuth::None,
             "requested" => ClientAuth::Requested,
             "required" => ClientAuth::Required,
