@@ -48,6 +48,7 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", "Security protocol of each listener name, NAME:PROTOCOL,… (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL); custom listener names must be mapped here."),
     ("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "SASL mechanisms SASL listeners accept: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (Kafka's default, GSSAPI, is not supported)."),
     ("sasl.plain.users", "", "A file of NAME=PASSWORD lines that SASL/PLAIN also accepts (meant for tests; PLAIN always accepts the SCRAM users with their password)."),
+    ("connections.max.reauth.ms", "0", "SASL re-authentication (KIP-368): a session lasts this long, clients re-authenticate on the same connection before it ends, and a connection whose session ended is closed at its next request (0: sessions never end)."),
     ("connection.failed.authentication.delay.ms", "100", "A connection whose authentication failed is closed after this delay (the failure is answered first)."),
     ("ssl.keystore.type", "PEM", "Only PEM: ssl.keystore.location is one PEM file with the private key and the certificate chain."),
     ("ssl.keystore.location", "", "PEM file with the TLS listeners' private key and certificate chain (needed by SSL and SASL_SSL listeners). Re-read when it changes."),
@@ -203,6 +204,10 @@ impl BrokerConfig {
                 _ => Err(bad("expected a whole number ≥ 1")),
             },
             "max.connections.per.ip.overrides" => parse_ip_overrides(value).map(|_| ()).map_err(|e| bad(&e)),
+            "connections.max.reauth.ms" | "connection.failed.authentication.delay.ms" => match value.parse::<i64>() {
+                Ok(n) if (0..=i64::from(i32::MAX)).contains(&n) => Ok(()),
+                _ => Err(bad("expected a whole number of ms ≥ 0")),
+            },
             "group.min.session.timeout.ms" | "group.max.session.timeout.ms" | "group.initial.rebalance.delay.ms"
             | "offset.metadata.max.bytes" => match value.parse::<i32>() {
                 Ok(n) if n >= 0 => Ok(()),

@@ -124,6 +124,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, lis
     };
     let session = Session { principal, listener: listener.name.clone(), protocol: listener.protocol, peer };
     let auth = listener.sasl.clone().map(Authenticator::new);
+    let sasl = listener.sasl.clone();
     let (frames_tx, frames_rx) = mpsc::channel::<Frame>(MAX_READ_AHEAD);
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(RESPONSES_QUEUED);
     // Cancelled when the processor or the writer ends: the reader stops too.
@@ -131,7 +132,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, lis
     let own_budget = Arc::new(Semaphore::new(shared.limits.max_frame));
     tokio::join!(
         read_loop(rd, peer, &shared, &own_budget, frames_tx, &stop),
-        process_loop(session, auth, &shared, frames_rx, out_tx, &stop),
+        process_loop(session, sasl, auth, &shared, frames_rx, out_tx, &stop),
         write_loop(wr, peer, &shared, out_rx, &stop),
     );
 }
@@ -180,9 +181,12 @@ async fn read_loop(
 }
 
 /// Handles the frames one at a time, in order, and queues their responses. On SASL
-/// listeners, authenticates first.
+/// listeners, authenticates first; with `connections.max.reauth.ms`, the session ends
+/// unless the client re-authenticates in time (KIP-368), and a request after its end
+/// closes the connection.
 async fn process_loop(
     mut session: Session,
+    sasl: Option<Arc<SaslSettings>>,
     mut auth: Option<Authenticator>,
     shared: &Shared,
     mut frames: mpsc::Receiver<Frame>,
@@ -192,14 +196,30 @@ async fn process_loop(
     let _stop_reader = stop.clone().drop_guard();
     let peer = session.peer;
     let mut current = Arc::new(session.clone());
+    let mut session_ends: Option<std::time::Instant> = None;
     while let Some(frame) = frames.recv().await {
+        let key = runnel_protocol::codec::peek_header(&frame.bytes).map(|(k, _, _)| k);
+        let sasl_api = key == Some(ApiKey::SaslHandshake as i16) || key == Some(ApiKey::SaslAuthenticate as i16);
+        let expired = session_ends.is_some_and(|t| std::time::Instant::now() >= t);
+        // After the session's end only a re-authentication already under way goes on.
+        if expired && !(auth.is_some() && sasl_api) {
+            tracing::info!(%peer, listener = %session.listener, principal = %session.principal, "session expired without re-authentication (connections.max.reauth.ms); closing connection");
+            shared.metrics.connection_closed("connections.max.reauth.ms");
+            return;
+        }
+        if let (None, Some(settings)) = (&auth, &sasl) {
+            if settings.session_lifetime.is_some() && key == Some(ApiKey::SaslHandshake as i16) {
+                auth = Some(Authenticator::reauthenticate(settings.clone(), session.principal.clone()));
+            }
+        }
         if let Some(a) = auth.as_mut() {
             let reply = match a.step(&frame.bytes, &shared.broker).await {
                 Step::Serve => None,
                 Step::Respond(bytes) => Some(bytes),
                 Step::Authenticated(bytes, principal) => {
-                    tracing::debug!(%peer, listener = %session.listener, %principal, "authenticated");
+                    tracing::debug!(%peer, listener = %session.listener, %principal, reauthentication = a.is_reauthentication(), "authenticated");
                     shared.metrics.authentications.inc();
+                    session_ends = sasl.as_ref().and_then(|s| s.session_lifetime).map(|l| std::time::Instant::now() + l);
                     session.principal = principal;
                     current = Arc::new(session.clone());
                     auth = None;

@@ -299,7 +299,7 @@ fn malformed_scram_messages_are_refused_and_nothing_panics() {
 
 #[test]
 fn librdkafka_produces_and_consumes_over_sasl_plain() {
-    let b = sasl_broker(&[]);
+    let b = sasl_broker(&["connections.max.reauth.ms=2000"]);
     assert_eq!(set_scram(b.listener("PLAINTEXT"), "carol", ScramMechanism::Sha512, "carol-pw"), 0);
     let sasl = [
         ("bootstrap.servers", b.listener("SASL_PLAINTEXT")),
@@ -322,11 +322,20 @@ fn librdkafka_produces_and_consumes_over_sasl_plain() {
         }
     };
     assert_eq!(got.as_deref(), Some(&b"over SASL"[..]));
+    // librdkafka re-authenticates its connections before their sessions end (KIP-368):
+    // more logins, no new connections, and the producer still delivers.
+    let before = common::admin::metrics(&b);
+    std::thread::sleep(Duration::from_millis(4500));
+    common::kafka::block_on(producer.send(FutureRecord::to("secured").key("k").payload("later"), Duration::from_secs(15))).expect("produce after re-authentication");
+    let after = common::admin::metrics(&b);
+    let logins = after["runnel_sasl_authentications_total"] - before["runnel_sasl_authentications_total"];
+    assert!(logins >= 2.0, "librdkafka re-authenticated ({logins} logins)");
+    assert_eq!(after["runnel_connections_accepted_total"], before["runnel_connections_accepted_total"], "on the same connections");
     // A wrong password: librdkafka reports the authentication failure.
     let mut bad = sasl;
     bad[4] = ("sasl.password", "wrong");
     let consumer: BaseConsumer = common::kafka::consumer(&b, &bad);
-    let err = consumer.fetch_metadata(None, Duration::from_secs(5)).expect_err("a wrong password must not get metadata");
+    let err = consumer.fetch_metadata(None, Duration::from_secs(2)).expect_err("a wrong password must not get metadata");
     drop(err);
 }
 
@@ -443,4 +452,35 @@ fn a_renewed_server_certificate_is_served_without_a_restart() {
     }
     std::fs::write(&c.ca, old_ca).unwrap();
     assert!(tls_connect(&ssl, &c.ca, None).is_err(), "the old certificate is no longer served");
+}
+
+/// KIP-368: with `connections.max.reauth.ms` the session lifetime is announced, the client
+/// re-authenticates on the same connection (as the same user only), and a connection whose
+/// session ended without it is closed at its next request.
+#[test]
+fn sessions_end_unless_the_client_reauthenticates() {
+    let b = sasl_broker(&["connections.max.reauth.ms=1500"]);
+    assert_eq!(set_scram(b.listener("PLAINTEXT"), "erin", ScramMechanism::Sha256, "erin-pw"), 0);
+    assert_eq!(set_scram(b.listener("PLAINTEXT"), "frank", ScramMechanism::Sha256, "frank-pw"), 0);
+    let sasl_addr = b.listener("SASL_PLAINTEXT").to_string();
+    // PLAIN: the session lifetime comes with the answer (v1+).
+    let mut s = connect(&sasl_addr);
+    assert_eq!(handshake(&mut s, "PLAIN").error_code, 0);
+    let r = authenticate(&mut s, b"\0erin\0erin-pw");
+    assert_eq!((r.error_code, r.session_lifetime_ms), (0, 1500));
+    // Re-authenticating before the end (SCRAM this time) keeps the connection going.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(900));
+        assert_eq!(scram_login(&mut s, ScramMechanism::Sha256, "erin", "erin-pw"), 0);
+        assert_eq!(metadata(&mut s).brokers.len(), 1);
+    }
+    // Without it, the next request after the end closes the connection.
+    std::thread::sleep(Duration::from_millis(1600));
+    s.write_all(&request(ApiKey::Metadata, 12, 1, &MetadataRequest::default().with_topics(None))).unwrap();
+    assert!(expect_closed(&mut s, "a request after the session ended").is_empty());
+    // Re-authenticating as someone else is refused.
+    let mut s = connect(&sasl_addr);
+    assert_eq!(scram_login(&mut s, ScramMechanism::Sha256, "erin", "erin-pw"), 0);
+    assert_eq!(scram_login(&mut s, ScramMechanism::Sha256, "frank", "frank-pw"), SASL_AUTHENTICATION_FAILED);
+    expect_closed(&mut s, "re-authentication as another user");
 }

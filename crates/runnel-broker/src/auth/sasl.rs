@@ -61,6 +61,8 @@ pub struct SaslSettings {
     plain_users: HashMap<String, String>,
     /// `connection.failed.authentication.delay.ms`.
     pub failed_delay: Duration,
+    /// `connections.max.reauth.ms`: how long a session lasts (None: forever).
+    pub session_lifetime: Option<Duration>,
 }
 
 impl SaslSettings {
@@ -79,7 +81,9 @@ impl SaslSettings {
         let path = c.setting("sasl.plain.users");
         let plain_users = if path.is_empty() { HashMap::new() } else { read_plain_users(path)? };
         let delay: u64 = c.setting("connection.failed.authentication.delay.ms").parse().unwrap_or(100);
-        Ok(SaslSettings { mechanisms, plain_users, failed_delay: Duration::from_millis(delay) })
+        let reauth: u64 = c.setting("connections.max.reauth.ms").parse().unwrap_or(0);
+        let session_lifetime = (reauth > 0).then(|| Duration::from_millis(reauth));
+        Ok(SaslSettings { mechanisms, plain_users, failed_delay: Duration::from_millis(delay), session_lifetime })
     }
 
     fn enabled(&self, name: &str) -> Option<Mechanism> {
@@ -136,11 +140,23 @@ enum State {
 pub struct Authenticator {
     settings: Arc<SaslSettings>,
     state: State,
+    /// Re-authentication (KIP-368) of a connection authenticated as this principal: other
+    /// requests are served meanwhile, and the principal must stay the same.
+    reauth: Option<KafkaPrincipal>,
 }
 
 impl Authenticator {
     pub fn new(settings: Arc<SaslSettings>) -> Self {
-        Authenticator { settings, state: State::Handshake }
+        Authenticator { settings, state: State::Handshake, reauth: None }
+    }
+
+    /// Re-authentication of a connection authenticated as `principal`.
+    pub fn reauthenticate(settings: Arc<SaslSettings>, principal: KafkaPrincipal) -> Self {
+        Authenticator { settings, state: State::Handshake, reauth: Some(principal) }
+    }
+
+    pub fn is_reauthentication(&self) -> bool {
+        self.reauth.is_some()
     }
 
     /// How long a failed connection waits before it closes.
@@ -192,9 +208,19 @@ impl Authenticator {
             (RequestKind::SaslAuthenticate(r), State::Token { raw: false, .. } | State::ScramFinal { raw: false, .. }) => {
                 let SaslAuthenticateRequest { auth_bytes, .. } = r;
                 let mech = self.mechanism_name();
-                match self.token(auth_bytes, broker).await {
+                let outcome = match self.token(auth_bytes, broker).await {
+                    Ok((_, Some(p))) if self.reauth.as_ref().is_some_and(|was| *was != p) => {
+                        Err(format!("re-authentication as {p} on a connection of {}", self.reauth.as_ref().map(ToString::to_string).unwrap_or_default()))
+                    }
+                    other => other,
+                };
+                match outcome {
                     Ok((out, principal)) => {
-                        let resp = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(out));
+                        let mut resp = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(out));
+                        // v1+ tells the client when its session ends (KIP-368).
+                        if let (Some(_), Some(lifetime), true) = (&principal, self.settings.session_lifetime, version >= 1) {
+                            resp.session_lifetime_ms = lifetime.as_millis() as i64;
+                        }
                         let Some(b) = encode(ApiKey::SaslAuthenticate, ResponseKind::SaslAuthenticate(resp)) else {
                             return Step::Failed(None, "could not encode SaslAuthenticate".into());
                         };
@@ -224,6 +250,8 @@ impl Authenticator {
                     .with_error_message(Some(StrBytes::from_static_str("SaslAuthenticate before SaslHandshake")));
                 Step::Failed(encode(ApiKey::SaslAuthenticate, ResponseKind::SaslAuthenticate(resp)), "SaslAuthenticate before SaslHandshake".into())
             }
+            // While re-authenticating, the connection stays authenticated.
+            (_, _) if self.reauth.is_some() => Step::Serve,
             (_, _) => Step::Failed(None, format!("{:?} request before authentication", req.api_key)),
         }
     }
