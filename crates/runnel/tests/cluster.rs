@@ -7,8 +7,12 @@
 //! identical replicas, a killed leader losing no acknowledged record, min.insync.replicas.
 //! Groups (`groups.rs`): a replicated `__consumer_offsets`, a group whose coordinator is
 //! killed carries on with the next one, its committed offsets intact.
+//! Failover (`failover.rs`): kill -9 of the active controller and a rolling restart of all
+//! three under acks=all load, no acknowledged record lost, duplicated or reordered.
 
 mod common;
+#[path = "cluster/failover.rs"]
+mod failover;
 #[path = "cluster/groups.rs"]
 mod groups;
 #[path = "cluster/replication.rs"]
