@@ -46,6 +46,7 @@ def secure(certs, tmp_path_factory):
             f"ssl.truststore.location={certs / 'ca.pem'}",
             "ssl.client.auth=required",
             f"sasl.plain.users={plain_users}",
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER",
             "connection.failed.authentication.delay.ms=20",
         ],
     )
@@ -141,6 +142,21 @@ def test_kafka_python_over_sasl_plaintext(secure, topic_name, mechanism, user, p
             got.extend(r.value for r in recs)
     c.close()
     assert got == [b"m%d" % i for i in range(10)]
+
+
+def test_confluent_kafka_with_an_unsecured_oauthbearer_token(secure, certs, topic_name):
+    config = ck_config(
+        secure,
+        certs,
+        "SASL_PLAINTEXT",
+        **{
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanisms": "OAUTHBEARER",
+            "enable.sasl.oauthbearer.unsecure.jwt": True,
+            "sasl.oauthbearer.config": "principal=olga lifeSeconds=600",
+        },
+    )
+    assert ck_roundtrip(config, topic_name(), n=3) == expected(3)
 
 
 def kcat(*args, stdin=None):

@@ -484,3 +484,29 @@ fn sessions_end_unless_the_client_reauthenticates() {
     assert_eq!(scram_login(&mut s, ScramMechanism::Sha256, "frank", "frank-pw"), SASL_AUTHENTICATION_FAILED);
     expect_closed(&mut s, "re-authentication as another user");
 }
+
+/// OAUTHBEARER with unsecured tokens (opt-in, for tests): a token logs in as its subject;
+/// signed, expired and malformed tokens are refused. (librdkafka's own unsecured JWT is
+/// tried in tests/python/test_security.py: the rdkafka crate here is built without OpenSSL,
+/// which librdkafka's OAUTHBEARER needs.)
+#[test]
+fn oauthbearer_accepts_unsecured_tokens_only() {
+    let b = sasl_broker(&["sasl.enabled.mechanisms=SCRAM-SHA-512,OAUTHBEARER"]);
+    let sasl_addr = b.listener("SASL_PLAINTEXT").to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let token = runnel_broker::auth::oauthbearer::unsecured_token("olga", now + 600);
+    let mut s = connect(&sasl_addr);
+    assert_eq!(handshake(&mut s, "OAUTHBEARER").error_code, 0);
+    assert_eq!(authenticate(&mut s, format!("n,,\x01auth=Bearer {token}\x01\x01").as_bytes()).error_code, 0);
+    assert_eq!(metadata(&mut s).brokers.len(), 1);
+    let expired = runnel_broker::auth::oauthbearer::unsecured_token("olga", now - 10);
+    for bad in [format!("n,,\x01auth=Bearer {expired}\x01\x01"), format!("n,,\x01auth=Bearer {token}sig\x01\x01"), "n,,\x01auth=Bearer\x01\x01".to_string()] {
+        let mut s = connect(&sasl_addr);
+        assert_eq!(handshake(&mut s, "OAUTHBEARER").error_code, 0);
+        assert_eq!(authenticate(&mut s, bad.as_bytes()).error_code, SASL_AUTHENTICATION_FAILED, "{bad:?}");
+        expect_closed(&mut s, "after a refused token");
+    }
+    // PLAIN is not enabled here.
+    let mut s = connect(&sasl_addr);
+    assert_eq!(handshake(&mut s, "PLAIN").error_code, UNSUPPORTED_SASL_MECHANISM);
+}

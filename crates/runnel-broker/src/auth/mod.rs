@@ -4,6 +4,7 @@
 //! authorization reads it. Nothing here touches sockets.
 
 mod credentials;
+pub mod oauthbearer;
 mod principal;
 pub mod sasl;
 pub mod scram;

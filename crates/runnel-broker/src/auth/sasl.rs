@@ -34,6 +34,8 @@ const MAX_PLAIN_TOKEN: usize = 4096;
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    /// Unsecured JWS tokens only (for tests): see `oauthbearer`.
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -41,12 +43,14 @@ impl Mechanism {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(m) => m.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "PLAIN" => Some(Mechanism::Plain),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
             n => ScramMechanism::from_name(n).map(Mechanism::Scram),
         }
     }
@@ -71,7 +75,7 @@ impl SaslSettings {
         for name in c.setting("sasl.enabled.mechanisms").split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let m = Mechanism::from_name(&name.to_ascii_uppercase()).ok_or_else(|| {
                 ConfigError(format!(
-                    "sasl.enabled.mechanisms: {name} is not supported (supported: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+                    "sasl.enabled.mechanisms: {name} is not supported (supported: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER with unsecured tokens)"
                 ))
             })?;
             if !mechanisms.contains(&m) {
@@ -269,6 +273,10 @@ impl Authenticator {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Token { mech: Mechanism::Plain, .. } => {
                 let user = self.check_plain(token, broker).await?;
+                Ok((Vec::new(), Some(KafkaPrincipal::user(user))))
+            }
+            State::Token { mech: Mechanism::OAuthBearer, .. } => {
+                let user = super::oauthbearer::authenticate(&token, crate::now_ms()).map_err(|e| format!("OAUTHBEARER: {e}"))?;
                 Ok((Vec::new(), Some(KafkaPrincipal::user(user))))
             }
             State::Token { mech: Mechanism::Scram(m), raw } => {
