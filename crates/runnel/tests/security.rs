@@ -510,3 +510,33 @@ fn oauthbearer_accepts_unsecured_tokens_only() {
     let mut s = connect(&sasl_addr);
     assert_eq!(handshake(&mut s, "PLAIN").error_code, UNSUPPORTED_SASL_MECHANISM);
 }
+
+/// `ssl.client.auth=requested`: a client without a certificate is served (anonymous), one
+/// with a trusted certificate too; an untrusted certificate is refused. The certificate's
+/// subject reads as Kafka prints it (RFC 2253, last RDN first).
+#[test]
+fn requested_client_certificates_are_checked_when_sent() {
+    use rustls::pki_types::pem::PemObject;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = certs::make(tmp.path());
+    let b = Broker::start(&[
+        "-o",
+        "listeners=SSL://127.0.0.1:0",
+        "-o",
+        &format!("ssl.keystore.location={}", c.keystore.display()),
+        "-o",
+        &format!("ssl.truststore.location={}", c.ca.display()),
+        "-o",
+        "ssl.client.auth=requested",
+    ]);
+    let ssl = b.listener("SSL").to_string();
+    assert!(answered(&mut tls_connect(&ssl, &c.ca, None).unwrap()), "no certificate: served");
+    assert!(answered(&mut tls_connect(&ssl, &c.ca, Some((&c.client_cert, &c.client_key))).unwrap()), "trusted certificate: served");
+    let refused = match tls_connect(&ssl, &c.ca, Some((&c.rogue_cert, &c.rogue_key))) {
+        Err(_) => true,
+        Ok(mut s) => !answered(&mut s),
+    };
+    assert!(refused, "an untrusted certificate is refused even when only requested");
+    let der = rustls::pki_types::CertificateDer::from_pem_file(&c.client_cert).unwrap();
+    assert_eq!(runnel_broker::auth::tls::subject_dn(&der).as_deref(), Some("O=acme,CN=alice"));
+}
