@@ -9,6 +9,7 @@
 //! killed carries on with the next one, its committed offsets intact.
 //! Failover (`failover.rs`): kill -9 of the active controller and a rolling restart of all
 //! three under acks=all load, no acknowledged record lost, duplicated or reordered.
+//! Security (`security.rs`): SCRAM users replicated to every broker, listeners registered.
 
 mod common;
 #[path = "cluster/failover.rs"]
@@ -17,6 +18,8 @@ mod failover;
 mod groups;
 #[path = "cluster/replication.rs"]
 mod replication;
+#[path = "cluster/security.rs"]
+mod security;
 
 use std::time::{Duration, Instant};
 

@@ -45,7 +45,7 @@ impl Broker {
     pub fn spawn_in(data_dir: &Path, extra: &[&str]) -> Starting {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // With Kafka's `listeners` among the settings, --listen (its shorthand) must go.
-        let listen: &[&str] = if extra.iter().any(|a| a.starts_with("listeners=")) { &[] } else { &["--listen", "127.0.0.1:0"] };
+        let listen: &[&str] = if extra.iter().any(|a| a.starts_with("listeners=") || a.contains(",listeners=")) { &[] } else { &["--listen", "127.0.0.1:0"] };
         let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
             .arg("broker")
             .args(listen)
