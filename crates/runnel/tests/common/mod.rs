@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod certs;
 pub mod kafka;
+pub mod sasl;
 pub mod wire;
 
 use std::io::{BufRead, BufReader};
