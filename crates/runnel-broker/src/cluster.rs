@@ -265,6 +265,10 @@ impl Cluster {
                     MetadataRecord::ProducerIds { .. }
                     | MetadataRecord::ScramCredential { .. }
                     | MetadataRecord::DeleteScramCredential { .. } => Ok(()),
+                    MetadataRecord::CreateAcls { .. } | MetadataRecord::DeleteAcls { .. } | MetadataRecord::AlterClientQuota { .. } => {
+                        broker.refresh_security();
+                        Ok(())
+                    }
                     MetadataRecord::DeleteTopic { name } => {
                         broker.remove_topic_partitions(&name)?;
                         broker.groups().remove_offsets_for_topic(&name);
@@ -274,6 +278,7 @@ impl Cluster {
             }
             Published::Record { .. } => Ok(()),
             Published::Snapshot { .. } => {
+                broker.refresh_security();
                 // Reconcile with the whole image: open what is hosted here, remove topics
                 // a committed delete removed while this node was behind.
                 let (hosted, _) = self.hosted();

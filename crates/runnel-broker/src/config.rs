@@ -23,6 +23,9 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("max.connections.per.ip.overrides", "", "Per-address exceptions to max.connections.per.ip, as IP:COUNT,IP:COUNT (e.g. 127.0.0.1:200,::1:200; a count may be 0)."),
     ("max.broker.partitions", "10000", "Most partitions this broker holds; CreateTopics, CreatePartitions and auto-creation past it are refused with POLICY_VIOLATION (KIP-578's name; Kafka has no such limit)."),
     ("connections.max.idle.ms", "600000", "A connection with nothing read and nothing in flight for this long is closed, as is one whose response cannot be written for this long."),
+    ("authorizer.class.name", "", "Turns ACL checks on: org.apache.kafka.metadata.authorizer.StandardAuthorizer (Kafka's name, accepted as is) or runnel. Empty: no authorizer, every request is allowed."),
+    ("super.users", "", "Principals allowed everything whatever the ACLs, separated by ';' (e.g. User:admin;User:ops)."),
+    ("allow.everyone.if.no.acl.found", "false", "With the authorizer on: allow a request on a resource no ACL names at all (Kafka's default: false, deny)."),
     ("group.min.session.timeout.ms", "6000", "Smallest session timeout a group member may ask for."),
     ("group.max.session.timeout.ms", "1800000", "Largest session timeout a group member may ask for."),
     ("group.initial.rebalance.delay.ms", "3000", "How long the first rebalance of an empty group waits for more members to join."),
@@ -116,6 +119,7 @@ impl BrokerConfig {
             }
         }
         self.check_group_settings()?;
+        crate::authorizer::Authorizer::from_config(self)?;
         self.check_cluster_settings()
     }
 
@@ -178,7 +182,7 @@ impl BrokerConfig {
     fn check_broker_setting(&self, name: &str, value: &str) -> Result<(), ConfigError> {
         let bad = |why: &str| ConfigError(format!("{name}={value}: {why}"));
         match name {
-            "auto.create.topics.enable" => value.parse::<bool>().map(|_| ()).map_err(|_| bad("expected true or false")),
+            "auto.create.topics.enable" | "allow.everyone.if.no.acl.found" => value.parse::<bool>().map(|_| ()).map_err(|_| bad("expected true or false")),
             "num.partitions" | "default.replication.factor" | "offsets.topic.replication.factor" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
@@ -252,6 +256,11 @@ impl BrokerConfig {
         self.settings.get(name).map(String::as_str).unwrap_or_else(|| {
             BROKER_SETTINGS.iter().find(|(n, _, _)| *n == name).map(|(_, d, _)| *d).unwrap_or("")
         })
+    }
+
+    /// A broker setting's value (its default when unset), for modules that parse their own.
+    pub fn setting_value(&self, name: &str) -> &str {
+        self.setting(name)
     }
 
     pub fn auto_create_topics(&self) -> bool {

@@ -6,6 +6,7 @@
 
 mod admin;
 pub mod auth;
+mod authorizer;
 mod cleaner;
 mod cluster;
 pub mod config;

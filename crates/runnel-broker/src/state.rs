@@ -21,6 +21,12 @@ use crate::BrokerConfig;
 
 pub type Partitions = HashMap<(String, i32), Arc<Partition>>;
 
+/// The image's ACLs, read by every request when the authorizer is on.
+#[derive(Debug, Default)]
+pub struct SecurityView {
+    pub acls: Vec<runnel_metadata::acl::AclBinding>,
+}
+
 pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
@@ -42,6 +48,11 @@ pub struct Broker {
     /// Cluster mode: the high watermarks of `replication-offset-checkpoint` as read at
     /// start, for the partitions opened then (emptied once they are).
     stored_hw: Mutex<runnel_storage::offset_checkpoint::Offsets>,
+    /// Decides what each principal may do, from the ACLs in the image.
+    authorizer: crate::authorizer::Authorizer,
+    /// The ACLs and client quotas of the image, copied out after each change of them, so
+    /// requests read them without the metadata lock (held across metadata fsyncs).
+    security: RwLock<Arc<SecurityView>>,
     /// Topics whose partitions are being created outside the metadata lock (one node):
     /// a delete or a partition increase of such a topic waits until they are in place.
     creating: Mutex<HashSet<String>>,
@@ -69,6 +80,8 @@ pub enum StateError {
     Storage(#[from] runnel_storage::StorageError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
     #[error("{OFFSETS_TOPIC}: a partition is missing")]
     NoOffsetsPartition,
     #[error("topic '{0}' already exists")]
@@ -115,6 +128,7 @@ impl Broker {
         }
         let txns = Arc::new(TxnCoordinator::new(&config));
         let groups = Arc::new(Coordinator::new(&config));
+        let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;
         let broker = Self {
             config,
             cluster_id,
@@ -126,6 +140,8 @@ impl Broker {
             offline_at_open: offline,
             stored_hw: Mutex::default(),
             stray_dirs: sweep.stray,
+            authorizer,
+            security: RwLock::default(),
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
         };
@@ -146,6 +162,7 @@ impl Broker {
         // Offsets of a topic whose deletion a crash interrupted before they went.
         broker.groups.remove_offsets_of_missing_topics(|t| broker.topic(t).is_some());
         broker.txns.load_if_present(&broker)?;
+        broker.refresh_security();
         Ok(broker)
     }
 
@@ -161,6 +178,7 @@ impl Broker {
         let txns = Arc::new(TxnCoordinator::new(&config));
         let groups = Arc::new(Coordinator::new(&config));
         let stored_hw = Mutex::new(read_stored_hw(&config.data_dir));
+        let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;
         let broker = Self {
             config,
             cluster_id,
@@ -172,6 +190,8 @@ impl Broker {
             offline_at_open: HashMap::new(),
             stored_hw,
             stray_dirs: 0,
+            authorizer,
+            security: RwLock::default(),
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
         };
@@ -180,6 +200,7 @@ impl Broker {
         }
         // Partitions created later start at their log start.
         broker.stored_hw.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        broker.refresh_security();
         c.set_publish_from(offset);
         // The group coordinator loads the `__consumer_offsets` partitions this broker
         // leads once the publisher gives them their roles (`crate::replication`).
@@ -214,6 +235,43 @@ impl Broker {
             Metadata::Quorum(c) => Some(c),
             Metadata::Local(_) => None,
         }
+    }
+
+    /// The authorizer (off unless `authorizer.class.name` is set).
+    pub fn authorizer(&self) -> &crate::authorizer::Authorizer {
+        &self.authorizer
+    }
+
+    /// Answers `f` with the authorizer and the current ACLs (several checks, one look).
+    pub fn with_acls<T>(&self, f: impl FnOnce(&crate::authorizer::Authorizer, &[runnel_metadata::acl::AclBinding]) -> T) -> T {
+        f(&self.authorizer, &self.security().acls)
+    }
+
+    /// The ACLs and client quotas as of the last change.
+    pub fn security(&self) -> Arc<SecurityView> {
+        self.security.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The ACL bindings `filter` names.
+    pub fn acls_matching(&self, filter: &runnel_metadata::acl::AclFilter) -> Vec<runnel_metadata::acl::AclBinding> {
+        self.security().acls.iter().filter(|a| filter.matches(a)).cloned().collect()
+    }
+
+    /// Copies the image's ACLs and client quotas into the view requests read. Called when
+    /// the broker opens and after each record that changes them (here or, in cluster
+    /// mode, by the publisher).
+    pub fn refresh_security(&self) {
+        let view = self.with_image(|i| SecurityView { acls: i.acls().cloned().collect() });
+        *self.security.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
+    }
+
+    /// Commits a record that is not about one topic (ACLs, client quotas): through the
+    /// quorum in cluster mode (answered once this broker applied it), else to the local
+    /// metadata log. Blocking (an fsync).
+    pub fn commit_metadata(&self, record: MetadataRecord) -> Result<(), StateError> {
+        self.commit_cluster_wide(record)?;
+        self.refresh_security();
+        Ok(())
     }
 
     pub(crate) fn with_image<T>(&self, f: impl FnOnce(&MetadataImage) -> T) -> T {

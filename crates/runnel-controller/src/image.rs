@@ -75,6 +75,9 @@ impl ClusterImage {
                     }
                     // Credentials (keyed by the nil id) replace or remove what is there.
                     MetadataRecord::ScramCredential { .. } | MetadataRecord::DeleteScramCredential { .. } => {}
+                    // Not topic changes either (nil id): validated by the broker that
+                    // wrote them; applying them cannot fail.
+                    MetadataRecord::CreateAcls { .. } | MetadataRecord::DeleteAcls { .. } | MetadataRecord::AlterClientQuota { .. } => {}
                 }
                 Ok(())
             }
@@ -162,7 +165,10 @@ impl ClusterImage {
                     MetadataRecord::SetTopicConfigs { .. }
                     | MetadataRecord::ProducerIds { .. }
                     | MetadataRecord::ScramCredential { .. }
-                    | MetadataRecord::DeleteScramCredential { .. } => {}
+                    | MetadataRecord::DeleteScramCredential { .. }
+                    | MetadataRecord::CreateAcls { .. }
+                    | MetadataRecord::DeleteAcls { .. }
+                    | MetadataRecord::AlterClientQuota { .. } => {}
                 }
                 self.topics.apply(change)
             }
@@ -222,6 +228,8 @@ impl ClusterImage {
                 }))
                 // So do the SCRAM credentials.
                 .chain(self.topics.scram_records())
+                // So do the ACLs and client quotas.
+                .chain(self.topics.security_records())
                 .collect(),
             brokers: self.brokers.values().cloned().collect(),
             partitions: self.partitions.clone(),

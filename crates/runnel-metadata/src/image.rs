@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
+use crate::acl::AclBinding;
+use crate::quota::QuotaEntity;
 use crate::MetadataRecord;
 
 /// One topic as the image knows it.
@@ -36,6 +38,10 @@ pub struct MetadataImage {
     deleted: std::collections::BTreeSet<Uuid>,
     /// SCRAM credentials by (user, mechanism name).
     scram: BTreeMap<(String, String), ScramCredentialImage>,
+    /// Every ACL binding.
+    acls: std::collections::BTreeSet<AclBinding>,
+    /// Client quotas: entity → key → value.
+    quotas: BTreeMap<QuotaEntity, BTreeMap<String, f64>>,
 }
 
 impl MetadataImage {
@@ -85,6 +91,24 @@ impl MetadataImage {
             MetadataRecord::DeleteScramCredential { name, mechanism } => {
                 self.scram.remove(&(name.clone(), mechanism.clone()));
             }
+            MetadataRecord::CreateAcls { acls } => self.acls.extend(acls.iter().cloned()),
+            MetadataRecord::DeleteAcls { acls } => {
+                for a in acls {
+                    self.acls.remove(a);
+                }
+            }
+            MetadataRecord::AlterClientQuota { entity, ops } => {
+                let values = self.quotas.entry(entity.clone()).or_default();
+                for (key, value) in ops {
+                    match value {
+                        Some(v) => values.insert(key.clone(), v.0),
+                        None => values.remove(key),
+                    };
+                }
+                if values.is_empty() {
+                    self.quotas.remove(entity);
+                }
+            }
         }
     }
 
@@ -108,6 +132,29 @@ impl MetadataImage {
             server_key: c.server_key.clone(),
             iterations: c.iterations,
         })
+    }
+
+    /// Every ACL binding, in a stable order.
+    pub fn acls(&self) -> impl Iterator<Item = &AclBinding> {
+        self.acls.iter()
+    }
+
+    /// Every client quota entity with its values.
+    pub fn client_quotas(&self) -> &BTreeMap<QuotaEntity, BTreeMap<String, f64>> {
+        &self.quotas
+    }
+
+    /// The records that recreate the ACLs and quotas (for a snapshot of the image).
+    pub fn security_records(&self) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        if !self.acls.is_empty() {
+            out.push(MetadataRecord::CreateAcls { acls: self.acls.iter().cloned().collect() });
+        }
+        for (entity, values) in &self.quotas {
+            let ops = values.iter().map(|(k, v)| (k.clone(), Some(crate::quota::QuotaValue(*v)))).collect();
+            out.push(MetadataRecord::AlterClientQuota { entity: entity.clone(), ops });
+        }
+        out
     }
 
     /// The first producer id not yet reserved by any broker.

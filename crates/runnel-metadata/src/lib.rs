@@ -5,9 +5,11 @@
 //! This crate never touches partition data: deleting a topic here only records the
 //! fact; the broker removes the partition directories when it applies the record.
 
+pub mod acl;
 mod error;
 mod image;
 mod log;
+pub mod quota;
 mod records;
 
 pub use error::MetadataError;

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::AclBinding;
+use crate::quota::{QuotaEntity, QuotaValue};
+
 /// One change to cluster metadata. Records are applied in log order; applying is
 /// deterministic and never fails (validation happens before a record is written).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +44,12 @@ pub enum MetadataRecord {
     },
     /// A user's SCRAM credential for one mechanism is removed.
     DeleteScramCredential { name: String, mechanism: String },
+    /// ACL bindings are added (CreateAcls); one already present changes nothing.
+    CreateAcls { acls: Vec<AclBinding> },
+    /// ACL bindings are removed (DeleteAcls resolves its filters to bindings first).
+    DeleteAcls { acls: Vec<AclBinding> },
+    /// A client quota entity's keys are set (`Some`) or removed (`None`).
+    AlterClientQuota { entity: QuotaEntity, ops: Vec<(String, Option<QuotaValue>)> },
 }
 
 impl MetadataRecord {
@@ -52,6 +61,9 @@ impl MetadataRecord {
             MetadataRecord::ProducerIds { .. }
                 | MetadataRecord::ScramCredential { .. }
                 | MetadataRecord::DeleteScramCredential { .. }
+                | MetadataRecord::CreateAcls { .. }
+                | MetadataRecord::DeleteAcls { .. }
+                | MetadataRecord::AlterClientQuota { .. }
         )
     }
 }

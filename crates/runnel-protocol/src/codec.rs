@@ -199,6 +199,9 @@ mod tests {
         (ApiKey::TxnOffsetCommit, 0, 4),
         (ApiKey::DescribeTransactions, 0, 0),
         (ApiKey::ListTransactions, 0, 1),
+        (ApiKey::DescribeAcls, 1, 3),
+        (ApiKey::CreateAcls, 1, 3),
+        (ApiKey::DeleteAcls, 1, 3),
     ];
 
     fn served(key: ApiKey, version: i16) -> bool {
@@ -344,6 +347,25 @@ mod tests {
             }
             ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(Default::default()),
             ApiKey::ListTransactions => RequestKind::ListTransactions(Default::default()),
+            ApiKey::DescribeAcls => RequestKind::DescribeAcls(DescribeAclsRequest::default().with_resource_name_filter(Some(sb("t")))),
+            ApiKey::CreateAcls => {
+                let c = create_acls_request::AclCreation::default().with_resource_name(sb("t")).with_principal(sb("User:a"));
+                RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(vec![c]))
+            }
+            ApiKey::DeleteAcls => {
+                let f = delete_acls_request::DeleteAclsFilter::default().with_principal_filter(Some(sb("User:a")));
+                RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![f]))
+            }
+            ApiKey::DescribeClientQuotas => {
+                let c = describe_client_quotas_request::ComponentData::default().with_entity_type(sb("user"));
+                RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::default().with_components(vec![c]))
+            }
+            ApiKey::AlterClientQuotas => {
+                let e = alter_client_quotas_request::EntityData::default().with_entity_type(sb("user"));
+                let o = alter_client_quotas_request::OpData::default().with_key(sb("producer_byte_rate")).with_value(1.0);
+                let entry = alter_client_quotas_request::EntryData::default().with_entity(vec![e]).with_ops(vec![o]);
+                RequestKind::AlterClientQuotas(AlterClientQuotasRequest::default().with_entries(vec![entry]))
+            }
             other => panic!("no sample for {other:?}"),
         }
     }

@@ -5,14 +5,23 @@
 
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, Ctx};
-use crate::errors::code;
+use crate::errors::{code, KafkaError};
 use crate::group::OFFSETS_TOPIC;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 4;
 
 pub async fn handle(ctx: &Ctx, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    // WRITE on the transactional id, READ on the group, as Kafka.
+    if !ctx.may_txn(AclOperation::Write, &req.transactional_id.0) {
+        return AddOffsetsToTxnResponse::default().with_error_code(code(KafkaError::TransactionalIdAuthorizationFailed));
+    }
+    if !ctx.may_group(AclOperation::Read, &req.group_id.0) {
+        return AddOffsetsToTxnResponse::default().with_error_code(code(KafkaError::GroupAuthorizationFailed));
+    }
     let b = ctx.broker.clone();
     let producer = (req.producer_id.0, req.producer_epoch);
     let parts = [(OFFSETS_TOPIC.to_string(), ctx.broker.groups().partition_for(&req.group_id.0))];

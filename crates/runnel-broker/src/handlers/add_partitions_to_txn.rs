@@ -15,6 +15,8 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 };
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, TransactionalId};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, Ctx};
 use crate::errors::{code, KafkaError};
 
@@ -32,6 +34,10 @@ pub async fn handle(ctx: &Ctx, req: AddPartitionsToTxnRequest) -> AddPartitionsT
         let one = (req.v3_and_below_transactional_id, req.v3_and_below_producer_id.0, req.v3_and_below_producer_epoch);
         let results = add(ctx, one.0, (one.1, one.2), req.v3_and_below_topics, false).await;
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
+    }
+    // v4+ is sent by brokers (KIP-890): CLUSTER_ACTION on the cluster, as Kafka.
+    if !ctx.may_cluster(AclOperation::ClusterAction) {
+        return AddPartitionsToTxnResponse::default().with_error_code(code(KafkaError::ClusterAuthorizationFailed));
     }
     if req.transactions.len() > MAX_TRANSACTIONS {
         return AddPartitionsToTxnResponse::default().with_error_code(code(KafkaError::InvalidRequest));
@@ -52,6 +58,33 @@ async fn add(
     topics: Vec<AddPartitionsToTxnTopic>,
     verify_only: bool,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
+    // Below v4: WRITE on the transactional id (every partition refused); then WRITE on each topic
+    // (the refused ones TOPIC_AUTHORIZATION_FAILED, the rest OPERATION_NOT_ATTEMPTED).
+    let txn_denied = ctx.version < BATCHED_VERSION && !ctx.may_txn(AclOperation::Write, &id.0);
+    let topic_denied: std::collections::HashSet<String> = topics
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .filter(|n| !crate::group::is_internal_topic(n) && !ctx.may_topic(AclOperation::Write, n))
+        .collect();
+    if txn_denied || !topic_denied.is_empty() {
+        let error_for = |name: &str| match () {
+            _ if txn_denied => KafkaError::TransactionalIdAuthorizationFailed,
+            _ if topic_denied.contains(name) => KafkaError::TopicAuthorizationFailed,
+            _ => KafkaError::OperationNotAttempted,
+        };
+        return topics
+            .into_iter()
+            .map(|t| {
+                let e = code(error_for(&t.name.0));
+                let results = t
+                    .partitions
+                    .iter()
+                    .map(|&p| AddPartitionsToTxnPartitionResult::default().with_partition_index(p).with_partition_error_code(e))
+                    .collect();
+                AddPartitionsToTxnTopicResult::default().with_name(t.name).with_results_by_partition(results)
+            })
+            .collect();
+    }
     let mut parts = Vec::new();
     let mut unknown = false;
     for t in &topics {

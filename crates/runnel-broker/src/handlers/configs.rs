@@ -14,6 +14,8 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsResponse,
 };
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::topic_config::{self, ConfigSource, TOPIC_CONFIGS};
@@ -59,6 +61,9 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRespon
             let wanted = |n: &str| keys.as_ref().is_none_or(|k| k.iter().any(|x| x == n));
             let mut out = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
             let configs: Result<Vec<DescribeConfigsResourceResult>, Refusal> = match r.resource_type {
+                t if unauthorized(ctx, AclOperation::DescribeConfigs, t, &name).is_some() => {
+                    Err(unauthorized(ctx, AclOperation::DescribeConfigs, t, &name).expect("just checked"))
+                }
                 RESOURCE_TOPIC => match b.topic(&name) {
                     None => Err((KafkaError::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))),
                     Some(t) => Ok(TOPIC_CONFIGS
@@ -154,7 +159,30 @@ fn synonyms(
 }
 
 /// Checks a resource named in an alter request and returns the topic's current overrides.
+/// The refusal when the principal may not do `op` (DESCRIBE_CONFIGS, ALTER_CONFIGS) on a
+/// topic (TOPIC_AUTHORIZATION_FAILED) or the broker (CLUSTER_AUTHORIZATION_FAILED).
+fn unauthorized(ctx: &Ctx, op: AclOperation, resource_type: i8, name: &str) -> Option<Refusal> {
+    match resource_type {
+        RESOURCE_TOPIC if !ctx.may_topic(op, name) => {
+            Some((KafkaError::TopicAuthorizationFailed, format!("not authorized to {} topic '{name}'", verb(op))))
+        }
+        RESOURCE_BROKER if !ctx.may_cluster(op) => {
+            Some((KafkaError::ClusterAuthorizationFailed, format!("not authorized to {} the cluster", verb(op))))
+        }
+        _ => None,
+    }
+}
+
+fn verb(op: AclOperation) -> &'static str {
+    if op == AclOperation::AlterConfigs {
+        "alter the configs of"
+    } else {
+        "describe the configs of"
+    }
+}
+
 fn alterable_topic(ctx: &Ctx, resource_type: i8, name: &str) -> Result<BTreeMap<String, String>, Refusal> {
+    unauthorized(ctx, AclOperation::AlterConfigs, resource_type, name).map_or(Ok(()), Err)?;
     match resource_type {
         RESOURCE_TOPIC => ctx
             .broker

@@ -4,6 +4,8 @@
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::group::is_internal_topic;
@@ -17,6 +19,9 @@ pub async fn handle(ctx: &Ctx, req: CreatePartitionsRequest) -> CreatePartitions
     for t in req.topics {
         let name = t.name.0.to_string();
         let outcome: Result<(), (KafkaError, String)> = match ctx.broker.topic(&name) {
+            _ if !ctx.may_topic(AclOperation::Alter, &name) => {
+                Err((KafkaError::TopicAuthorizationFailed, format!("not authorized to alter topic '{name}'")))
+            }
             None => Err((KafkaError::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))),
             Some(_) if is_internal_topic(&name) => {
                 Err((KafkaError::InvalidRequest, format!("'{name}' is an internal topic; its partitions cannot be changed")))

@@ -8,6 +8,8 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use runnel_metadata::Uuid;
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, configs, sb, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::state::{Broker, StateError};
@@ -30,11 +32,15 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse
         *counts.entry(t.name.0.to_string()).or_default() += 1;
     }
     let mut results = Vec::with_capacity(req.topics.len());
+    // CREATE on the cluster, or on each topic (else TOPIC_AUTHORIZATION_FAILED), as Kafka.
+    let may_create_any = ctx.may_cluster(AclOperation::Create);
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(t.name.clone()).with_topic_config_error_code(0);
         let outcome = if counts[&name] > 1 {
             Err((KafkaError::InvalidRequest, format!("topic '{name}' appears more than once in the request")))
+        } else if !may_create_any && !ctx.may_topic(AclOperation::Create, &name) {
+            Err((KafkaError::TopicAuthorizationFailed, format!("not authorized to create topic '{name}'")))
         } else if !t.assignments.is_empty() && (t.num_partitions != -1 || t.replication_factor != -1) {
             Err((KafkaError::InvalidRequest, "give either replica assignments or partitions and replication factor, not both".into()))
         } else {
@@ -81,7 +87,10 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse
                     r => r,
                 };
                 result = result.with_topic_id(id).with_num_partitions(partitions).with_replication_factor(rf);
-                if ctx.version >= 5 {
+                if ctx.version >= 5 && !ctx.may_topic(AclOperation::DescribeConfigs, &name) {
+                    // Created, but its configs are not the principal's to see.
+                    result.topic_config_error_code = code(KafkaError::TopicAuthorizationFailed);
+                } else if ctx.version >= 5 {
                     result.configs = Some(
                         configs::effective(&overrides, &ctx.broker.config.settings)
                             .into_iter()

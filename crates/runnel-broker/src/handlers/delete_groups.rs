@@ -5,16 +5,25 @@
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
+use runnel_metadata::acl::{AclOperation, ResourceType};
+
 use super::{blocking, Ctx};
-use crate::errors::code;
+use crate::errors::{code, KafkaError};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 2;
 
 pub async fn handle(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let coordinator = ctx.broker.groups().clone();
+    // DELETE on each group (else GROUP_AUTHORIZATION_FAILED), as Kafka.
+    let allowed = ctx.allowed(AclOperation::Delete, ResourceType::Group, req.groups_names.iter().map(|g| g.0.as_str()));
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
-    let errors = blocking(move || ids.iter().map(|g| coordinator.delete(g)).collect::<Vec<_>>()).await;
+    let errors = blocking(move || {
+        ids.iter()
+            .map(|g| if allowed.contains(g) { coordinator.delete(g) } else { Some(KafkaError::GroupAuthorizationFailed) })
+            .collect::<Vec<_>>()
+    })
+    .await;
     let results = req
         .groups_names
         .into_iter()

@@ -8,6 +8,8 @@ use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionRe
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use runnel_storage::StorageError;
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, Ctx};
 use crate::errors::{code, KafkaError};
 
@@ -29,10 +31,12 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();
+        let denied = !ctx.may_topic(AclOperation::Delete, &name);
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let mut r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
             match ctx.broker.partition(&name, p.partition_index) {
+                _ if denied => r.error_code = code(KafkaError::TopicAuthorizationFailed),
                 None => r.error_code = code(KafkaError::UnknownTopicOrPartition),
                 // Kafka: "Cannot delete records of internal topic" (the committed offsets
                 // of every group live there).

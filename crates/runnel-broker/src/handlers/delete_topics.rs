@@ -6,6 +6,8 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use runnel_metadata::Uuid;
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::group::is_internal_topic;
@@ -26,6 +28,22 @@ pub async fn handle(ctx: &Ctx, req: DeleteTopicsRequest) -> DeleteTopicsResponse
             None => ctx.broker.topic_by_id(&id),
         };
         let mut r = DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(sb(n)))).with_topic_id(id);
+        // As Kafka: a topic named by id that the principal may not DESCRIBE keeps its name
+        // hidden; one it may not DELETE is TOPIC_AUTHORIZATION_FAILED, existing or not.
+        let target = name.clone().or_else(|| topic.as_ref().map(|t| t.name.clone()));
+        let denied = match &target {
+            Some(n) if name.is_none() && !ctx.may_topic(AclOperation::Describe, n) => Some(None),
+            Some(n) if !ctx.may_topic(AclOperation::Delete, n) => Some(target.clone()),
+            _ => None,
+        };
+        if let Some(shown) = denied {
+            r = r
+                .with_name(shown.map(|n| TopicName(sb(n))))
+                .with_error_code(code(KafkaError::TopicAuthorizationFailed))
+                .with_error_message(Some(sb("not authorized to delete this topic")));
+            responses.push(r);
+            continue;
+        }
         match topic {
             None => {
                 let e = if name.is_some() { KafkaError::UnknownTopicOrPartition } else { KafkaError::UnknownTopicId };

@@ -5,6 +5,8 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::group::GroupState;
@@ -27,6 +29,9 @@ pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeGroupsResp
             let d = DescribedGroup::default().with_group_id(id.clone());
             if id.0.is_empty() {
                 return d.with_error_code(code(KafkaError::InvalidGroupId)).with_group_state(sb(GroupState::Dead.name()));
+            }
+            if !ctx.may_group(AclOperation::Describe, &id.0) {
+                return d.with_error_code(code(KafkaError::GroupAuthorizationFailed)).with_group_state(sb(""));
             }
             let s = match s {
                 Ok(Some(s)) => s,

@@ -6,6 +6,8 @@
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::Ctx;
 use crate::errors::{code, KafkaError};
 
@@ -17,11 +19,15 @@ pub fn handle(ctx: &Ctx, req: DescribeProducersRequest) -> DescribeProducersResp
         .topics
         .into_iter()
         .map(|t| {
+            let denied = !ctx.may_topic(AclOperation::Read, &t.name.0);
             let partitions = t
                 .partition_indexes
                 .iter()
                 .map(|&p| {
                     let r = PartitionResponse::default().with_partition_index(p);
+                    if denied {
+                        return r.with_error_code(code(KafkaError::TopicAuthorizationFailed));
+                    }
                     let Some(part) = ctx.broker.partition(&t.name.0, p) else {
                         return r.with_error_code(code(KafkaError::UnknownTopicOrPartition));
                     };

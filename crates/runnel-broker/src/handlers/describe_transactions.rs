@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{sb, Ctx};
 use crate::errors::{code, KafkaError};
 
@@ -19,11 +21,16 @@ pub fn handle(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTransactio
         .into_iter()
         .map(|id| {
             let s = TransactionState::default().with_transactional_id(id.clone()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+            if !ctx.may_txn(AclOperation::Describe, &id.0) {
+                return s.with_error_code(code(KafkaError::TransactionalIdAuthorizationFailed));
+            }
             let Some(m) = ctx.broker.txns().describe(&id.0) else {
                 return s.with_error_code(code(KafkaError::TransactionalIdNotFound));
             };
             let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-            for (t, p) in &m.partitions {
+            // Only the topics the principal may describe, as Kafka.
+            let visible = ctx.topics_allowed(AclOperation::Describe, m.partitions.iter().map(|(t, _)| t.as_str()));
+            for (t, p) in m.partitions.iter().filter(|(t, _)| visible.contains(t)) {
                 by_topic.entry(t.clone()).or_default().push(*p);
             }
             let topics = by_topic.into_iter().map(|(t, ps)| TopicData::default().with_topic(TopicName(sb(t))).with_partitions(ps)).collect();

@@ -7,13 +7,18 @@
 
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, Ctx};
-use crate::errors::code;
+use crate::errors::{code, KafkaError};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 4;
 
 pub async fn handle(ctx: &Ctx, req: EndTxnRequest) -> EndTxnResponse {
+    if !ctx.may_txn(AclOperation::Write, &req.transactional_id.0) {
+        return EndTxnResponse::default().with_error_code(code(KafkaError::TransactionalIdAuthorizationFailed));
+    }
     let b = ctx.broker.clone();
     let producer = (req.producer_id.0, req.producer_epoch);
     let verdict = blocking(move || b.txns().end_txn(&b, &req.transactional_id.0, producer, req.committed)).await;

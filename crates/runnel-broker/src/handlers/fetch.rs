@@ -42,6 +42,8 @@ use runnel_storage::{ReadSlice, StorageError};
 use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 
+use runnel_metadata::acl::AclOperation;
+
 use super::Ctx;
 use crate::errors::{code, KafkaError};
 use crate::partition::{NotServing, Partition};
@@ -96,6 +98,8 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let use_ids = ctx.version >= TOPIC_ID_VERSION;
     let replica = replica_id(&req, ctx.version);
     let follower = replica >= 0;
+    // Followers need CLUSTER_ACTION on the cluster, consumers READ on each topic.
+    let cluster_action = follower && ctx.may_cluster(AclOperation::ClusterAction);
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut wanted: Vec<Wanted> = Vec::new();
     // A topic or partition named more than once is merged, as Kafka's fetch map does: one
@@ -109,6 +113,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
             topics.len() - 1
         });
         let name = if use_ids { ctx.broker.topic_by_id(&t.topic_id).map(|ti| ti.name) } else { Some(t.topic.0.to_string()) };
+        let denied = name.as_deref().is_some_and(|n| if follower { !cluster_action } else { !ctx.may_topic(AclOperation::Read, n) });
         for p in t.partitions {
             let (fetch_offset, max_bytes) = (p.fetch_offset, p.partition_max_bytes.max(0) as usize);
             if let Some(&i) = partition_slots.get(&(slot, p.partition)) {
@@ -117,6 +122,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
                 continue;
             }
             let mut part = match &name {
+                _ if denied => Err(KafkaError::TopicAuthorizationFailed),
                 None => Err(KafkaError::UnknownTopicId),
                 Some(n) => ctx.broker.partition(n, p.partition).ok_or_else(|| match ctx.broker.offline_reason(n, p.partition) {
                     Some(_) => KafkaError::KafkaStorageError,

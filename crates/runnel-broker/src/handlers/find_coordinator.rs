@@ -10,6 +10,8 @@
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, sb, Ctx};
 use crate::cluster::ListedBroker;
 use crate::errors::{code, KafkaError};
@@ -52,12 +54,29 @@ async fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Result<ListedBroker, (Kaf
     }
 }
 
+/// DESCRIBE on the group or the transactional id, as Kafka checks.
+fn unauthorized(ctx: &Ctx, key_type: i8, key: &str) -> Option<(KafkaError, &'static str)> {
+    match key_type {
+        KEY_TYPE_GROUP if !ctx.may_group(AclOperation::Describe, key) => {
+            Some((KafkaError::GroupAuthorizationFailed, "not authorized to describe this group"))
+        }
+        KEY_TYPE_TRANSACTION if !ctx.may_txn(AclOperation::Describe, key) => {
+            Some((KafkaError::TransactionalIdAuthorizationFailed, "not authorized to describe this transactional id"))
+        }
+        _ => None,
+    }
+}
+
 pub async fn handle(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     if ctx.version >= BATCHED_VERSION {
         let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
         for key in req.coordinator_keys {
             let c = Coordinator::default().with_key(key.clone());
-            coordinators.push(match locate(ctx, req.key_type, &key).await {
+            let located = match unauthorized(ctx, req.key_type, &key) {
+                Some(denied) => Err(denied),
+                None => locate(ctx, req.key_type, &key).await,
+            };
+            coordinators.push(match located {
                 Ok(l) => c.with_node_id(BrokerId(l.id)).with_host(sb(l.host)).with_port(l.port),
                 Err((e, msg)) => c.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code(e)).with_error_message(Some(sb(msg))),
             });
@@ -65,7 +84,11 @@ pub async fn handle(ctx: &Ctx, req: FindCoordinatorRequest) -> FindCoordinatorRe
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let resp = FindCoordinatorResponse::default();
-    match locate(ctx, req.key_type, &req.key).await {
+    let located = match unauthorized(ctx, req.key_type, &req.key) {
+        Some(denied) => Err(denied),
+        None => locate(ctx, req.key_type, &req.key).await,
+    };
+    match located {
         Ok(l) => resp.with_node_id(BrokerId(l.id)).with_host(sb(l.host)).with_port(l.port).with_error_message(None),
         Err((e, msg)) => resp
             .with_error_code(code(e))

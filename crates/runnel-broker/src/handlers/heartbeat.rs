@@ -3,6 +3,8 @@
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, Ctx};
 use crate::errors::code;
 
@@ -11,6 +13,9 @@ pub const MAX_VERSION: i16 = 4;
 
 pub async fn handle(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
+    if !ctx.may_group(AclOperation::Read, &group) {
+        return HeartbeatResponse::default().with_error_code(code(crate::errors::KafkaError::GroupAuthorizationFailed));
+    }
     let member_id = req.member_id.to_string();
     let instance_id = req.group_instance_id.map(|s| s.to_string());
     let generation = req.generation_id;

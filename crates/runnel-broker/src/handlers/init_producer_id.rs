@@ -9,6 +9,8 @@
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use runnel_metadata::acl::{AclOperation, ResourceType};
+
 use super::{blocking, Ctx};
 use crate::errors::{code, KafkaError};
 
@@ -18,6 +20,16 @@ pub const MAX_VERSION: i16 = 5;
 pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     let broker = ctx.broker.clone();
+    // As Kafka: WRITE on the transactional id; an idempotent producer needs
+    // IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+    let denied = match &req.transactional_id {
+        Some(id) => (!ctx.may_txn(AclOperation::Write, &id.0)).then_some(KafkaError::TransactionalIdAuthorizationFailed),
+        None => (!ctx.may_cluster(AclOperation::IdempotentWrite) && !ctx.may_any(AclOperation::Write, ResourceType::Topic))
+            .then_some(KafkaError::ClusterAuthorizationFailed),
+    };
+    if let Some(e) = denied {
+        return resp.with_error_code(code(e));
+    }
     let answer = match req.transactional_id {
         Some(id) => {
             let expected = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));

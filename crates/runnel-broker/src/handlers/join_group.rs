@@ -6,6 +6,8 @@
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::group::{JoinRequest, JoinResult, Outcome};
@@ -21,6 +23,9 @@ const NULLABLE_PROTOCOL_VERSION: i16 = 7;
 pub async fn handle(ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
     let group = req.group_id.0.to_string();
     let member_id = req.member_id.to_string();
+    if !ctx.may_group(AclOperation::Read, &group) {
+        return response(ctx.version, JoinResult::error(&member_id, KafkaError::GroupAuthorizationFailed));
+    }
     let r = JoinRequest {
         member_id: member_id.clone(),
         instance_id: req.group_instance_id.map(|s| s.to_string()),

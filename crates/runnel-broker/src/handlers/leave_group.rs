@@ -5,6 +5,8 @@
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, Ctx};
 use crate::errors::code;
 
@@ -16,6 +18,9 @@ const BATCH_VERSION: i16 = 3;
 
 pub async fn handle(ctx: &Ctx, req: LeaveGroupRequest) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
+    if !ctx.may_group(AclOperation::Read, &group) {
+        return LeaveGroupResponse::default().with_error_code(code(crate::errors::KafkaError::GroupAuthorizationFailed));
+    }
     let batched = ctx.version >= BATCH_VERSION;
     let members: Vec<(String, Option<String>)> = if batched {
         req.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string()))).collect()

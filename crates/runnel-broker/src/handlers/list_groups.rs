@@ -4,6 +4,8 @@
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
+use runnel_metadata::acl::{AclOperation, ResourceType};
+
 use super::{blocking, sb, Ctx};
 
 pub const MIN_VERSION: i16 = 0;
@@ -24,8 +26,12 @@ pub async fn handle(ctx: &Ctx, req: ListGroupsRequest) -> ListGroupsResponse {
     if !types.is_empty() && !types.iter().any(|t| t == CLASSIC) {
         return ListGroupsResponse::default();
     }
+    // DESCRIBE on the cluster lists every group; else those the principal may describe.
+    let allowed = (!ctx.may_cluster(AclOperation::Describe))
+        .then(|| ctx.allowed(AclOperation::Describe, ResourceType::Group, all.iter().map(|g| g.group_id.as_str())));
     let groups = all
         .into_iter()
+        .filter(|g| allowed.as_ref().is_none_or(|a| a.contains(&g.group_id)))
         .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
         .map(|g| {
             let mut l = ListedGroup::default().with_group_id(GroupId(sb(g.group_id))).with_protocol_type(sb(g.protocol_type));

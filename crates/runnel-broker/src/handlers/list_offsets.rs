@@ -9,6 +9,8 @@
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, Ctx};
 use crate::errors::{code, KafkaError};
 
@@ -27,6 +29,7 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::new();
     for t in req.topics {
         let name = t.name.0.to_string();
+        let denied = !ctx.may_topic(AclOperation::Describe, &name);
         let mut partitions = Vec::new();
         let mut seen = std::collections::HashMap::new();
         for p in &t.partitions {
@@ -45,6 +48,7 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                         r.leader_epoch = -1;
                     }
                 }
+                _ if denied => r.error_code = code(KafkaError::TopicAuthorizationFailed),
                 None => r.error_code = code(KafkaError::UnknownTopicOrPartition),
                 Some(part) => match part.check_leader(if ctx.version >= 4 { p.current_leader_epoch } else { -1 }) {
                     Err(e) => r.error_code = code(super::fetch::not_serving_code(e)),

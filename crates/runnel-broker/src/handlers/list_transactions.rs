@@ -6,6 +6,8 @@
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{sb, Ctx};
 use crate::now_ms;
 use crate::txn::TxnState;
@@ -25,6 +27,7 @@ pub fn handle(ctx: &Ctx, req: ListTransactionsRequest) -> ListTransactionsRespon
         .filter(|(_, m)| known.is_empty() || known.iter().any(|f| f.as_str() == m.state.name()))
         .filter(|(_, m)| req.producer_id_filters.is_empty() || req.producer_id_filters.contains(&ProducerId(m.producer_id)))
         .filter(|(_, m)| req.duration_filter < 0 || (m.txn_start_timestamp >= 0 && now - m.txn_start_timestamp >= req.duration_filter))
+        .filter(|(id, _)| ctx.may_txn(AclOperation::Describe, id))
         .map(|(id, m)| {
             TransactionState::default()
                 .with_transactional_id(TransactionalId(sb(id)))

@@ -3,11 +3,17 @@
 //! partition whose leader is fenced has no leader: LEADER_NOT_AVAILABLE); topics by name
 //! (or by id, v10+); auto-creation per
 //! `auto.create.topics.enable` and the request's `allow_auto_topic_creation` (v4+).
+//!
+//! With the authorizer on, as Kafka: a listing of all topics leaves out those the
+//! principal may not DESCRIBE; a named one it may not describe is TOPIC_AUTHORIZATION_FAILED
+//! (whether it exists or not, so nothing is disclosed); auto-creation needs CREATE on the
+//! cluster or on the topic (else TOPIC_AUTHORIZATION_FAILED).
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use runnel_metadata::acl::AclOperation;
 use runnel_metadata::{TopicImage, Uuid};
 
 use super::{blocking, create_topics, sb, Ctx};
@@ -40,10 +46,12 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
         Some(t) if !(ctx.version == 0 && t.is_empty()) => t,
         _ => {
             let image = b.image();
-            resp.topics = image.topics().map(|t| topic_response(b, t)).collect();
+            let allowed = ctx.topics_allowed(AclOperation::Describe, image.topics().map(|t| t.name.as_str()));
+            resp.topics = image.topics().filter(|t| allowed.contains(&t.name)).map(|t| topic_response(b, t)).collect();
             return resp;
         }
     };
+    let may_create_any = allow_create && ctx.may_cluster(AclOperation::Create);
     for t in requested {
         // A topic id (v10+) wins over the name: the Java client asks by id with the name
         // left as "" rather than null, as Kafka accepts.
@@ -52,12 +60,22 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
             Some(name) => {
                 let name = name.0.to_string();
                 match b.topic(&name) {
+                    _ if !ctx.may_topic(AclOperation::Describe, &name) => {
+                        error_topic(Some(name), Uuid::nil(), KafkaError::TopicAuthorizationFailed)
+                    }
                     Some(topic) => topic_response(b, &topic),
+                    None if allow_create && !may_create_any && !ctx.may_topic(AclOperation::Create, &name) => {
+                        error_topic(Some(name), Uuid::nil(), KafkaError::TopicAuthorizationFailed)
+                    }
                     None if allow_create => auto_create(ctx, name).await,
                     None => error_topic(Some(name), Uuid::nil(), KafkaError::UnknownTopicOrPartition),
                 }
             }
             None => match b.topic_by_id(&t.topic_id) {
+                // Topic ids are not secret: the id goes back with the refusal.
+                Some(topic) if !ctx.may_topic(AclOperation::Describe, &topic.name) => {
+                    error_topic(None, t.topic_id, KafkaError::TopicAuthorizationFailed)
+                }
                 Some(topic) => topic_response(b, &topic),
                 None => error_topic(None, t.topic_id, KafkaError::UnknownTopicId),
             },

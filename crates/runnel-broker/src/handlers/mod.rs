@@ -10,9 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::Broker;
 
+mod acls;
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 pub mod api_versions;
+mod authz;
 mod configs;
 mod create_partitions;
 mod create_topics;
@@ -83,6 +85,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, sasl::AUTHENTICATE_MIN_VERSION, sasl::AUTHENTICATE_MAX_VERSION),
     (ApiKey::DescribeUserScramCredentials, scram_credentials::DESCRIBE_MIN_VERSION, scram_credentials::DESCRIBE_MAX_VERSION),
     (ApiKey::AlterUserScramCredentials, scram_credentials::ALTER_MIN_VERSION, scram_credentials::ALTER_MAX_VERSION),
+    (ApiKey::DescribeAcls, acls::MIN_VERSION, acls::MAX_VERSION),
+    (ApiKey::CreateAcls, acls::MIN_VERSION, acls::MAX_VERSION),
+    (ApiKey::DeleteAcls, acls::MIN_VERSION, acls::MAX_VERSION),
 ];
 
 /// Whether this broker serves `key` at `version`.
@@ -157,6 +162,9 @@ pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::AlterUserScramCredentials(r) => {
             ResponseKind::AlterUserScramCredentials(scram_credentials::alter(ctx, r).await)
         }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
         other => {
             // Unreachable: `supported` refuses these before decoding.
             tracing::error!(peer = %ctx.peer, "no handler for {other:?}");

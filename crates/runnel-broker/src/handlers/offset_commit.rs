@@ -9,6 +9,8 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use kafka_protocol::protocol::StrBytes;
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::group::{now_ms, CommittedOffset, OffsetToCommit};
@@ -29,10 +31,22 @@ pub async fn handle(ctx: &Ctx, req: OffsetCommitRequest) -> OffsetCommitResponse
     let expire = (ctx.version <= LAST_RETENTION_VERSION && req.retention_time_ms >= 0).then(|| now.saturating_add(req.retention_time_ms));
     let mut checked = Checked::default();
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::with_capacity(req.topics.len());
+    // READ on the group (else every partition is GROUP_AUTHORIZATION_FAILED), then READ
+    // on each topic (else its partitions are TOPIC_AUTHORIZATION_FAILED), as Kafka.
+    let group_denied = !ctx.may_group(AclOperation::Read, &req.group_id.0);
     for (slot, t) in req.topics.into_iter().enumerate() {
         let name = t.name.0.to_string();
         topics.push(OffsetCommitResponseTopic::default().with_name(t.name.clone()));
+        let denied = if group_denied {
+            Some(KafkaError::GroupAuthorizationFailed)
+        } else {
+            (!ctx.may_topic(AclOperation::Read, &name)).then_some(KafkaError::TopicAuthorizationFailed)
+        };
         for p in t.partitions {
+            if let Some(e) = denied {
+                checked.refuse(slot, p.partition_index, e);
+                continue;
+            }
             let epoch = if ctx.version >= LEADER_EPOCH_VERSION { p.committed_leader_epoch } else { -1 };
             let offset = committed_offset(p.committed_offset, epoch, p.committed_metadata, now, expire);
             checked.add(ctx, slot, &name, p.partition_index, offset, max_metadata);
@@ -78,6 +92,11 @@ impl Checked {
             None
         };
         self.slots.push((slot, partition, error));
+    }
+
+    /// Answers a partition with `error` without committing it (not authorized).
+    pub fn refuse(&mut self, slot: usize, partition: i32, error: KafkaError) {
+        self.slots.push((slot, partition, Some(error)));
     }
 
     /// (topic slot, partition, error code): a partition's own error, else the group's verdict.

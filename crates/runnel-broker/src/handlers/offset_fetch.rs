@@ -11,6 +11,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::group::CommittedOffset;
@@ -28,10 +30,34 @@ const GROUP_ERROR_VERSION: i16 = 2;
 /// Per topic: (partition, its committed offset or an error).
 type Fetched = Vec<(String, Vec<(i32, Result<Option<CommittedOffset>, KafkaError>)>)>;
 
+/// The group's committed offsets as the principal may see them, or why not: no DESCRIBE
+/// on the group is GROUP_AUTHORIZATION_FAILED; topics it may not DESCRIBE are left out of
+/// an all-topics answer and answered TOPIC_AUTHORIZATION_FAILED when named (Kafka's
+/// rules).
+async fn fetch(ctx: &Ctx, group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Result<Fetched, KafkaError> {
+    if !ctx.may_group(AclOperation::Describe, &group) {
+        return Err(KafkaError::GroupAuthorizationFailed);
+    }
+    let named = topics.is_some();
+    let fetched = fetch_offsets(ctx, group, topics, require_stable).await?;
+    let allowed = ctx.topics_allowed(AclOperation::Describe, fetched.iter().map(|(t, _)| t.as_str()));
+    Ok(fetched
+        .into_iter()
+        .filter(|(t, _)| named || allowed.contains(t))
+        .map(|(t, parts)| {
+            if allowed.contains(&t) {
+                return (t, parts);
+            }
+            let parts = parts.into_iter().map(|(p, _)| (p, Err(KafkaError::TopicAuthorizationFailed))).collect();
+            (t, parts)
+        })
+        .collect())
+}
+
 /// The group's committed offsets, or why this broker cannot answer for it
 /// (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS …): for v1, which has no group-level
 /// error, that error is given per requested partition.
-async fn fetch(ctx: &Ctx, group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Result<Fetched, KafkaError> {
+async fn fetch_offsets(ctx: &Ctx, group: String, topics: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Result<Fetched, KafkaError> {
     let coordinator = ctx.broker.groups().clone();
     let v1 = ctx.version < GROUP_ERROR_VERSION;
     blocking(move || {

@@ -12,6 +12,8 @@
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, Ctx};
 use crate::errors::{code, KafkaError};
 
@@ -20,10 +22,17 @@ pub const MAX_VERSION: i16 = 4;
 
 pub async fn handle(ctx: &Ctx, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
+    // CLUSTER_ACTION on the cluster (followers), else DESCRIBE on each topic, as Kafka.
+    let cluster_action = ctx.may_cluster(AclOperation::ClusterAction);
     for t in req.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());
+        let denied = !cluster_action && !ctx.may_topic(AclOperation::Describe, &t.topic.0);
         for p in t.partitions {
             let r = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
+            if denied {
+                partitions.push(r.with_error_code(code(KafkaError::TopicAuthorizationFailed)));
+                continue;
+            }
             let Some(part) = ctx.broker.partition(&t.topic.0, p.partition) else {
                 partitions.push(r.with_error_code(code(KafkaError::UnknownTopicOrPartition)));
                 continue;

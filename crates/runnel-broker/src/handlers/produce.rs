@@ -33,6 +33,7 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use runnel_metadata::acl::AclOperation;
 use runnel_protocol::batch::{self, BatchError};
 use runnel_storage::{ProducerError, StorageError};
 
@@ -75,6 +76,8 @@ enum ProduceError {
     Replication(WaitError),
     /// A CreateTime batch timestamp outside `message.timestamp.{before,after}.max.ms`.
     Timestamp(String),
+    /// The principal may not write (the topic or the transactional id).
+    Unauthorized(KafkaError),
 }
 
 /// The one place produce failures become Kafka error codes.
@@ -98,6 +101,7 @@ fn error_code(e: &ProduceError) -> KafkaError {
         ProduceError::NotEnoughReplicasAfterAppend => KafkaError::NotEnoughReplicasAfterAppend,
         ProduceError::Replication(WaitError::TimedOut) => KafkaError::RequestTimedOut,
         ProduceError::Timestamp(_) => KafkaError::InvalidTimestamp,
+        ProduceError::Unauthorized(e) => *e,
         ProduceError::Storage(StorageError::Producer(p)) => match p {
             ProducerError::InvalidEpoch { .. } => KafkaError::InvalidProducerEpoch,
             ProducerError::OutOfOrder { .. } => KafkaError::OutOfOrderSequenceNumber,
@@ -127,6 +131,8 @@ fn message(e: &ProduceError) -> String {
         ProduceError::Replication(WaitError::NotLeader) => "leadership moved before the in-sync replicas had the batch".into(),
         ProduceError::Replication(WaitError::TimedOut) => "the in-sync replicas did not confirm the batch within timeout_ms".into(),
         ProduceError::Timestamp(m) => m.clone(),
+        ProduceError::Unauthorized(KafkaError::TransactionalIdAuthorizationFailed) => "not authorized to write with this transactional id".into(),
+        ProduceError::Unauthorized(_) => "not authorized to write to this topic".into(),
         ProduceError::Storage(StorageError::Producer(p)) => p.to_string(),
         ProduceError::Storage(s) => format!("could not write to the log: {s}"),
     }
@@ -141,14 +147,20 @@ struct Appended {
 
 pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    // Authorization as Kafka: WRITE on the transactional id (else every partition is
+    // TRANSACTIONAL_ID_AUTHORIZATION_FAILED), then WRITE on each topic.
+    let txn_denied = req.transactional_id.as_ref().is_some_and(|id| !ctx.may_txn(AclOperation::Write, id));
     // Leaders named in NOT_LEADER_OR_FOLLOWER answers: their endpoints go along (v10+).
     let mut leaders: Vec<i32> = Vec::new();
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
+        let topic_denied = !txn_denied && !ctx.may_topic(AclOperation::Write, &name);
         let mut partition_responses = Vec::with_capacity(topic.partition_data.len());
         for pd in topic.partition_data {
             let index = pd.index;
             let outcome = match ctx.broker.partition(&name, index) {
+                _ if txn_denied => Err(ProduceError::Unauthorized(KafkaError::TransactionalIdAuthorizationFailed)),
+                _ if topic_denied => Err(ProduceError::Unauthorized(KafkaError::TopicAuthorizationFailed)),
                 _ if !matches!(req.acks, -1..=1) => Err(ProduceError::InvalidAcks(req.acks)),
                 None => Err(match ctx.broker.offline_reason(&name, index) {
                     Some(why) => ProduceError::Storage(StorageError::Offline(why)),

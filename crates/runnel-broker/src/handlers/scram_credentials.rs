@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, DescribeUserScramCredentialsRequest,
     DescribeUserScramCredentialsResponse,
 };
+use runnel_metadata::acl::AclOperation;
 use runnel_metadata::MetadataRecord;
 
 use super::{blocking, sb, Ctx};
@@ -26,6 +27,12 @@ pub const ALTER_MAX_VERSION: i16 = 0;
 type Failure = (KafkaError, &'static str);
 
 pub fn describe(ctx: &Ctx, req: DescribeUserScramCredentialsRequest) -> DescribeUserScramCredentialsResponse {
+    // DESCRIBE on the cluster, as Kafka.
+    if !ctx.may_cluster(AclOperation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(code(KafkaError::ClusterAuthorizationFailed))
+            .with_error_message(Some(sb("not authorized to describe SCRAM credentials")));
+    }
     let all = ctx.broker.scram_users();
     let result = |user: &str, infos: Result<&Vec<(ScramMechanism, i32)>, Failure>| {
         let r = DescribeUserScramCredentialsResult::default().with_user(sb(user));
@@ -60,6 +67,21 @@ pub fn describe(ctx: &Ctx, req: DescribeUserScramCredentialsRequest) -> Describe
 }
 
 pub async fn alter(ctx: &Ctx, req: AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+    // ALTER on the cluster (every user refused), as Kafka.
+    if !ctx.may_cluster(AclOperation::Alter) {
+        let users: BTreeSet<String> =
+            req.deletions.iter().map(|d| d.name.to_string()).chain(req.upsertions.iter().map(|u| u.name.to_string())).collect();
+        let results = users
+            .into_iter()
+            .map(|u| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(sb(u))
+                    .with_error_code(code(KafkaError::ClusterAuthorizationFailed))
+                    .with_error_message(Some(sb("not authorized to alter SCRAM credentials")))
+            })
+            .collect();
+        return AlterUserScramCredentialsResponse::default().with_results(results);
+    }
     // Each user's changes, in request order; a user with any invalid change gets only
     // that error and none of its changes is applied.
     let mut changes: BTreeMap<String, Result<Vec<MetadataRecord>, Failure>> = BTreeMap::new();

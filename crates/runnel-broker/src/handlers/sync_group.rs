@@ -4,6 +4,8 @@
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
 use crate::group::{Outcome, SyncResult};
@@ -16,6 +18,9 @@ const PROTOCOL_VERSION: i16 = 5;
 
 pub async fn handle(ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
+    if !ctx.may_group(AclOperation::Read, &group) {
+        return SyncGroupResponse::default().with_error_code(code(KafkaError::GroupAuthorizationFailed));
+    }
     let req_group = group.clone();
     let member_id = req.member_id.to_string();
     let instance_id = req.group_instance_id.map(|s| s.to_string());

@@ -10,8 +10,11 @@
 use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
+use runnel_metadata::acl::AclOperation;
+
 use super::offset_commit::{committed_offset, Checked};
 use super::{blocking, Ctx};
+use crate::errors::KafkaError;
 use crate::group::{now_ms, TxnCommitter};
 
 pub const MIN_VERSION: i16 = 0;
@@ -27,9 +30,23 @@ pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetCommitRe
     let max_metadata = ctx.broker.config.offset_metadata_max_bytes();
     let mut checked = Checked::default();
     let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::with_capacity(req.topics.len());
+    // WRITE on the transactional id, READ on the group (every partition refused), then
+    // READ on each topic, as Kafka.
+    let refused = if !ctx.may_txn(AclOperation::Write, &req.transactional_id.0) {
+        Some(KafkaError::TransactionalIdAuthorizationFailed)
+    } else if !ctx.may_group(AclOperation::Read, &req.group_id.0) {
+        Some(KafkaError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
     for (slot, t) in req.topics.into_iter().enumerate() {
         topics.push(TxnOffsetCommitResponseTopic::default().with_name(t.name.clone()));
+        let denied = refused.or_else(|| (!ctx.may_topic(AclOperation::Read, &t.name.0)).then_some(KafkaError::TopicAuthorizationFailed));
         for p in t.partitions {
+            if let Some(e) = denied {
+                checked.refuse(slot, p.partition_index, e);
+                continue;
+            }
             let epoch = if ctx.version >= LEADER_EPOCH_VERSION { p.committed_leader_epoch } else { -1 };
             let offset = committed_offset(p.committed_offset, epoch, p.committed_metadata, now, None);
             checked.add(ctx, slot, &t.name.0, p.partition_index, offset, max_metadata);
@@ -45,6 +62,12 @@ pub async fn handle(ctx: &Ctx, req: TxnOffsetCommitRequest) -> TxnOffsetCommitRe
     let b = ctx.broker.clone();
     let (id, group, producer) = (req.transactional_id.0.to_string(), req.group_id.0.to_string(), (req.producer_id.0, req.producer_epoch));
     let to_commit = std::mem::take(&mut checked.to_commit);
+    if refused.is_some() {
+        for (slot, partition, error) in checked.answers(Ok(())) {
+            topics[slot].partitions.push(TxnOffsetCommitResponsePartition::default().with_partition_index(partition).with_error_code(error));
+        }
+        return TxnOffsetCommitResponse::default().with_topics(topics);
+    }
     let verdict = blocking(move || {
         let who = TxnCommitter { producer_id: producer.0, producer_epoch: producer.1, member_id: &member_id, instance_id: instance_id.as_deref(), generation };
         let partition = b.groups().partition_for(&group);

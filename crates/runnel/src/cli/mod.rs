@@ -6,6 +6,7 @@
 //! Exit codes: 0 success, 1 an error (printed as `runnel: error: …` with a hint), 2 a usage
 //! error (clap's). Human output goes to stdout, progress and errors to stderr.
 
+mod acl;
 mod broker;
 mod client;
 mod cluster;
@@ -56,6 +57,8 @@ enum Command {
     Txn(txn::TxnCmd),
     /// Create, list and delete SCRAM users (SASL/SCRAM credentials)
     User(user::UserCmd),
+    /// Create, list and delete ACLs (the broker needs authorizer.class.name set)
+    Acl(acl::AclCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(completions::CompletionsArgs),
 }
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Group(cmd) => group::run(cmd),
         Command::Txn(cmd) => txn::run(cmd),
         Command::User(cmd) => user::run(cmd),
+        Command::Acl(cmd) => acl::run(cmd),
         Command::Completions(args) => completions::run(args),
     };
     match result {
