@@ -65,9 +65,16 @@ pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Creates a new partition's directory with its `partition.metadata`, durably.
+/// Creates a new partition's directory with its `partition.metadata` (written atomically:
+/// the fsync of the directory after the rename also makes the directory's own new entries
+/// durable). The new directory's entry in its parent is the caller's to sync, once for a
+/// whole batch ([`sync_dir`] of the data dir): two fsyncs per new partition instead of four.
+/// A crash before that can lose only the new, empty directory, which the next start
+/// creates again from the metadata log.
 pub fn create_partition_dir(dir: &Path, topic_id: &Uuid) -> io::Result<()> {
-    create_dir_durably(dir)?;
+    if !dir.is_dir() {
+        fs::create_dir_all(dir)?;
+    }
     if read_topic_id(dir)? != Some(*topic_id) {
         write_topic_id(dir, topic_id)?;
     }

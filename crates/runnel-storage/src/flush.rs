@@ -9,6 +9,8 @@
 //!    fsync the kernel may have dropped the unsynced pages).
 //!
 //! [`PartitionLog::flush`] does all three for a caller that holds the log alone.
+//! [`FlushJob::run_batch`] is step 2 for many logs at once (a clean shutdown): one syncfs
+//! for all their files instead of an fsync per file.
 //!
 //! Invariant: the recovery checkpoint on disk never names an offset whose data was not
 //! fsynced. Files deleted meanwhile (retention, compaction) need no sync; a truncation
@@ -88,9 +90,29 @@ impl FlushJob {
                 Err(e) => return Err(e),
             }
         }
+        self.write_checkpoint(recovery::write_recovery_point)
+    }
+
+    /// Step 2 for many jobs whose logs share the filesystem of `fs_dir`: one syncfs makes
+    /// every planned file durable, then each job's recovery checkpoint is written (without
+    /// an fsync of its own) and a second syncfs makes those durable. Two journal commits
+    /// in all, where [`run`](Self::run) costs a few per log: 1,000 partitions stop in one
+    /// step instead of thousands of fsyncs. The checkpoints never name unsynced data: they
+    /// are written only after the first syncfs succeeded. One failure fails every job.
+    pub fn run_batch<'a>(jobs: impl IntoIterator<Item = &'a FlushJob>, fs_dir: &std::path::Path) -> io::Result<()> {
+        fsio::sync_filesystem(fs_dir)?;
+        for job in jobs {
+            job.write_checkpoint(recovery::write_recovery_point_unsynced)?;
+        }
+        fsio::sync_filesystem(fs_dir)
+    }
+
+    /// Writes the recovery checkpoint with `write`, unless a truncation came in between or
+    /// a later flush already wrote past it.
+    fn write_checkpoint(&self, write: fn(&std::path::Path, i64) -> io::Result<()>) -> io::Result<()> {
         let mut ck = lock(&self.checkpoint);
         if ck.generation == self.generation && self.end > ck.written {
-            recovery::write_recovery_point(&self.dir, self.end)?;
+            write(&self.dir, self.end)?;
             ck.written = self.end;
         }
         Ok(())

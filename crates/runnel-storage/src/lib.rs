@@ -35,6 +35,7 @@ pub use error::StorageError;
 pub use producer_state::{AppendOrigin, ProducerEntry, ProducerError, ProducerStateManager};
 pub use retention::RetentionOutcome;
 pub use flush::FlushJob;
+pub use fsio::sync_filesystem;
 pub use leader_epoch::LeaderEpochCache;
 pub use txn_index::AbortedTxn;
 pub use log::{AppendInfo, FileSlice, FsyncStats, PartitionLog, ReadSlice, FSYNC_BUCKETS};

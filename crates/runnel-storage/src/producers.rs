@@ -17,10 +17,11 @@ impl PartitionLog {
         &self.producers
     }
 
-    /// Writes the producer state as of the log end to `<log end>.snapshot` (fsynced), so
-    /// the next open replays nothing (a clean shutdown).
-    pub fn snapshot_producer_state(&mut self) -> Result<(), StorageError> {
-        self.producers.write_snapshot(&self.dir, self.log_end_offset(), true)?;
+    /// Writes the producer state as of the log end to `<log end>.snapshot`, so the next
+    /// open replays nothing (a clean shutdown); fsynced when `sync`, else left to the
+    /// caller's [`crate::fsio::sync_filesystem`] (a damaged snapshot is skipped on load).
+    pub fn snapshot_producer_state(&mut self, sync: bool) -> Result<(), StorageError> {
+        self.producers.write_snapshot(&self.dir, self.log_end_offset(), sync)?;
         Ok(())
     }
 

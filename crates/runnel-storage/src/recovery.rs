@@ -81,6 +81,18 @@ pub(crate) fn write_recovery_point(dir: &Path, offset: i64) -> io::Result<()> {
     write_checkpoint(dir, RECOVERY_POINT_FILE, offset)
 }
 
+/// Writes the recovery point by temp file and rename, without an fsync: for a batch whose
+/// caller makes the filesystem durable afterwards ([`crate::fsio::sync_filesystem`]). A crash
+/// before that leaves the old checkpoint, or one that reads as missing (trust nothing).
+pub(crate) fn write_recovery_point_unsynced(dir: &Path, offset: i64) -> io::Result<()> {
+    let tmp = dir.join(format!("{RECOVERY_POINT_FILE}.tmp"));
+    {
+        let mut f = fsio::create(&tmp)?;
+        fsio::write_all(&mut f, format!("0\n{offset}\n").as_bytes())?;
+    }
+    fsio::rename(&tmp, &dir.join(RECOVERY_POINT_FILE))
+}
+
 /// `<base>-<end>.log.<suffix>`: a cleaned segment replacing the segments in `[base, end)`.
 pub(crate) fn swap_path(dir: &Path, base: i64, end: i64, suffix: &str) -> PathBuf {
     dir.join(swap_name(base, end, suffix))

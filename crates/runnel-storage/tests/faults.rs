@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use common::*;
 use runnel_protocol::batch::Compression;
 use runnel_storage::failpoints::{self, Op};
-use runnel_storage::{CompactionConfig, LogConfig, PartitionLog, RetentionConfig, StorageError};
+use runnel_storage::{CompactionConfig, FlushJob, LogConfig, PartitionLog, RetentionConfig, StorageError};
 
 #[test]
 fn a_failed_fsync_takes_the_log_offline_and_the_recovery_point_stays() {
@@ -36,6 +36,52 @@ fn a_failed_fsync_takes_the_log_offline_and_the_recovery_point_stays() {
     let log = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert!(log.offline_reason().is_none(), "a restart recovers the log");
     assert_eq!(read_records(&log, 0).len(), 5);
+}
+
+/// The clean-shutdown flush of many logs at once (two syncfs calls): it moves every
+/// recovery point when it works; when the first syncfs fails, no checkpoint is written, every
+/// log goes offline with its recovery point where it was, and a restart recovers them all.
+#[test]
+fn a_batched_flush_moves_every_recovery_point_or_none() {
+    failpoints::clear();
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..3).map(|i| root.path().join(format!("t-{i}"))).collect();
+    let mut logs: Vec<PartitionLog> = dirs
+        .iter()
+        .map(|d| {
+            std::fs::create_dir(d).unwrap();
+            PartitionLog::open(d, small_config()).unwrap()
+        })
+        .collect();
+    for (i, log) in logs.iter_mut().enumerate() {
+        append(log, &batch(2 + i, 10));
+    }
+    let jobs: Vec<FlushJob> = logs.iter().map(|l| l.begin_flush().unwrap()).collect();
+    let ran = FlushJob::run_batch(&jobs, root.path());
+    for (log, job) in logs.iter_mut().zip(jobs) {
+        log.finish_flush(job, ran.as_ref().map(|_| ()).map_err(|e| std::io::Error::new(e.kind(), e.to_string()))).unwrap();
+    }
+    assert_eq!(logs.iter().map(|l| l.recovery_point()).collect::<Vec<_>>(), vec![2, 3, 4]);
+
+    for log in logs.iter_mut() {
+        append(log, &batch(1, 10));
+    }
+    let jobs: Vec<FlushJob> = logs.iter().map(|l| l.begin_flush().unwrap()).collect();
+    failpoints::fail_nth(Op::Fsync, 1);
+    let ran = FlushJob::run_batch(&jobs, root.path());
+    assert!(ran.is_err(), "the injected syncfs failure is reported");
+    for (log, job) in logs.iter_mut().zip(jobs) {
+        assert!(log.finish_flush(job, Err(std::io::Error::other("syncfs failed"))).is_err());
+        assert!(log.offline_reason().is_some(), "a log whose data may be lost serves nothing more");
+    }
+    assert_eq!(logs.iter().map(|l| l.recovery_point()).collect::<Vec<_>>(), vec![2, 3, 4], "no checkpoint names unsynced data");
+    drop(logs);
+    failpoints::clear();
+    for (i, d) in dirs.iter().enumerate() {
+        let log = PartitionLog::open(d, small_config()).unwrap();
+        assert_eq!(log.recovery_point(), 2 + i as i64, "the checkpoint on disk still names only synced data");
+        assert_eq!(read_records(&log, 0).len(), 3 + i, "a restart recovers every record");
+    }
 }
 
 #[test]
