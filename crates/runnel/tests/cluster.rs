@@ -224,3 +224,64 @@ fn three_brokers_share_one_metadata_quorum() {
     assert!(!matches!(r.as_deref(), Ok([Ok(_)])), "a minority committed a topic: {r:?}");
     assert!(leaders(&addrs[0], "lonely").is_empty());
 }
+
+/// Continuous acks=all load from an idempotent producer: record `n` (a sequence number,
+/// as its value) goes to partition `n % partitions` of `topic`; only answered sends count.
+struct Load {
+    /// (partition, offset, sequence number) of every acknowledged record, in answer order.
+    acked: std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, u64)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(bootstrap: &str, topic: &str, partitions: i32) -> Load {
+        let acked: std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, u64)>>> = Default::default();
+        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = Default::default();
+        let (a, s, all, topic) = (acked.clone(), stop.clone(), bootstrap.to_string(), topic.to_string());
+        let thread = std::thread::spawn(move || {
+            let producer: FutureProducer = client(&all)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "2")
+                .set("message.timeout.ms", "120000")
+                .create()
+                .unwrap();
+            let mut seq = 0u64;
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                let sends: Vec<_> = (0..20)
+                    .map(|_| {
+                        seq += 1;
+                        let v = seq.to_string();
+                        let p = (seq % partitions as u64) as i32;
+                        (seq, producer.send_result(FutureRecord::to(&topic).partition(p).key("k").payload(&v)).expect("queue"))
+                    })
+                    .collect();
+                for (seq, f) in sends {
+                    if let Ok(Ok(d)) = block_on(f) {
+                        a.lock().unwrap().push((d.partition, d.offset, seq));
+                    }
+                }
+            }
+        });
+        Load { acked, stop, thread }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Waits until `n` more records are acknowledged.
+    fn more(&self, n: usize, what: &str) {
+        let at = self.count();
+        wait_until(what, || self.count() >= at + n);
+    }
+
+    /// Stops the load; every acknowledged record.
+    fn finish(self) -> Vec<(i32, i64, u64)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap();
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}

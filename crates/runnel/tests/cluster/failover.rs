@@ -5,24 +5,17 @@
 //! once, and each partition holds the producer's records in the order it sent them.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::common::kafka::block_on;
-use super::{broker_ids, client, create_with, metadata, start_cluster, wait_until};
+use super::{broker_ids, client, create_with, metadata, start_cluster, wait_until, Load};
 
 const TOPIC: &str = "rolling";
 const PARTITIONS: i32 = 3;
-
-/// (partition, offset, sequence number) of every acknowledged record.
-type Acked = Arc<Mutex<Vec<(i32, i64, u64)>>>;
 
 /// Each partition of `topic` as `addr` reports it: (leader, ISR sorted).
 fn partitions(addr: &str, topic: &str) -> Vec<(i32, Vec<i32>)> {
@@ -79,41 +72,8 @@ fn controller_failover_and_a_rolling_restart_lose_no_acknowledged_record() {
     wait_until("the topic fully replicated", || fully_replicated(&addrs[0]));
 
     // acks=all load, idempotent, one sequence number per record over the partitions.
-    let acked: Acked = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (acked, stop, all) = (acked.clone(), stop.clone(), addrs.join(","));
-        std::thread::spawn(move || {
-            let producer: FutureProducer = client(&all)
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "2")
-                .set("message.timeout.ms", "120000")
-                .create()
-                .unwrap();
-            let mut seq = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let sends: Vec<_> = (0..30)
-                    .map(|_| {
-                        seq += 1;
-                        let v = seq.to_string();
-                        let p = (seq % PARTITIONS as u64) as i32;
-                        (seq, producer.send_result(FutureRecord::to(TOPIC).partition(p).key("k").payload(&v)).expect("queue"))
-                    })
-                    .collect();
-                for (seq, f) in sends {
-                    if let Ok(Ok(d)) = block_on(f) {
-                        acked.lock().unwrap().push((d.partition, d.offset, seq));
-                    }
-                }
-            }
-        })
-    };
-    let count = || acked.lock().unwrap().len();
-    let more = |n: usize, what: &str| {
-        let at = count();
-        wait_until(what, || count() >= at + n);
-    };
+    let load = Load::start(&addrs.join(","), TOPIC, PARTITIONS);
+    let more = |n: usize, what: &str| load.more(n, what);
     more(150, "acks=all records before the controller is killed");
 
     // kill -9 of the active controller: the other two elect one, metadata changes commit
@@ -145,9 +105,7 @@ fn controller_failover_and_a_rolling_restart_lose_no_acknowledged_record() {
         wait_until("the restarted broker back in every ISR", || fully_replicated(&other));
         more(60, "acks=all records after the restart");
     }
-    stop.store(true, Ordering::SeqCst);
-    load.join().unwrap();
-    let acked = acked.lock().unwrap().clone();
+    let acked = load.finish();
 
     // Every acknowledged record at its offset, each record once, in the order sent.
     let log = read_back(&addrs.join(","));

@@ -6,19 +6,16 @@
 //! with NOT_ENOUGH_REPLICAS, and a non-leader refuses produce with NOT_LEADER_OR_FOLLOWER.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::common::kafka::{block_on, disk_batches, log_files, partition_dir};
+use super::common::kafka::{disk_batches, log_files, partition_dir};
 use super::common::wire;
-use super::{client, create_with, metadata, start_cluster, wait_until};
+use super::{client, create_with, metadata, start_cluster, wait_until, Load};
 
 // Kafka error codes.
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
@@ -102,49 +99,17 @@ fn replicated_partitions_survive_the_loss_of_their_leader() {
 
     // Continuous acks=all load from an idempotent producer; only answered sends count.
     let all = addrs.join(",");
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (acked, stop, all) = (acked.clone(), stop.clone(), all.clone());
-        std::thread::spawn(move || {
-            let producer: FutureProducer = client(&all)
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "2")
-                .set("message.timeout.ms", "60000")
-                .create()
-                .unwrap();
-            let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let sends: Vec<_> = (0..20)
-                    .map(|_| {
-                        i += 1;
-                        let v = format!("m{i}");
-                        let f = producer.send_result(FutureRecord::to("replicated").partition(0).key("k").payload(&v)).expect("queue");
-                        (v, f)
-                    })
-                    .collect();
-                for (v, f) in sends {
-                    if let Ok(Ok(_)) = block_on(f) {
-                        acked.lock().unwrap().push(v);
-                    }
-                }
-            }
-        })
-    };
-    let count = || acked.lock().unwrap().len();
-    wait_until("acks=all records before the kill", || count() >= 300);
+    let load = Load::start(&all, "replicated", 1);
+    wait_until("acks=all records before the kill", || load.count() >= 300);
 
     // kill -9 of the leader: a new one comes from the ISR and the load carries on.
     let leader_node = (first_leader - 1) as usize;
     let survivor = addrs[(leader_node + 1) % 3].clone();
     c.nodes[leader_node].kill9();
     wait_until("a new leader", || state(&survivor, "replicated").is_some_and(|(l, _, _)| l > 0 && l != first_leader));
-    let at_kill = count();
-    wait_until("acks=all records after the kill", || count() >= at_kill + 300);
-    stop.store(true, Ordering::SeqCst);
-    load.join().unwrap();
-    let acked = acked.lock().unwrap().clone();
+    let at_kill = load.count();
+    load.more(300, "acks=all records after the kill");
+    let acked: Vec<String> = load.finish().into_iter().map(|(_, _, seq)| seq.to_string()).collect();
 
     // Not one acknowledged record is missing, and none is there twice.
     let got = consume_all(&survivor, "replicated", acked.len());
