@@ -61,7 +61,11 @@ fn start_cluster_with(order: [usize; 3], settings: &str) -> Cluster {
             "--controller-quorum".to_string(),
             quorum.clone(),
             "-o".to_string(),
-            format!("broker.session.timeout.ms=2000,broker.heartbeat.interval.ms=300{}{settings}", if settings.is_empty() { "" } else { "," }),
+            // Five offsets partitions, not Kafka's 50: three debug brokers on two cores.
+            format!(
+                "broker.session.timeout.ms=2000,broker.heartbeat.interval.ms=300,offsets.topic.num.partitions=5{}{settings}",
+                if settings.is_empty() { "" } else { "," }
+            ),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         starting[i] = Some(Broker::spawn_in(&data, &args));

@@ -17,7 +17,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::common::kafka::block_on;
 use super::common::wire;
-use super::{client, create_with, metadata, start_cluster_with, wait_until};
+use super::{client, create_with, metadata, start_cluster, wait_until};
 
 const GROUP: &str = "survivors";
 const TOPIC: &str = "orders";
@@ -86,7 +86,7 @@ fn committed(consumer: &BaseConsumer) -> BTreeMap<i32, i64> {
 
 #[test]
 fn a_group_carries_on_when_its_coordinator_is_killed() {
-    let mut c = start_cluster_with([0, 1, 2], "offsets.topic.num.partitions=6");
+    let mut c = start_cluster([0, 1, 2]);
     let addrs: Vec<String> = c.nodes.iter().map(|b| b.addr.clone()).collect();
     wait_until("all three brokers registered", || {
         addrs
@@ -129,7 +129,7 @@ fn a_group_carries_on_when_its_coordinator_is_killed() {
         .map(|p| (p, RECORDS / i64::from(PARTITIONS)))
         .collect();
 
-    // The first lookup creates __consumer_offsets: 6 partitions of 3 replicas; every broker
+    // The first lookup creates __consumer_offsets: 5 partitions of 3 replicas; every broker
     // names the same coordinator, the leader of the group's partition.
     wait_until("a group coordinator", || {
         find_coordinator(&addrs[0], GROUP) > 0
@@ -150,7 +150,7 @@ fn a_group_carries_on_when_its_coordinator_is_killed() {
         })
         .expect("__consumer_offsets");
     assert!(offsets_topic.is_internal);
-    assert_eq!(offsets_topic.partitions.len(), 6);
+    assert_eq!(offsets_topic.partitions.len(), 5);
     assert!(
         offsets_topic
             .partitions
