@@ -61,6 +61,21 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("ssl.principal.mapping.rules", "DEFAULT", "How a client certificate's subject becomes a principal name: DEFAULT (the whole subject, e.g. CN=alice,O=acme) or Kafka's RULE:pattern/replacement/[LU] rules, comma-separated, first match wins."),
 ];
 
+/// Settings a listener may override as `listener.name.NAME.SETTING` (Kafka's KIP-103
+/// prefix; NAME in lower case).
+pub const PER_LISTENER: &[&str] = &[
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.client.auth",
+    "ssl.principal.mapping.rules",
+    "sasl.enabled.mechanisms",
+    "sasl.plain.users",
+    "connections.max.reauth.ms",
+    "connection.failed.authentication.delay.ms",
+];
+
 /// Everything a broker needs to start.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -111,6 +126,15 @@ impl BrokerConfig {
                 topic_config::validate(d.name, value).map_err(|e| ConfigError(format!("{name}: {e}")))?;
             } else if BROKER_SETTINGS.iter().any(|(n, _, _)| n == name) {
                 self.check_broker_setting(name, value)?;
+            } else if let Some(rest) = name.strip_prefix("listener.name.") {
+                let setting = rest.split_once('.').map(|(_, s)| s).unwrap_or("");
+                if !PER_LISTENER.contains(&setting) {
+                    return Err(ConfigError(format!(
+                        "{name}: a listener may override only {} (listener.name.NAME.SETTING)",
+                        PER_LISTENER.join(", ")
+                    )));
+                }
+                self.check_broker_setting(setting, value)?;
             } else {
                 return Err(ConfigError(format!(
                     "unknown setting '{name}' (known: {})",
@@ -249,6 +273,24 @@ impl BrokerConfig {
             )));
         }
         Ok(())
+    }
+
+    /// The settings as listener `listener` sees them: its `listener.name.LISTENER.`
+    /// overrides in place of the broker-wide values.
+    pub fn for_listener(&self, listener: &str) -> BrokerConfig {
+        let prefix = format!("listener.name.{}.", listener.to_ascii_lowercase());
+        let mut c = self.clone();
+        for (k, v) in &self.settings {
+            if let Some(setting) = k.strip_prefix(&prefix) {
+                c.settings.insert(setting.to_string(), v.clone());
+            }
+        }
+        c
+    }
+
+    /// Whether listener `listener` overrides `setting`.
+    pub fn has_listener_override(&self, listener: &str, setting: &str) -> bool {
+        self.settings.contains_key(&format!("listener.name.{}.{setting}", listener.to_ascii_lowercase()))
     }
 
     /// A broker setting's value, or its default.
@@ -444,5 +486,18 @@ mod tests {
         c.settings.remove("offsets.retention.minutes");
         c.settings.insert("bogus".into(), "1".into());
         assert!(c.validate().unwrap_err().to_string().contains("bogus"));
+        c.settings.remove("bogus");
+        // Per-listener overrides (KIP-103): known settings only, validated as the global ones.
+        c.settings.insert("listener.name.sasl_ssl.ssl.keystore.location".into(), "/k.pem".into());
+        c.settings.insert("listener.name.sasl_ssl.connections.max.reauth.ms".into(), "60000".into());
+        c.validate().unwrap();
+        assert_eq!(c.for_listener("SASL_SSL").setting("ssl.keystore.location"), "/k.pem");
+        assert_eq!(c.for_listener("SSL").setting("ssl.keystore.location"), "");
+        assert!(c.has_listener_override("SASL_SSL", "ssl.keystore.location"));
+        c.settings.insert("listener.name.sasl_ssl.connections.max.reauth.ms".into(), "-5".into());
+        assert!(c.validate().is_err());
+        c.settings.remove("listener.name.sasl_ssl.connections.max.reauth.ms");
+        c.settings.insert("listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config".into(), "x".into());
+        assert!(c.validate().unwrap_err().to_string().contains("may override only"));
     }
 }

@@ -82,25 +82,33 @@ pub enum StartError {
 pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     config.validate()?;
     let specs = listeners::from_config(&config)?;
-    let has = |p: SecurityProtocol| specs.iter().any(|s| s.protocol == p);
-    let needs_sasl = has(SecurityProtocol::SaslPlaintext) || has(SecurityProtocol::SaslSsl);
+    // Each listener sees the settings with its `listener.name.NAME.` overrides (KIP-103).
     // SSL listeners check client certificates per `ssl.client.auth`; SASL_SSL listeners
-    // authenticate with SASL and ask for none, as Kafka's do.
-    let ssl = if has(SecurityProtocol::Ssl) { Some(TlsContext::from_config(&config, false)?) } else { None };
-    let sasl_ssl = if has(SecurityProtocol::SaslSsl) { Some(TlsContext::from_config(&config, true)?) } else { None };
-    let sasl = if needs_sasl {
-        let settings = SaslSettings::from_config(&config)?;
-        if settings.mechanisms.is_empty() {
-            return Err(crate::config::ConfigError("a SASL listener needs at least one mechanism in sasl.enabled.mechanisms".into()).into());
-        }
-        Some(Arc::new(settings))
-    } else {
-        None
-    };
+    // authenticate with SASL and ask for none unless their own override says so, as Kafka's.
+    let mut contexts = Vec::new();
+    for spec in &specs {
+        let lc = config.for_listener(&spec.name);
+        let tls = if spec.protocol.is_tls() {
+            let sasl_without_certs = spec.protocol == SecurityProtocol::SaslSsl && !config.has_listener_override(&spec.name, "ssl.client.auth");
+            Some(TlsContext::from_config(&lc, sasl_without_certs)?)
+        } else {
+            None
+        };
+        let sasl = if spec.protocol.is_sasl() {
+            let settings = SaslSettings::from_config(&lc)?;
+            if settings.mechanisms.is_empty() {
+                return Err(crate::config::ConfigError(format!("listener {}: a SASL listener needs at least one mechanism in sasl.enabled.mechanisms", spec.name)).into());
+            }
+            Some(Arc::new(settings))
+        } else {
+            None
+        };
+        contexts.push((tls, sasl));
+    }
     let mut bound = Vec::new();
     let mut endpoints = Vec::new();
     let mut sockets = Vec::new();
-    for spec in &specs {
+    for (spec, (tls, sasl)) in specs.iter().zip(&contexts) {
         let socket = TcpListener::bind(&spec.bind)
             .await
             .map_err(|source| StartError::Bind { addr: format!("{}://{}", spec.name, spec.bind), source })?;
@@ -112,12 +120,8 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         let listener = Listener {
             name: spec.name.clone(),
             protocol: spec.protocol,
-            tls: match spec.protocol {
-                SecurityProtocol::Ssl => ssl.clone(),
-                SecurityProtocol::SaslSsl => sasl_ssl.clone(),
-                _ => None,
-            },
-            sasl: sasl.clone().filter(|_| spec.protocol.is_sasl()),
+            tls: tls.clone(),
+            sasl: sasl.clone(),
         };
         sockets.push((socket, Arc::new(listener)));
     }
@@ -172,7 +176,7 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     admin.set_ready(true);
     let cluster_id = broker.cluster_id.clone();
     let shutdown = CancellationToken::new();
-    for t in ssl.into_iter().chain(sasl_ssl) {
+    for t in contexts.into_iter().filter_map(|(tls, _)| tls) {
         tokio::spawn(t.watch(shutdown.clone()));
     }
     let task = tokio::spawn(serve(sockets, broker, shutdown.clone(), metrics, admin, admin_stop));

@@ -393,7 +393,8 @@ fn tls_listeners_check_certificates_and_serve_fetches_by_copy() {
 fn a_renewed_server_certificate_is_served_without_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let c = certs::make(tmp.path());
-    let b = Broker::start(&["-o", "listeners=SSL://127.0.0.1:0", "-o", &format!("ssl.keystore.location={}", c.keystore.display())]);
+    // The keystore given as the listener's own override (listener.name.ssl.…, KIP-103).
+    let b = Broker::start(&["-o", "listeners=SSL://127.0.0.1:0", "-o", &format!("listener.name.ssl.ssl.keystore.location={}", c.keystore.display())]);
     let ssl = b.listener("SSL").to_string();
     let old_ca = std::fs::read(&c.ca).unwrap();
     assert!(answered(&mut tls_connect(&ssl, &c.ca, None).unwrap()));
