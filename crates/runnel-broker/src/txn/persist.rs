@@ -29,8 +29,8 @@ enum RecordKey {
 /// `abs(transactionalId.hashCode) % partitions`, with Java's `String.hashCode`, so a
 /// transactional id lands where Kafka would put it.
 pub fn partition_for(transactional_id: &str, partitions: u32) -> i32 {
-    let h = transactional_id.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
-    ((h & 0x7fff_ffff) as u32 % partitions.max(1)) as i32
+    // The same mapping as a group's `__consumer_offsets` partition.
+    crate::group::partition_for(transactional_id, partitions.min(i32::MAX as u32) as i32)
 }
 
 /// Appends the state of `transactional_id` (None: a tombstone) as one batch.
