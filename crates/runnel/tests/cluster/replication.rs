@@ -95,6 +95,8 @@ fn replicated_partitions_survive_the_loss_of_their_leader() {
     wait_until("all three brokers registered", || addrs.iter().all(|a| super::broker_ids(&metadata(a)) == [1, 2, 3]));
     let admin: AdminClient<DefaultClientContext> = client(&addrs[0]).create().unwrap();
     create_with(&admin, "replicated", 1, 3, &[("min.insync.replicas", "2")]).expect("create RF 3");
+    // (CreateTopics may have gone to another broker: node 1 applies the record a moment later.)
+    wait_until("node 1 sees the topic", || state(&addrs[0], "replicated").is_some());
     let (first_leader, replicas, isr) = state(&addrs[0], "replicated").unwrap();
     assert_eq!((replicas.as_slice(), isr.as_slice()), ([1, 2, 3].as_slice(), [1, 2, 3].as_slice()));
 
