@@ -25,6 +25,8 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("connections.max.idle.ms", "600000", "A connection with nothing read and nothing in flight for this long is closed, as is one whose response cannot be written for this long."),
     ("authorizer.class.name", "", "Turns ACL checks on: org.apache.kafka.metadata.authorizer.StandardAuthorizer (Kafka's name, accepted as is) or runnel. Empty: no authorizer, every request is allowed."),
     ("super.users", "", "Principals allowed everything whatever the ACLs, separated by ';' (e.g. User:admin;User:ops)."),
+    ("quota.window.num", "11", "Client quotas: how many windows a client's rate is measured over."),
+    ("quota.window.size.seconds", "1", "Client quotas: the length of one window."),
     ("allow.everyone.if.no.acl.found", "false", "With the authorizer on: allow a request on a resource no ACL names at all (Kafka's default: false, deny)."),
     ("group.min.session.timeout.ms", "6000", "Smallest session timeout a group member may ask for."),
     ("group.max.session.timeout.ms", "1800000", "Largest session timeout a group member may ask for."),
@@ -226,6 +228,10 @@ impl BrokerConfig {
                 }
                 Ok(n) if n >= 0 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 0")),
+            },
+            "quota.window.num" | "quota.window.size.seconds" => match value.parse::<i32>() {
+                Ok(n) if n >= 1 && (name != "quota.window.num" || n >= 2) => Ok(()),
+                _ => Err(bad("expected a whole number ≥ 1 (quota.window.num: ≥ 2)")),
             },
             "max.connections" | "connections.max.idle.ms" | "max.broker.partitions" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),

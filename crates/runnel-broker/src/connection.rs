@@ -253,6 +253,17 @@ async fn process_loop(
                     return;
                 }
             }
+            // Over a client quota: the answer goes out, then this connection handles
+            // nothing more for the throttle time (Kafka mutes the channel).
+            Handled::Throttled(parts, wait) => {
+                if out.send(parts).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shared.shutdown.cancelled() => return,
+                }
+            }
             Handled::Silent => {}
             Handled::Close => return,
         }
@@ -262,6 +273,8 @@ async fn process_loop(
 /// What became of one request.
 enum Handled {
     Respond(Outgoing),
+    /// A response, after which the connection waits this long (client quotas).
+    Throttled(Outgoing, std::time::Duration),
     /// No response is due (Produce with acks=0).
     Silent,
     /// The request was malformed or its response could not be encoded: close the
@@ -285,15 +298,18 @@ async fn handle(peer: SocketAddr, session: &Arc<Session>, shared: &Shared, frame
             };
             let (api_key, correlation_id) = (req.api_key, req.header.correlation_id);
             let started = std::time::Instant::now();
-            let response = handlers::dispatch(&ctx, req.body).await;
+            let request_len = 4 + frame.bytes.len();
+            let mut response = handlers::dispatch(&ctx, req.body).await;
             // The request's bytes go back to the budgets before its response is written.
             drop(frame);
             let failed = response.as_ref().is_some_and(crate::metrics::has_error);
             metrics.request(api_key, started.elapsed(), failed);
+            let throttle = throttle(&ctx, api_key, request_len, response.as_mut());
             match response {
                 None => Handled::Silent,
                 Some(body) => match encode(&ctx, api_key, ctx.version, correlation_id, &body) {
-                    Some(parts) => Handled::Respond(parts),
+                    Some(parts) if throttle.is_zero() => Handled::Respond(parts),
+                    Some(parts) => Handled::Throttled(parts, throttle),
                     None => Handled::Close,
                 },
             }
@@ -346,6 +362,31 @@ async fn write_loop(
         }
     }
     let _ = wr.shutdown().await;
+}
+
+/// Counts a Produce (request bytes) or Fetch (response bytes) against the client's quota
+/// and, when it is over, sets `throttle_time_ms` in the response; returns the throttle.
+/// Followers' fetches are not counted (Kafka exempts replication).
+fn throttle(ctx: &Ctx, api_key: ApiKey, request_len: usize, response: Option<&mut ResponseKind>) -> std::time::Duration {
+    use crate::quota::QuotaKind;
+    let (kind, bytes) = match (api_key, &response) {
+        (ApiKey::Produce, _) => (QuotaKind::Produce, request_len),
+        (ApiKey::Fetch, Some(ResponseKind::Fetch(f))) => {
+            let inline: usize = f.responses.iter().flat_map(|t| &t.partitions).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+            let spliced: usize = ctx.splices.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|s| s.len).sum();
+            (QuotaKind::Fetch, inline + spliced)
+        }
+        _ => return std::time::Duration::ZERO,
+    };
+    let view = ctx.broker.security();
+    let wait = ctx.broker.quotas().record(&view, kind, &ctx.session.principal.name, &ctx.client_id, bytes as f64);
+    let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+    match response {
+        Some(ResponseKind::Produce(p)) => p.throttle_time_ms = ms,
+        Some(ResponseKind::Fetch(f)) => f.throttle_time_ms = ms,
+        _ => {}
+    }
+    wait
 }
 
 fn encode(ctx: &Ctx, api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Option<Outgoing> {

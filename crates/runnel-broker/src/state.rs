@@ -21,10 +21,12 @@ use crate::BrokerConfig;
 
 pub type Partitions = HashMap<(String, i32), Arc<Partition>>;
 
-/// The image's ACLs, read by every request when the authorizer is on.
+/// The image's ACLs and client quotas, read by every request when the authorizer or
+/// quotas are on.
 #[derive(Debug, Default)]
 pub struct SecurityView {
     pub acls: Vec<runnel_metadata::acl::AclBinding>,
+    pub quotas: BTreeMap<runnel_metadata::quota::QuotaEntity, BTreeMap<String, f64>>,
 }
 
 pub struct Broker {
@@ -53,6 +55,8 @@ pub struct Broker {
     /// The ACLs and client quotas of the image, copied out after each change of them, so
     /// requests read them without the metadata lock (held across metadata fsyncs).
     security: RwLock<Arc<SecurityView>>,
+    /// Client quota budgets (produce and fetch byte rates).
+    quotas: crate::quota::Quotas,
     /// Topics whose partitions are being created outside the metadata lock (one node):
     /// a delete or a partition increase of such a topic waits until they are in place.
     creating: Mutex<HashSet<String>>,
@@ -131,6 +135,7 @@ impl Broker {
         let txns = Arc::new(TxnCoordinator::new(&config));
         let groups = Arc::new(Coordinator::new(&config));
         let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;
+        let quotas = crate::quota::Quotas::new(&config);
         let broker = Self {
             config,
             cluster_id,
@@ -144,6 +149,7 @@ impl Broker {
             stray_dirs: sweep.stray,
             authorizer,
             security: RwLock::default(),
+            quotas,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
         };
@@ -181,6 +187,7 @@ impl Broker {
         let groups = Arc::new(Coordinator::new(&config));
         let stored_hw = Mutex::new(read_stored_hw(&config.data_dir));
         let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;
+        let quotas = crate::quota::Quotas::new(&config);
         let broker = Self {
             config,
             cluster_id,
@@ -194,6 +201,7 @@ impl Broker {
             stray_dirs: 0,
             authorizer,
             security: RwLock::default(),
+            quotas,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
         };
@@ -249,6 +257,11 @@ impl Broker {
         f(&self.authorizer, &self.security().acls)
     }
 
+    /// Client quota budgets.
+    pub fn quotas(&self) -> &crate::quota::Quotas {
+        &self.quotas
+    }
+
     /// The ACLs and client quotas as of the last change.
     pub fn security(&self) -> Arc<SecurityView> {
         self.security.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -263,7 +276,7 @@ impl Broker {
     /// the broker opens and after each record that changes them (here or, in cluster
     /// mode, by the publisher).
     pub fn refresh_security(&self) {
-        let view = self.with_image(|i| SecurityView { acls: i.acls().cloned().collect() });
+        let view = self.with_image(|i| SecurityView { acls: i.acls().cloned().collect(), quotas: i.client_quotas().clone() });
         *self.security.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
     }
 

@@ -202,6 +202,8 @@ mod tests {
         (ApiKey::DescribeAcls, 1, 3),
         (ApiKey::CreateAcls, 1, 3),
         (ApiKey::DeleteAcls, 1, 3),
+        (ApiKey::DescribeClientQuotas, 0, 1),
+        (ApiKey::AlterClientQuotas, 0, 1),
     ];
 
     fn served(key: ApiKey, version: i16) -> bool {

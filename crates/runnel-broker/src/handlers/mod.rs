@@ -15,6 +15,7 @@ mod add_offsets_to_txn;
 mod add_partitions_to_txn;
 pub mod api_versions;
 mod authz;
+mod client_quotas;
 mod configs;
 mod create_partitions;
 mod create_topics;
@@ -88,6 +89,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, acls::MIN_VERSION, acls::MAX_VERSION),
     (ApiKey::CreateAcls, acls::MIN_VERSION, acls::MAX_VERSION),
     (ApiKey::DeleteAcls, acls::MIN_VERSION, acls::MAX_VERSION),
+    (ApiKey::DescribeClientQuotas, client_quotas::MIN_VERSION, client_quotas::MAX_VERSION),
+    (ApiKey::AlterClientQuotas, client_quotas::MIN_VERSION, client_quotas::MAX_VERSION),
 ];
 
 /// Whether this broker serves `key` at `version`.
@@ -165,6 +168,8 @@ pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
+        RequestKind::DescribeClientQuotas(r) => ResponseKind::DescribeClientQuotas(client_quotas::describe(ctx, r)),
+        RequestKind::AlterClientQuotas(r) => ResponseKind::AlterClientQuotas(client_quotas::alter(ctx, r).await),
         other => {
             // Unreachable: `supported` refuses these before decoding.
             tracing::error!(peer = %ctx.peer, "no handler for {other:?}");

@@ -15,6 +15,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod quota;
 mod raw;
 mod topic;
 mod txn;
@@ -59,6 +60,8 @@ enum Command {
     User(user::UserCmd),
     /// Create, list and delete ACLs (the broker needs authorizer.class.name set)
     Acl(acl::AclCmd),
+    /// Set and list client quotas (produce and fetch byte rates per user and client id)
+    Quota(quota::QuotaCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(completions::CompletionsArgs),
 }
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Txn(cmd) => txn::run(cmd),
         Command::User(cmd) => user::run(cmd),
         Command::Acl(cmd) => acl::run(cmd),
+        Command::Quota(cmd) => quota::run(cmd),
         Command::Completions(args) => completions::run(args),
     };
     match result {
