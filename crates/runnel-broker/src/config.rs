@@ -25,6 +25,7 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("connections.max.idle.ms", "600000", "A connection with nothing read and nothing in flight for this long is closed, as is one whose response cannot be written for this long."),
     ("authorizer.class.name", "", "Turns ACL checks on: org.apache.kafka.metadata.authorizer.StandardAuthorizer (Kafka's name, accepted as is) or runnel. Empty: no authorizer, every request is allowed."),
     ("super.users", "", "Principals allowed everything whatever the ACLs, separated by ';' (e.g. User:admin;User:ops)."),
+    ("admin.basic.auth.file", "", "A file holding USER:PASSWORD: the admin HTTP listener's /metrics then needs these HTTP basic credentials (/healthz and /readyz stay open)."),
     ("quota.window.num", "11", "Client quotas: how many windows a client's rate is measured over."),
     ("quota.window.size.seconds", "1", "Client quotas: the length of one window."),
     ("allow.everyone.if.no.acl.found", "false", "With the authorizer on: allow a request on a resource no ACL names at all (Kafka's default: false, deny)."),

@@ -129,7 +129,8 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     let (local_addr, advertised) = (bound[0].local_addr, bound[0].advertised.clone());
     // The admin listener comes up first, so /readyz answers 503 while the data dir opens.
     let metrics = Arc::new(Metrics::default());
-    let admin = AdminState::new(metrics.clone());
+    let basic_auth = admin::basic_auth(config.setting_value("admin.basic.auth.file")).map_err(|e| crate::config::ConfigError(e))?;
+    let admin = AdminState::new(metrics.clone(), basic_auth);
     let admin_stop = CancellationToken::new();
     let admin_addr = match &config.admin_listen {
         None => None,

@@ -127,3 +127,28 @@ fn readiness_during_startup_and_shutdown() {
     assert!(saw_503, "not ready while shutting down");
     assert!(child.wait().unwrap().success());
 }
+
+/// `admin.basic.auth.file`: /metrics needs the HTTP basic credentials (401 without or with
+/// wrong ones); the health probes stay open.
+#[test]
+fn metrics_can_require_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin.auth");
+    std::fs::write(&file, "ops:s3cret\n").unwrap();
+    let b = common::Broker::start(&["-o", &format!("admin.basic.auth.file={}", file.display())]);
+    let admin = b.admin_addr.clone().expect("admin listener");
+    let get_metrics = |auth: Option<&str>| {
+        let mut s = TcpStream::connect(&admin).unwrap();
+        let header = auth.map_or(String::new(), |a| format!("Authorization: Basic {a}\r\n"));
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n").unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp
+    };
+    assert!(get_metrics(None).starts_with("HTTP/1.1 401"), "{}", get_metrics(None));
+    // base64("ops:wrong") and base64("ops:s3cret").
+    assert!(get_metrics(Some("b3BzOndyb25n")).starts_with("HTTP/1.1 401"));
+    let ok = get_metrics(Some("b3BzOnMzY3JldA=="));
+    assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("runnel_connections"), "{ok}");
+    assert_eq!(get(&admin, "/healthz").0, 200);
+}
