@@ -253,10 +253,15 @@ fn headline(r: &Row) -> String {
 /// How the first broker compares with the second on the row's own figure.
 fn versus(a: &Row, b: &Row) -> String {
     match (a.latency, b.latency, a.rec_s, b.rec_s) {
-        (Some(x), Some(y), _, _) if x.p99 > 0.0 => format!("p99 {:.2}× as long", x.p99 / y.p99),
-        (None, None, Some(x), Some(y)) if y > 0.0 => format!("{:.2}× the records/s", x / y),
+        (Some(x), Some(y), _, _) if x.p99 > 0.0 && y.p99 > 0.0 => format!("p99 {} as long", ratio(x.p99 / y.p99)),
+        (None, None, Some(x), Some(y)) if y > 0.0 => format!("{} the records/s", ratio(x / y)),
         _ => "-".into(),
     }
+}
+
+/// A ratio that stays readable at both ends: "1.38×", and "1/7219×" rather than "0.00×".
+fn ratio(r: f64) -> String {
+    if r >= 0.1 || r <= 0.0 { format!("{r:.2}×") } else { format!("1/{:.0}×", 1.0 / r) }
 }
 
 fn comparison_rows(ours: &[Row], theirs: &[Row]) -> Vec<[String; 5]> {
@@ -308,5 +313,12 @@ mod tests {
         assert!(t.contains("1,000,000") && t.contains("met"), "{t}");
         let m = markdown_table(&[r]);
         assert_eq!(m.lines().count(), 3);
+    }
+
+    #[test]
+    fn ratios_stay_readable_when_far_apart() {
+        assert_eq!(ratio(1.5), "1.50×");
+        assert_eq!(ratio(1.38 / 9962.0), "1/7219×");
+        assert_eq!(ratio(0.0), "0.00×");
     }
 }
