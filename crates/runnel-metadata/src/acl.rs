@@ -18,6 +18,22 @@ pub enum ResourceType {
     TransactionalId,
 }
 
+impl ResourceType {
+    /// The operations that mean something on this kind of resource (Kafka 4's
+    /// `AclEntry.supportedOperations`, checked by the differential test): what an
+    /// `authorized_operations` field can list.
+    pub fn supported_operations(self) -> &'static [AclOperation] {
+        use AclOperation::*;
+        match self {
+            ResourceType::Topic => &[Read, Write, Create, Describe, Delete, Alter, DescribeConfigs, AlterConfigs],
+            // Kafka 4 adds group configs (KIP-848), so their operations too.
+            ResourceType::Group => &[Read, Describe, Delete, DescribeConfigs, AlterConfigs],
+            ResourceType::Cluster => &[Create, ClusterAction, DescribeConfigs, AlterConfigs, IdempotentWrite, Alter, Describe],
+            ResourceType::TransactionalId => &[Describe, Write],
+        }
+    }
+}
+
 /// The one name a CLUSTER resource has.
 pub const CLUSTER_NAME: &str = "kafka-cluster";
 

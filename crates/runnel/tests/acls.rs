@@ -146,6 +146,16 @@ fn each_api_refuses_without_its_acl_and_serves_with_it() {
     allow(&b2, "read", &["--topic", "orders"]);
     assert_eq!(fetch_error(&mut s, "orders"), 0);
 
+    // Metadata v8-v10 asked for authorized operations lists exactly what the ACLs grant
+    // (bit = Kafka's operation code): READ, WRITE, DESCRIBE on orders; ALTER, DESCRIBE on
+    // the cluster.
+    let t = metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(sb("orders"))));
+    let req = MetadataRequest::default().with_topics(Some(vec![t])).with_include_topic_authorized_operations(true);
+    let m: MetadataResponse = call(&mut s, ApiKey::Metadata, 10, &req.with_include_cluster_authorized_operations(true));
+    assert_eq!(m.topics[0].topic_authorized_operations, 1 << 3 | 1 << 4 | 1 << 8, "{m:?}");
+    assert_eq!(m.cluster_authorized_operations, 1 << 7 | 1 << 8, "{m:?}");
+    assert_eq!(metadata(&mut s, Some(&["orders"])).topics[0].topic_authorized_operations, i32::MIN, "not asked: not computed");
+
     // A real client is refused the same way (librdkafka's TopicAuthorizationFailed).
     let producer = common::kafka::producer(&b2, &[("message.timeout.ms", "5000")]);
     let sent = common::kafka::block_on(producer.send(
@@ -161,6 +171,9 @@ fn each_api_refuses_without_its_acl_and_serves_with_it() {
     allow(&b2, "read", &["--group", "billing"]);
     assert_eq!(find_group_coordinator_error(&mut s, "billing"), 0);
     assert_eq!(commit_error(&mut s, "billing", "orders"), 0);
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(sb("billing"))]).with_include_authorized_operations(true);
+    let d: DescribeGroupsResponse = call(&mut s, ApiKey::DescribeGroups, 5, &req);
+    assert_eq!(d.groups[0].authorized_operations, 1 << 3 | 1 << 8, "READ and (implied) DESCRIBE: {d:?}");
     // With the group but not the topic: TOPIC_AUTHORIZATION_FAILED for that topic.
     assert_eq!(commit_error(&mut s, "billing", "hidden"), TOPIC_AUTHORIZATION_FAILED);
 

@@ -46,6 +46,14 @@ impl Ctx {
         self.may(op, ResourceType::Cluster, CLUSTER_NAME)
     }
 
+    /// Kafka's `authorized_operations` bit field for `(rtype, name)`: bit `code` set for each
+    /// operation the resource supports that the requester may do (all of them with no
+    /// authorizer, as Kafka answers).
+    pub fn authorized_operations(&self, rtype: ResourceType, name: &str) -> i32 {
+        let ops = rtype.supported_operations().iter().filter(|op| self.may(**op, rtype, name));
+        ops.fold(0, |bits, op| bits | 1 << op.code())
+    }
+
     /// May the requester do `op` on at least one resource of `rtype` (Kafka's
     /// `authorizeByResourceType`)?
     pub fn may_any(&self, op: AclOperation, rtype: ResourceType) -> bool {

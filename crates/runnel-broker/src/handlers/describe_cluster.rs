@@ -4,6 +4,8 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
+use runnel_metadata::acl::{ResourceType, CLUSTER_NAME};
+
 use super::{sb, Ctx};
 use crate::errors::{code, KafkaError};
 
@@ -18,7 +20,10 @@ pub fn handle(ctx: &Ctx, req: DescribeClusterRequest) -> DescribeClusterResponse
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(sb(b.cluster_id.clone()))
         .with_endpoint_type(req.endpoint_type)
-        .with_cluster_authorized_operations(i32::MIN);
+        .with_cluster_authorized_operations(match req.include_cluster_authorized_operations {
+            true => ctx.authorized_operations(ResourceType::Cluster, CLUSTER_NAME),
+            false => i32::MIN,
+        });
     if ctx.version >= 1 && req.endpoint_type != ENDPOINT_BROKERS {
         return resp
             .with_error_code(code(KafkaError::UnsupportedEndpointType))

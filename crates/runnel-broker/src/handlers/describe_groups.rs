@@ -5,7 +5,7 @@
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-use runnel_metadata::acl::AclOperation;
+use runnel_metadata::acl::{AclOperation, ResourceType};
 
 use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
@@ -20,6 +20,7 @@ const INSTANCE_ID_VERSION: i16 = 4;
 pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let coordinator = ctx.broker.groups().clone();
     let ids: Vec<String> = req.groups.iter().map(|g| g.0.to_string()).collect();
+    let with_operations = req.include_authorized_operations;
     let summaries = blocking(move || ids.iter().map(|g| coordinator.describe(g)).collect::<Vec<_>>()).await;
     let groups = req
         .groups
@@ -33,6 +34,11 @@ pub async fn handle(ctx: &Ctx, req: DescribeGroupsRequest) -> DescribeGroupsResp
             if !ctx.may_group(AclOperation::Describe, &id.0) {
                 return d.with_error_code(code(KafkaError::GroupAuthorizationFailed)).with_group_state(sb(""));
             }
+            // v3+ when asked, as Kafka: the group operations this principal may do.
+            let d = match with_operations {
+                true => d.with_authorized_operations(ctx.authorized_operations(ResourceType::Group, &id.0)),
+                false => d,
+            };
             let s = match s {
                 Ok(Some(s)) => s,
                 Ok(None) => return d.with_group_state(sb(GroupState::Dead.name())),

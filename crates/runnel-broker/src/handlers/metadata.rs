@@ -13,7 +13,7 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
-use runnel_metadata::acl::AclOperation;
+use runnel_metadata::acl::{AclOperation, ResourceType, CLUSTER_NAME};
 use runnel_metadata::{TopicImage, Uuid};
 
 use super::{blocking, create_topics, sb, Ctx};
@@ -40,7 +40,11 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
         .with_brokers(brokers)
         .with_cluster_id(Some(sb(b.cluster_id.clone())))
         .with_controller_id(BrokerId(cluster::controller_id(b)))
-        .with_cluster_authorized_operations(i32::MIN);
+        .with_cluster_authorized_operations(match req.include_cluster_authorized_operations {
+            true => ctx.authorized_operations(ResourceType::Cluster, CLUSTER_NAME),
+            false => i32::MIN,
+        });
+    let topic_operations = req.include_topic_authorized_operations;
     let allow_create = b.config.auto_create_topics() && (ctx.version < 4 || req.allow_auto_topic_creation);
     let requested = match req.topics {
         Some(t) if !(ctx.version == 0 && t.is_empty()) => t,
@@ -48,7 +52,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
             let image = b.image();
             let allowed = ctx.topics_allowed(AclOperation::Describe, image.topics().map(|t| t.name.as_str()));
             resp.topics = image.topics().filter(|t| allowed.contains(&t.name)).map(|t| topic_response(b, t)).collect();
-            return resp;
+            return with_topic_operations(ctx, resp, topic_operations);
         }
     };
     let may_create_any = allow_create && ctx.may_cluster(AclOperation::Create);
@@ -81,6 +85,19 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
             },
         };
         resp.topics.push(entry);
+    }
+    with_topic_operations(ctx, resp, topic_operations)
+}
+
+/// When the request asks (v8+), each named topic's operations this principal may do, as
+/// Kafka fills them in: for every topic answered except those refused for authorization.
+fn with_topic_operations(ctx: &Ctx, mut resp: MetadataResponse, asked: bool) -> MetadataResponse {
+    if asked {
+        for t in &mut resp.topics {
+            if let (Some(name), false) = (&t.name, t.error_code == code(KafkaError::TopicAuthorizationFailed)) {
+                t.topic_authorized_operations = ctx.authorized_operations(ResourceType::Topic, name);
+            }
+        }
     }
     resp
 }

@@ -427,6 +427,10 @@ fn runnel_answers_as_apache_kafka_does() {
     d.step("create-compact", 7, create_req(vec![creatable("diff-compact", 1, 1, &[("cleanup.policy", "compact")])], false));
     d.kafka_knows_topics(&[TOPIC, "diff-compact"], true);
     d.step("metadata", 12, metadata_req(&[TOPIC, "diff-compact"], false));
+    // v8-v10 can ask for the cluster's and each topic's operations the principal may do.
+    let asking = metadata_req(&[TOPIC, "diff-no-such-topic"], false).with_include_topic_authorized_operations(true);
+    d.step("metadata-authorized-operations", 10, asking.with_include_cluster_authorized_operations(true));
+    d.step("describe-cluster-authorized-operations", 1, DescribeClusterRequest::default().with_include_cluster_authorized_operations(true));
 
     // Produce: good batches, a broken one, an unknown partition and topic.
     d.step("produce", 11, produce_req(TOPIC, 0, batch(&["a", "b", "c"])));
@@ -504,6 +508,7 @@ fn runnel_answers_as_apache_kafka_does() {
     d.step_each("offset-commit-unknown-member", 8, |i| offset_commit_req("not-a-member", generation[i], 4));
     d.step("offset-fetch", 7, offset_fetch_req());
     d.step("describe-groups", 5, describe_groups_req());
+    d.step("describe-groups-authorized-operations", 5, describe_groups_req().with_include_authorized_operations(true));
     d.step("list-groups", 4, ListGroupsRequest::default());
     d.step_each("leave-group", 4, |i| {
         let m = leave_group_request::MemberIdentity::default().with_member_id(sb(&members[i]));
