@@ -372,13 +372,20 @@ pub fn partition_view(b: &Broker, topic_id: &Uuid, p: i32) -> PartitionView {
 /// COORDINATOR_NOT_AVAILABLE while the topic does not exist or that partition has no live
 /// leader.
 pub fn group_coordinator(b: &Broker, group: &str, listener: &str) -> Result<ListedBroker, crate::errors::KafkaError> {
+    coordinator(b, crate::group::OFFSETS_TOPIC, group, listener)
+}
+
+/// The coordinator of `key` in internal topic `topic` (`__consumer_offsets` for a group,
+/// `__transaction_state` for a transactional id): the leader of partition
+/// `abs(hash(key)) % partitions`, as [`group_coordinator`].
+pub fn coordinator(b: &Broker, topic: &str, key: &str, listener: &str) -> Result<ListedBroker, crate::errors::KafkaError> {
     let Some(c) = b.cluster() else {
         let e = b.endpoints.get(listener);
         return Ok(ListedBroker { id: b.config.node_id, host: e.host.clone(), port: e.port, rack: None });
     };
     let unavailable = crate::errors::KafkaError::CoordinatorNotAvailable;
-    let topic = b.topic(crate::group::OFFSETS_TOPIC).ok_or(unavailable)?;
-    let partition = crate::group::partition_for(group, topic.partitions as i32);
+    let topic = b.topic(topic).ok_or(unavailable)?;
+    let partition = crate::group::partition_for(key, topic.partitions as i32);
     let (a, live) = c.assignment(&topic.topic_id, partition).ok_or(unavailable)?;
     if !live || a.leader < 0 {
         return Err(unavailable);

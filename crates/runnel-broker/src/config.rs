@@ -45,6 +45,8 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("broker.session.timeout.ms", "9000", "Cluster mode: a broker the controller has not heard from this long is fenced."),
     ("broker.heartbeat.interval.ms", "2000", "Cluster mode: how often a broker heartbeats to the controller."),
     ("transaction.state.log.num.partitions", "50", "Partitions of the internal topic __transaction_state, created at the first transactional request."),
+    ("transaction.state.log.replication.factor", "3", "Replicas of each __transaction_state partition (cluster mode). Unset: 3, or the live brokers if fewer."),
+    ("transaction.state.log.min.isr", "2", "min.insync.replicas of __transaction_state (cluster mode; at most its replication factor): a transaction state write needs that many in-sync replicas."),
     ("transaction.max.timeout.ms", "900000", "Largest transaction.timeout.ms a transactional producer may ask for (else INVALID_TRANSACTION_TIMEOUT)."),
     ("transactional.id.expiration.ms", "604800000", "A transactional id with no open transaction and no activity for this long is forgotten."),
     ("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", "How often transactions older than their timeout are looked for and aborted."),
@@ -210,7 +212,8 @@ impl BrokerConfig {
         let bad = |why: &str| ConfigError(format!("{name}={value}: {why}"));
         match name {
             "auto.create.topics.enable" | "allow.everyone.if.no.acl.found" => value.parse::<bool>().map(|_| ()).map_err(|_| bad("expected true or false")),
-            "num.partitions" | "default.replication.factor" | "offsets.topic.replication.factor" => match value.parse::<i32>() {
+            "num.partitions" | "default.replication.factor" | "offsets.topic.replication.factor"
+            | "transaction.state.log.replication.factor" | "transaction.state.log.min.isr" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
             },
@@ -407,6 +410,16 @@ impl BrokerConfig {
 
     pub fn producer_id_expiration_check_interval_ms(&self) -> u64 {
         self.int_setting("producer.id.expiration.check.interval.ms", 600_000).max(1) as u64
+    }
+
+    /// `transaction.state.log.replication.factor` if it was set (else: min(3, live brokers)).
+    pub fn transaction_state_replication_factor(&self) -> Option<usize> {
+        let name = "transaction.state.log.replication.factor";
+        self.settings.contains_key(name).then(|| self.int_setting(name, 3).max(1) as usize)
+    }
+
+    pub fn transaction_state_min_isr(&self) -> usize {
+        self.int_setting("transaction.state.log.min.isr", 2).max(1) as usize
     }
 
     pub fn transaction_state_partitions(&self) -> u32 {

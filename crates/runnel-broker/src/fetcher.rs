@@ -19,22 +19,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, RequestHeader,
-    ResponseHeader, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::batch;
 use runnel_storage::{AppendOrigin, StorageError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::errors::KafkaError;
 use crate::partition::Partition;
+use crate::peer::{self, PeerError};
 use crate::state::Broker;
 
 /// The Fetch version followers send (topics by name, `replica_id`, leader epochs).
@@ -42,7 +40,9 @@ const FETCH_VERSION: i16 = 12;
 /// The OffsetForLeaderEpoch version followers send (`replica_id`, current leader epoch).
 const EPOCH_VERSION: i16 = 3;
 /// Largest response a follower accepts.
-const MAX_RESPONSE: usize = 64 * 1024 * 1024;
+const MAX_RESPONSE: usize = peer::MAX_RESPONSE;
+/// The client id of replica fetches.
+const CLIENT_ID: &str = "runnel-replica-fetcher";
 /// Back-off after an error (no leader yet, connection refused, leader not ready).
 const BACKOFF: Duration = Duration::from_millis(100);
 
@@ -64,6 +64,15 @@ enum FetchError {
     Kafka(KafkaError),
 }
 
+impl From<PeerError> for FetchError {
+    fn from(e: PeerError) -> Self {
+        match e {
+            PeerError::Io(e) => FetchError::Io(e),
+            PeerError::Protocol(p) => FetchError::Protocol(p),
+        }
+    }
+}
+
 /// Follows `target` for `part` until `cancel`.
 pub async fn run(broker: Arc<Broker>, part: Arc<Partition>, target: Target, cancel: CancellationToken) {
     let mut conn: Option<TcpStream> = None;
@@ -71,7 +80,7 @@ pub async fn run(broker: Arc<Broker>, part: Arc<Partition>, target: Target, canc
     let mut correlation = 0i32;
     while !cancel.is_cancelled() {
         if conn.is_none() {
-            conn = match leader_addr(&broker, target.leader) {
+            conn = match peer::address(&broker, target.leader) {
                 None => None,
                 Some(addr) => tokio::select! {
                     c = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)) => c.ok().and_then(Result::ok),
@@ -122,12 +131,6 @@ async fn backoff(cancel: &CancellationToken) {
     }
 }
 
-/// The leader's address, if the image lists it as a live broker.
-fn leader_addr(broker: &Broker, leader: i32) -> Option<String> {
-    let c = broker.cluster()?;
-    c.live_brokers().into_iter().find(|b| b.broker_id == leader).map(|b| format!("{}:{}", b.host, b.port))
-}
-
 /// Cuts the log back to where it parts from the leader's; returns the new log end.
 async fn truncate(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target, stream: &mut TcpStream, correlation: i32) -> Result<i64, FetchError> {
     let p = part.clone();
@@ -144,7 +147,7 @@ async fn truncate(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target, 
                 ]),
             ]);
             let resp: OffsetForLeaderEpochResponse =
-                call(stream, ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, correlation, &req, Duration::from_secs(10)).await?;
+                peer::call(stream, ApiKey::OffsetForLeaderEpoch, EPOCH_VERSION, correlation, CLIENT_ID, &req, Duration::from_secs(10)).await?;
             let r = resp
                 .topics
                 .into_iter()
@@ -187,7 +190,7 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
                 .with_partition_max_bytes(cfg.replica_fetch_max_bytes() as i32),
         ])]);
     let resp: FetchResponse =
-        call(stream, ApiKey::Fetch, FETCH_VERSION, correlation, &req, Duration::from_millis(wait_ms) + Duration::from_secs(10)).await?;
+        peer::call(stream, ApiKey::Fetch, FETCH_VERSION, correlation, CLIENT_ID, &req, Duration::from_millis(wait_ms) + Duration::from_secs(10)).await?;
     let data = resp
         .responses
         .into_iter()
@@ -252,52 +255,4 @@ fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8]) -> Result<(), Fet
     }
     part.record_epochs(&epochs)?;
     Ok(())
-}
-
-/// Sends `req` (API `key` at `version`) and reads its response (`timeout` for the whole
-/// exchange).
-async fn call<R: Decodable>(
-    stream: &mut TcpStream,
-    key: ApiKey,
-    version: i16,
-    correlation: i32,
-    req: &impl Encodable,
-    timeout: Duration,
-) -> Result<R, FetchError> {
-    let mut buf = BytesMut::new();
-    buf.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("runnel-replica-fetcher")))
-        .encode(&mut buf, key.request_header_version(version))
-        .map_err(|e| FetchError::Protocol(e.to_string()))?;
-    req.encode(&mut buf, version).map_err(|e| FetchError::Protocol(e.to_string()))?;
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    let exchange = async {
-        stream.write_all(&buf).await?;
-        let len = stream.read_i32().await?;
-        if len < 0 || len as usize > MAX_RESPONSE {
-            return Err(FetchError::Protocol(format!("response of {len} bytes")));
-        }
-        let mut frame = vec![0u8; len as usize];
-        stream.read_exact(&mut frame).await?;
-        Ok(frame)
-    };
-    let frame = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| FetchError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "leader did not answer")))??;
-    let mut body = bytes::Bytes::from(frame);
-    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-        .map_err(|e| FetchError::Protocol(e.to_string()))?;
-    if header.correlation_id != correlation {
-        return Err(FetchError::Protocol("response to another request".into()));
-    }
-    let resp = R::decode(&mut body, version).map_err(|e| FetchError::Protocol(e.to_string()))?;
-    if body.has_remaining() {
-        return Err(FetchError::Protocol("trailing bytes after the response".into()));
-    }
-    Ok(resp)
 }

@@ -20,6 +20,7 @@ mod limits;
 pub mod listeners;
 mod metrics;
 mod partition;
+mod peer;
 mod quota;
 mod replica;
 mod replication;

@@ -8,7 +8,8 @@
 //! refuses them; the ISR changes here only when the committed record is published.
 //! Leading a `__consumer_offsets` partition makes this broker its groups' coordinator:
 //! the group coordinator loads the partition when it becomes leader and unloads it when
-//! it stops (Kafka's `onElection` / `onResignation`).
+//! it stops (Kafka's `onElection` / `onResignation`); leading a `__transaction_state`
+//! partition likewise makes it the transaction coordinator of its transactional ids.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use crate::group::OFFSETS_TOPIC;
 use crate::partition::Partition;
 use crate::replica::{IsrProposal, RoleChange};
 use crate::state::Broker;
+use crate::txn::TXN_TOPIC;
 
 /// The running fetchers, by partition: (leader epoch followed, stop token).
 #[derive(Default)]
@@ -67,6 +69,9 @@ pub fn reconcile(broker: &Arc<Broker>, c: &Cluster) {
         if let Some(t) = image.topics.topic(OFFSETS_TOPIC) {
             broker.groups().set_partition_count(t.partitions as i32);
         }
+        if let Some(t) = image.topics.topic(TXN_TOPIC) {
+            broker.txns().set_partition_count(t.partitions as i32);
+        }
         image
             .topics
             .topics()
@@ -90,11 +95,15 @@ pub fn reconcile(broker: &Arc<Broker>, c: &Cluster) {
                 c.fetchers.stop(&(name.clone(), index));
                 if name == OFFSETS_TOPIC {
                     load_groups(broker, index, a.leader_epoch, part);
+                } else if name == TXN_TOPIC {
+                    load_transactions(broker, index, a.leader_epoch, part);
                 }
             }
             RoleChange::BecameFollower { leader } => {
                 if name == OFFSETS_TOPIC {
                     broker.groups().resign(index);
+                } else if name == TXN_TOPIC {
+                    broker.txns().resign(index);
                 }
                 if leader < 0 {
                     tracing::warn!(topic = %name, partition = index, epoch = a.leader_epoch, "the partition has no leader (its in-sync replicas are down)");
@@ -118,6 +127,18 @@ fn load_groups(broker: &Arc<Broker>, index: i32, epoch: i32, part: Arc<Partition
     tokio::task::spawn_blocking(move || {
         if let Err(e) = groups.finish_load(index, epoch, part) {
             tracing::error!(topic = OFFSETS_TOPIC, partition = index, error = %e, "could not load the groups of the partition");
+        }
+    });
+}
+
+/// This broker leads `__transaction_state` partition `index` from `epoch` on: it becomes
+/// the coordinator of its transactional ids, loaded (and prepared transactions finished) on
+/// a blocking thread.
+fn load_transactions(broker: &Arc<Broker>, index: i32, epoch: i32, part: Arc<Partition>) {
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = b.txns().elect(&b, index, epoch, part) {
+            tracing::error!(topic = TXN_TOPIC, partition = index, error = %e, "could not load the transactions of the partition");
         }
     });
 }

@@ -132,7 +132,7 @@ impl Broker {
         }
         // The entries of partition directories created above (see `create_partition_dir`).
         data_dir::sync_dir(&config.data_dir)?;
-        let txns = Arc::new(TxnCoordinator::new(&config));
+        let txns = Arc::new(TxnCoordinator::new(&config, false));
         let groups = Arc::new(Coordinator::new(&config));
         let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;
         let quotas = crate::quota::Quotas::new(&config);
@@ -183,7 +183,7 @@ impl Broker {
         // `__consumer_offsets` is created at the first FindCoordinator for a group (as in
         // Kafka), when the brokers that will hold its replicas are up.
         let (hosted, offset) = c.hosted();
-        let txns = Arc::new(TxnCoordinator::new(&config));
+        let txns = Arc::new(TxnCoordinator::new(&config, true));
         let groups = Arc::new(Coordinator::new(&config));
         let stored_hw = Mutex::new(read_stored_hw(&config.data_dir));
         let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;

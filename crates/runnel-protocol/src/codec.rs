@@ -197,6 +197,7 @@ mod tests {
         (ApiKey::AddOffsetsToTxn, 0, 4),
         (ApiKey::EndTxn, 0, 4),
         (ApiKey::TxnOffsetCommit, 0, 4),
+        (ApiKey::WriteTxnMarkers, 1, 1),
         (ApiKey::DescribeTransactions, 0, 0),
         (ApiKey::ListTransactions, 0, 1),
         (ApiKey::DescribeAcls, 1, 3),
@@ -346,6 +347,11 @@ mod tests {
                 let p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default().with_committed_offset(5);
                 let t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default().with_name(topic("t")).with_partitions(vec![p]);
                 RequestKind::TxnOffsetCommit(TxnOffsetCommitRequest::default().with_topics(vec![t]))
+            }
+            ApiKey::WriteTxnMarkers => {
+                let t = write_txn_markers_request::WritableTxnMarkerTopic::default().with_name(topic("t")).with_partition_indexes(vec![0, 1]);
+                let m = write_txn_markers_request::WritableTxnMarker::default().with_producer_id(ProducerId(7)).with_topics(vec![t]);
+                RequestKind::WriteTxnMarkers(WriteTxnMarkersRequest::default().with_markers(vec![m]))
             }
             ApiKey::DescribeTransactions => RequestKind::DescribeTransactions(Default::default()),
             ApiKey::ListTransactions => RequestKind::ListTransactions(Default::default()),

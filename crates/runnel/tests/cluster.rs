@@ -10,6 +10,9 @@
 //! Failover (`failover.rs`): kill -9 of the active controller and a rolling restart of all
 //! three under acks=all load, no acknowledged record lost, duplicated or reordered.
 //! Security (`security.rs`): SCRAM users replicated to every broker, listeners registered.
+//! Transactions (`transactions.rs`): a replicated `__transaction_state` whose partition
+//! leaders coordinate, markers to partitions led by other brokers (WriteTxnMarkers), a
+//! transaction carried on after its coordinator is killed with SIGKILL.
 
 mod common;
 #[path = "cluster/failover.rs"]
@@ -20,13 +23,17 @@ mod groups;
 mod replication;
 #[path = "cluster/security.rs"]
 mod security;
+#[path = "cluster/transactions.rs"]
+mod transactions;
 
 use std::time::{Duration, Instant};
 
 use common::kafka::{admin_opts, block_on, TIMEOUT};
 use common::wire;
 use common::Broker;
-use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    ApiKey, DescribeClusterRequest, DescribeClusterResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
+};
 use rdkafka::admin::{AdminClient, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -83,6 +90,17 @@ fn metadata(addr: &str) -> MetadataResponse {
 fn describe_cluster(addr: &str) -> DescribeClusterResponse {
     let mut s = wire::connect(addr);
     wire::call(&mut s, ApiKey::DescribeCluster, 0, &DescribeClusterRequest::default())
+}
+
+/// The coordinator of `key` (key type 0: a group, 1: a transactional id) as `addr` answers
+/// FindCoordinator (v3): node id, or the error code as a negative number.
+fn find_coordinator(addr: &str, key_type: i8, key: &str) -> i32 {
+    let req = FindCoordinatorRequest::default().with_key(wire::sb(key)).with_key_type(key_type);
+    let r: FindCoordinatorResponse = wire::call(&mut wire::connect(addr), ApiKey::FindCoordinator, 3, &req);
+    if r.error_code != 0 {
+        return -i32::from(r.error_code);
+    }
+    r.node_id.0
 }
 
 fn broker_ids(m: &MetadataResponse) -> Vec<i32> {

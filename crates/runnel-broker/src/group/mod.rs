@@ -34,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 pub use member::{JoinResult, SyncResult};
 pub use offsets::CommittedOffset;
 pub use persist::OFFSETS_TOPIC;
+/// Appending as a partition's leader, shared with the transaction coordinator's log.
+pub(crate) use persist::{append as append_as_leader, Record, WriteError};
 pub use shards::partition_for;
 pub use state::{GroupState, JoinRequest, Outcome};
 pub use txn_offsets::TxnCommitter;

@@ -62,6 +62,13 @@ pub struct Record {
     value: Option<Vec<u8>>,
 }
 
+impl Record {
+    /// A record of another internal topic (`__transaction_state`), its key and value encoded.
+    pub fn new(key: Vec<u8>, value: Option<Vec<u8>>) -> Record {
+        Record { key, value }
+    }
+}
+
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("plain data serializes")
 }

@@ -1,6 +1,7 @@
 //! DescribeTransactions (key 65) v0: the state of each named transactional id: its state
 //! (Kafka's names), producer id and epoch, timeout, start time and the partitions of its
-//! transaction. An unknown id is TRANSACTIONAL_ID_NOT_FOUND.
+//! transaction. An unknown id is TRANSACTIONAL_ID_NOT_FOUND; in cluster mode an id this broker
+//! does not coordinate is NOT_COORDINATOR (COORDINATOR_LOAD_IN_PROGRESS while it loads).
 
 use std::collections::BTreeMap;
 
@@ -24,8 +25,9 @@ pub fn handle(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTransactio
             if !ctx.may_txn(AclOperation::Describe, &id.0) {
                 return s.with_error_code(code(KafkaError::TransactionalIdAuthorizationFailed));
             }
-            let Some(m) = ctx.broker.txns().describe(&id.0) else {
-                return s.with_error_code(code(KafkaError::TransactionalIdNotFound));
+            let m = match ctx.broker.txns().describe(&id.0) {
+                Ok(m) => m,
+                Err(e) => return s.with_error_code(code(e)),
             };
             let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
             // Only the topics the principal may describe, as Kafka.

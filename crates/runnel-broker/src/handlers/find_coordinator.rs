@@ -1,10 +1,9 @@
 //! FindCoordinator (key 10) v0–v6: a group is coordinated by the leader of its
 //! `__consumer_offsets` partition, `hash(group) % partitions` as in Kafka (this broker on
 //! a single node; COORDINATOR_NOT_AVAILABLE while that partition has no live leader; in a
-//! cluster the first lookup creates the topic). A single node also coordinates every transactional id
-//! (key type 1: the first lookup creates `__transaction_state`, as in Kafka; if that fails
-//! the answer is COORDINATOR_NOT_AVAILABLE); a cluster answers COORDINATOR_NOT_AVAILABLE
-//! for transactions until WriteTxnMarkers between brokers is built. Batched keys (v4+) are
+//! cluster the first lookup creates the topic). A transactional id (key type 1) likewise by
+//! the leader of its `__transaction_state` partition (the first lookup creates the topic,
+//! as in Kafka; if that fails the answer is COORDINATOR_NOT_AVAILABLE). Batched keys (v4+) are
 //! answered one by one. Share groups (key type 2) are refused with INVALID_REQUEST.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -43,11 +42,14 @@ async fn locate(ctx: &Ctx, key_type: i8, key: &str) -> Result<ListedBroker, (Kaf
             .map_err(|e| (e, "the group coordinator is not available"))
         }
         KEY_TYPE_TRANSACTION => {
-            let ready = blocking(move || b.txns().ensure_ready(&b)).await;
-            match ready {
-                Ok(()) => crate::cluster::group_coordinator(&ctx.broker, "", &ctx.session.listener),
-                Err(e) => Err(e),
-            }
+            let key = key.to_string();
+            let listener = ctx.session.listener.clone();
+            blocking(move || {
+                // The first lookup creates `__transaction_state`, as in Kafka.
+                b.txns().ensure_ready(&b)?;
+                crate::cluster::coordinator(&b, crate::txn::TXN_TOPIC, &key, &listener)
+            })
+            .await
             .map_err(|e| (e, "the transaction coordinator is not available"))
         }
         _ => Err((KafkaError::InvalidRequest, "unsupported coordinator key type")),

@@ -46,6 +46,7 @@ mod sasl;
 mod scram_credentials;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 /// Every API this broker serves, with the versions: (api key, min, max).
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -80,6 +81,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::MIN_VERSION, add_offsets_to_txn::MAX_VERSION),
     (ApiKey::EndTxn, end_txn::MIN_VERSION, end_txn::MAX_VERSION),
     (ApiKey::TxnOffsetCommit, txn_offset_commit::MIN_VERSION, txn_offset_commit::MAX_VERSION),
+    (ApiKey::WriteTxnMarkers, write_txn_markers::MIN_VERSION, write_txn_markers::MAX_VERSION),
     (ApiKey::DescribeTransactions, describe_transactions::MIN_VERSION, describe_transactions::MAX_VERSION),
     (ApiKey::ListTransactions, list_transactions::MIN_VERSION, list_transactions::MAX_VERSION),
     (ApiKey::SaslHandshake, sasl::HANDSHAKE_MIN_VERSION, sasl::HANDSHAKE_MAX_VERSION),
@@ -155,6 +157,7 @@ pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
         RequestKind::AddOffsetsToTxn(r) => ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, r).await),
         RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(ctx, r).await),
         RequestKind::TxnOffsetCommit(r) => ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(ctx, r).await),
+        RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(write_txn_markers::handle(ctx, r).await),
         RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(describe_transactions::handle(ctx, r)),
         RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(list_transactions::handle(ctx, r)),
         RequestKind::SaslHandshake(r) => ResponseKind::SaslHandshake(sasl::handshake(ctx, r)),

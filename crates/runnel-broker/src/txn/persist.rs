@@ -9,11 +9,12 @@
 
 use std::collections::HashMap;
 
-use runnel_protocol::batch::{self, encode_batch, NewRecord};
+use runnel_protocol::batch;
 use runnel_storage::StorageError;
 use serde::{Deserialize, Serialize};
 
 use super::state::TxnMeta;
+use crate::group::{append_as_leader, Record, WriteError};
 use crate::partition::Partition;
 
 /// The internal topic's name.
@@ -33,15 +34,14 @@ pub fn partition_for(transactional_id: &str, partitions: u32) -> i32 {
     crate::group::partition_for(transactional_id, partitions.min(i32::MAX as u32) as i32)
 }
 
-/// Appends the state of `transactional_id` (None: a tombstone) as one batch.
-pub fn append(part: &Partition, transactional_id: &str, meta: Option<&TxnMeta>, now: i64) -> Result<(), StorageError> {
+/// Appends the state of `transactional_id` (None: a tombstone) as one batch, as the
+/// partition's leader (cluster mode: leader epoch stamped, refused below
+/// `min.insync.replicas`). Returns its offset; the caller waits for the in-sync replicas.
+pub fn append(part: &Partition, transactional_id: &str, meta: Option<&TxnMeta>) -> Result<i64, WriteError> {
     let key = serde_json::to_vec(&RecordKey::Transaction(transactional_id.to_string())).expect("plain data");
     let value = meta.map(|m| serde_json::to_vec(m).expect("plain data"));
-    let rec = NewRecord { timestamp: now, key: Some(&key), value: value.as_deref(), headers: &[] };
-    let mut buf = encode_batch(0, 0, &[rec]);
-    part.log().append(&mut buf)?;
-    part.on_append();
-    Ok(())
+    let offset = append_as_leader(part, &[Record::new(key, value)])?;
+    Ok(offset.expect("one record was written"))
 }
 
 /// Reads one partition whole: the latest state of each transactional id in it.

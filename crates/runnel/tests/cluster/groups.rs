@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -16,27 +15,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::common::kafka::block_on;
-use super::common::wire;
-use super::{client, create_with, metadata, start_cluster, wait_until};
+use super::{client, create_with, find_coordinator, metadata, start_cluster, wait_until};
 
 const GROUP: &str = "survivors";
 const TOPIC: &str = "orders";
 const PARTITIONS: i32 = 3;
 const RECORDS: i64 = 3000;
-
-/// The coordinator of `group` as `addr` answers FindCoordinator (v3): node id, or the
-/// error code as a negative number.
-fn find_coordinator(addr: &str, group: &str) -> i32 {
-    let req = FindCoordinatorRequest::default()
-        .with_key(wire::sb(group))
-        .with_key_type(0);
-    let r: FindCoordinatorResponse =
-        wire::call(&mut wire::connect(addr), ApiKey::FindCoordinator, 3, &req);
-    if r.error_code != 0 {
-        return -i32::from(r.error_code);
-    }
-    r.node_id.0
-}
 
 /// The positions to commit: for each partition, the offset after the last record polled.
 fn positions(next: &BTreeMap<i32, i64>) -> TopicPartitionList {
@@ -132,13 +116,13 @@ fn a_group_carries_on_when_its_coordinator_is_killed() {
     // The first lookup creates __consumer_offsets: 5 partitions of 3 replicas; every broker
     // names the same coordinator, the leader of the group's partition.
     wait_until("a group coordinator", || {
-        find_coordinator(&addrs[0], GROUP) > 0
+        find_coordinator(&addrs[0], 0, GROUP) > 0
     });
     wait_until("every broker names the coordinator", || {
-        let ids: Vec<i32> = addrs.iter().map(|a| find_coordinator(a, GROUP)).collect();
+        let ids: Vec<i32> = addrs.iter().map(|a| find_coordinator(a, 0, GROUP)).collect();
         ids.iter().all(|id| *id == ids[0])
     });
-    let first = find_coordinator(&addrs[0], GROUP);
+    let first = find_coordinator(&addrs[0], 0, GROUP);
     let m = metadata(&addrs[0]);
     let offsets_topic = m
         .topics
@@ -211,10 +195,10 @@ fn a_group_carries_on_when_its_coordinator_is_killed() {
     c.nodes[killed].kill9();
     let survivor = addrs[(killed + 1) % 3].clone();
     wait_until("another coordinator", || {
-        let id = find_coordinator(&survivor, GROUP);
+        let id = find_coordinator(&survivor, 0, GROUP);
         id > 0 && id != first
     });
-    let second = find_coordinator(&survivor, GROUP);
+    let second = find_coordinator(&survivor, 0, GROUP);
     assert_eq!(
         committed(&consumer),
         acked_or_none(&acked),
