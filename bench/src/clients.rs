@@ -119,7 +119,12 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Creates a topic with `partitions` and topic `configs`.
 pub fn create_topic(brokers: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Result<()> {
-    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    create_replicated_topic(brokers, name, partitions, 1, configs)
+}
+
+/// Creates a topic with `partitions` of `replicas` replicas each, and topic `configs`.
+pub fn create_replicated_topic(brokers: &str, name: &str, partitions: i32, replicas: i32, configs: &[(&str, &str)]) -> Result<()> {
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
     for (k, v) in configs {
         t = t.set(k, v);
     }

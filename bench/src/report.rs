@@ -21,6 +21,9 @@ pub enum Group {
     Perftest,
     /// 1,000 idle partitions (RSS); restart with 1,000 × 10 segments (time to Metadata).
     Idle,
+    /// Three Runnel nodes on this machine, replication factor 3: acks=all throughput and
+    /// latency, and the leader killed while producing (Runnel only).
+    Cluster,
 }
 
 impl Group {
@@ -33,6 +36,7 @@ impl Group {
             Group::Latency => "e2e",
             Group::Perftest => "perf-test",
             Group::Idle => "idle",
+            Group::Cluster => "cluster",
         }
     }
 }
