@@ -85,11 +85,13 @@ async fn add(
             })
             .collect();
     }
+    // In the image (in a cluster the coordinator need not hold a replica of the partition).
+    let exists = |topic: &str, p: i32| ctx.broker.topic(topic).is_some_and(|t| p >= 0 && (p as u32) < t.partitions);
     let mut parts = Vec::new();
     let mut unknown = false;
     for t in &topics {
         for &p in &t.partitions {
-            unknown |= ctx.broker.partition(&t.name.0, p).is_none();
+            unknown |= !exists(&t.name.0, p);
             parts.push((t.name.0.to_string(), p));
         }
     }
@@ -110,7 +112,7 @@ async fn add(
                 .iter()
                 .map(|&p| {
                     let e = match verdict {
-                        Err(KafkaError::OperationNotAttempted) if ctx.broker.partition(&t.name.0, p).is_none() => {
+                        Err(KafkaError::OperationNotAttempted) if !exists(&t.name.0, p) => {
                             Some(KafkaError::UnknownTopicOrPartition)
                         }
                         Err(e) => Some(e),

@@ -1,9 +1,10 @@
 //! Transactions on three real broker processes: `__transaction_state` is created at the
 //! first FindCoordinator for a transactional id, with three replicas, and every broker
 //! names the same coordinator (the leader of the id's partition). A transactional producer
-//! (librdkafka) writes to partitions led by all three brokers, so the coordinator writes
-//! markers here and through WriteTxnMarkers on the others; commits and aborts alternate and
-//! a read_committed consumer sees exactly the committed records. Then the coordinator is
+//! (librdkafka) writes to partitions led by all three brokers (of a topic with three
+//! replicas, and of one with one replica, so some are not on the coordinator at all), so
+//! the coordinator writes markers here and through WriteTxnMarkers on the others; commits
+//! and aborts alternate and a read_committed consumer sees exactly the committed records. Then the coordinator is
 //! killed with SIGKILL in the middle of a transaction: the new coordinator (the next leader
 //! of the partition) ends it — committed or aborted, its state says which, and the consumer
 //! agrees — and nothing committed before is lost, nothing aborted is visible.
@@ -23,6 +24,8 @@ use super::common::wire;
 use super::{broker_ids, client, create, find_coordinator, leaders, metadata, start_cluster_with, wait_until};
 
 const TOPIC: &str = "txn-spread";
+/// One replica per partition: the coordinator holds no replica of two of them.
+const SINGLE: &str = "txn-single";
 const PARTITIONS: i32 = 3;
 const TXN_ID: &str = "spread-txn";
 /// Kafka's error code: the broker does not coordinate this transactional id.
@@ -40,23 +43,29 @@ fn txn_producer(bootstrap: &str) -> BaseProducer {
     p
 }
 
-/// Sends `{prefix}-{partition}-{i}` to every partition in the open transaction and waits
-/// for them; the values sent.
-fn send(p: &BaseProducer, prefix: &str, per_partition: usize) -> BTreeSet<String> {
+/// Sends `{prefix}-{partition}-{i}` to every partition of `topics` in the open
+/// transaction and waits for them; the values sent.
+fn send(p: &BaseProducer, topics: &[&str], prefix: &str, per_partition: usize) -> BTreeSet<String> {
     let mut sent = BTreeSet::new();
-    for part in 0..PARTITIONS {
-        for i in 0..per_partition {
-            let v = format!("{prefix}-{part}-{i}");
-            p.send(BaseRecord::<(), str>::to(TOPIC).payload(&v).partition(part)).expect("enqueue");
-            sent.insert(v);
+    for topic in topics {
+        for part in 0..PARTITIONS {
+            for i in 0..per_partition {
+                let v = format!("{prefix}-{topic}-{part}-{i}");
+                p.send(BaseRecord::<(), str>::to(topic).payload(&v).partition(part)).expect("enqueue");
+                sent.insert(v);
+            }
         }
     }
     p.flush(Duration::from_secs(30)).expect("flush");
     sent
 }
 
-/// Every value of the topic with `isolation`, read to the end of each partition.
-fn read(bootstrap: &str, isolation: &str) -> BTreeSet<String> {
+/// Every value of `topics` with `isolation`, read to the end of each partition.
+fn read(bootstrap: &str, topics: &[&str], isolation: &str) -> BTreeSet<String> {
+    topics.iter().flat_map(|t| read_topic(bootstrap, t, isolation)).collect()
+}
+
+fn read_topic(bootstrap: &str, topic: &str, isolation: &str) -> BTreeSet<String> {
     let c: BaseConsumer = client(bootstrap)
         .set("group.id", format!("reader-{isolation}"))
         .set("isolation.level", isolation)
@@ -66,7 +75,7 @@ fn read(bootstrap: &str, isolation: &str) -> BTreeSet<String> {
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
-        tpl.add_partition_offset(TOPIC, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut out = BTreeSet::new();
@@ -105,9 +114,12 @@ fn transactions_span_brokers_and_survive_their_coordinator() {
     wait_until("all three brokers registered", || addrs.iter().all(|a| broker_ids(&metadata(a)) == [1, 2, 3]));
     let admin: AdminClient<DefaultClientContext> = client(&addrs[0]).create().unwrap();
     create(&admin, TOPIC, PARTITIONS, 3).expect("create the topic");
-    let mut led: Vec<i32> = leaders(&addrs[0], TOPIC);
-    led.sort();
-    assert_eq!(led, [1, 2, 3], "the partitions are led by the three brokers");
+    create(&admin, SINGLE, PARTITIONS, 1).expect("create the topic");
+    for topic in [TOPIC, SINGLE] {
+        let mut led: Vec<i32> = leaders(&addrs[0], topic);
+        led.sort();
+        assert_eq!(led, [1, 2, 3], "the partitions of {topic} are led by the three brokers");
+    }
 
     // The first lookup creates __transaction_state; every broker names the same coordinator.
     wait_until("a transaction coordinator", || find_coordinator(&addrs[0], 1, TXN_ID) > 0);
@@ -118,34 +130,40 @@ fn transactions_span_brokers_and_survive_their_coordinator() {
     assert_eq!(state.partitions.len(), 3);
     assert!(state.partitions.iter().all(|p| p.replica_nodes.len() == 3), "three replicas of each partition");
 
-    // Commit, abort, commit: read_committed sees exactly the committed records.
+    // Commit, abort, commit, over both topics: read_committed sees exactly the committed
+    // records.
     let p = txn_producer(&all);
     let mut committed = BTreeSet::new();
     let mut everything = BTreeSet::new();
     p.begin_transaction().unwrap();
-    let c1 = send(&p, "c1", 20);
+    let both = [TOPIC, SINGLE];
+    let c1 = send(&p, &both, "c1", 20);
     p.commit_transaction(Duration::from_secs(30)).expect("commit");
     committed.extend(c1.iter().cloned());
     everything.extend(c1);
     p.begin_transaction().unwrap();
-    everything.extend(send(&p, "a1", 20));
+    everything.extend(send(&p, &both, "a1", 20));
     p.abort_transaction(Duration::from_secs(30)).expect("abort");
     p.begin_transaction().unwrap();
-    let c2 = send(&p, "c2", 20);
+    let c2 = send(&p, &both, "c2", 20);
     p.commit_transaction(Duration::from_secs(30)).expect("commit");
     committed.extend(c2.iter().cloned());
     everything.extend(c2);
-    assert_eq!(read(&all, "read_committed"), committed);
-    assert_eq!(read(&all, "read_uncommitted"), everything);
+    assert_eq!(read(&all, &both, "read_committed"), committed);
+    assert_eq!(read(&all, &both, "read_uncommitted"), everything);
     // Only the coordinator answers for the id; it has completed the last transaction.
     let at = |id: i32| addrs[(id - 1) as usize].clone();
     assert_eq!(describe(&at(coordinator)), (0, "CompleteCommit".to_string()));
     let other = (1..=3).find(|id| *id != coordinator).unwrap();
     assert_eq!(i32::from(describe(&at(other)).0), NOT_COORDINATOR);
 
-    // A transaction is open on every partition when its coordinator is killed.
+    // A transaction is open on every partition of the replicated topic when its
+    // coordinator is killed.
+    let replicated = format!("-{TOPIC}-");
+    committed.retain(|v| v.contains(&replicated));
+    everything.retain(|v| v.contains(&replicated));
     p.begin_transaction().unwrap();
-    let open = send(&p, "k", 20);
+    let open = send(&p, &[TOPIC], "k", 20);
     everything.extend(open.iter().cloned());
     c.nodes[(coordinator - 1) as usize].kill9();
     let survivors: Vec<String> = (1..=3).filter(|id| *id != coordinator).map(at).collect();
@@ -186,7 +204,7 @@ fn transactions_span_brokers_and_survive_their_coordinator() {
         assert!(Instant::now() < deadline, "the new coordinator's state: {d:?}, expected {outcome}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(read(&survivors_all, "read_committed"), committed, "after {outcome}");
-    assert_eq!(read(&survivors_all, "read_uncommitted"), everything);
+    assert_eq!(read(&survivors_all, &[TOPIC], "read_committed"), committed, "after {outcome}");
+    assert_eq!(read(&survivors_all, &[TOPIC], "read_uncommitted"), everything);
     eprintln!("transactions test: {} ms, outcome {outcome}", started.elapsed().as_millis());
 }
