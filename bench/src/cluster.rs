@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -26,6 +25,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::broker::parse_listener;
 use crate::clients;
 use crate::procstat::cpu_seconds;
+use crate::throughput::send;
 
 /// Nodes in the cluster, and so the replication factor of its topics.
 pub const NODES: i32 = 3;
@@ -185,17 +185,8 @@ pub fn failover(cluster: &mut Cluster, topic: &str, rate: u64, before: Duration,
         }
         while start.elapsed().as_secs_f64() * rate as f64 >= i as f64 {
             value[..8].copy_from_slice(&i.to_le_bytes());
-            let mut rec = BaseRecord::to(topic).payload(&value[..]).partition(0);
-            loop {
-                match producer.send::<[u8], [u8]>(rec) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        rec = r;
-                        producer.poll(Duration::from_millis(1));
-                    }
-                    Err((e, _)) => bail!("send failed: {e}"),
-                }
-            }
+            let rec = BaseRecord::to(topic).payload(&value[..]).partition(0);
+            send(&producer, rec)?;
             i += 1;
         }
         producer.poll(Duration::from_millis(1));

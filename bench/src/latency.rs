@@ -13,13 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::clients::{self, settle_stats, RequestCount, STATS_INTERVAL};
-use crate::throughput::Failures;
+use crate::throughput::{send, Failures};
 
 const SIZE: usize = 100;
 const WARMUP: Duration = Duration::from_secs(1);
@@ -136,16 +135,7 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64)
                 if keys > 0 {
                     rec = rec.key(&key[..]);
                 }
-                loop {
-                    match producer.send::<[u8], [u8]>(rec) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                            rec = r;
-                            producer.poll(Duration::from_millis(1));
-                        }
-                        Err((e, _)) => bail!("send failed: {e}"),
-                    }
-                }
+                send(&producer, rec)?;
                 i += 1;
             }
             producer.poll(Duration::ZERO);

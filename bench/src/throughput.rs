@@ -72,6 +72,20 @@ impl Failures {
     }
 }
 
+/// Hands `record` to the producer, serving delivery reports while its queue is full.
+pub fn send<C: ProducerContext<DeliveryOpaque = ()>>(producer: &BaseProducer<C>, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => bail!("send failed: {e}"),
+        }
+    }
+}
+
 pub struct ProduceRun<'a> {
     pub config: ClientConfig,
     pub topic: &'a str,
@@ -93,18 +107,9 @@ pub fn produce(run: &ProduceRun, payloads: &Payloads) -> Result<Throughput> {
                 break;
             }
         }
-        let mut record =
+        let record =
             BaseRecord::to(run.topic).payload(payloads.get(sent, run.size)).partition((sent % run.partitions as u64) as i32);
-        loop {
-            match producer.send::<[u8], [u8]>(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("send failed: {e}"),
-            }
-        }
+        send(&producer, record)?;
         sent += 1;
     }
     producer.flush(Duration::from_secs(300))?;
