@@ -7,12 +7,18 @@
 //! and aborts alternate and a read_committed consumer sees exactly the committed records. Then the coordinator is
 //! killed with SIGKILL in the middle of a transaction: the new coordinator (the next leader
 //! of the partition) ends it — committed or aborted, its state says which, and the consumer
-//! agrees — and nothing committed before is lost, nothing aborted is visible.
+//! agrees — and nothing committed before is lost, nothing aborted is visible. A marker sent
+//! with the killed coordinator's epoch is refused (TRANSACTION_COORDINATOR_FENCED).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::{ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, TransactionalId};
+use kafka_protocol::messages::describe_transactions_response::TransactionState;
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::{
+    ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName, TransactionalId, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -28,8 +34,11 @@ const TOPIC: &str = "txn-spread";
 const SINGLE: &str = "txn-single";
 const PARTITIONS: i32 = 3;
 const TXN_ID: &str = "spread-txn";
-/// Kafka's error code: the broker does not coordinate this transactional id.
+// Kafka's error codes.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const NOT_COORDINATOR: i32 = 16;
+const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
 
 fn txn_producer(bootstrap: &str) -> BaseProducer {
     let p: BaseProducer = client(bootstrap)
@@ -99,10 +108,28 @@ fn read_topic(bootstrap: &str, topic: &str, isolation: &str) -> BTreeSet<String>
 
 /// The transaction's state as `addr` describes it: (error code, state name).
 fn describe(addr: &str) -> (i16, String) {
+    let s = describe_state(addr);
+    (s.error_code, s.transaction_state.to_string())
+}
+
+fn describe_state(addr: &str) -> TransactionState {
     let req = DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(wire::sb(TXN_ID))]);
     let mut r: DescribeTransactionsResponse = wire::call(&mut wire::connect(addr), ApiKey::DescribeTransactions, 0, &req);
-    let s = r.transaction_states.remove(0);
-    (s.error_code, s.transaction_state.to_string())
+    r.transaction_states.remove(0)
+}
+
+/// A WriteTxnMarkers (v1) COMMIT for one partition, as a coordinator sends it: the error code.
+fn write_marker(addr: &str, topic: &str, partition: i32, producer: (i64, i16), coordinator_epoch: i32) -> i16 {
+    let t = WritableTxnMarkerTopic::default().with_name(TopicName(wire::sb(topic))).with_partition_indexes(vec![partition]);
+    let m = WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer.0))
+        .with_producer_epoch(producer.1)
+        .with_transaction_result(true)
+        .with_coordinator_epoch(coordinator_epoch)
+        .with_topics(vec![t]);
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![m]);
+    let r: WriteTxnMarkersResponse = wire::call(&mut wire::connect(addr), ApiKey::WriteTxnMarkers, 1, &req);
+    r.markers[0].topics[0].partitions[0].error_code
 }
 
 #[test]
@@ -206,5 +233,21 @@ fn transactions_span_brokers_and_survive_their_coordinator() {
     }
     assert_eq!(read(&survivors_all, &[TOPIC], "read_committed"), committed, "after {outcome}");
     assert_eq!(read(&survivors_all, &[TOPIC], "read_uncommitted"), everything);
+
+    // WriteTxnMarkers as the killed coordinator would send it (coordinator epoch 0, where the
+    // partition saw the new coordinator's, the partition leader epoch it was elected in):
+    // fenced. To a broker that does not lead the partition, or for no such topic: refused.
+    let s = describe_state(&at(next));
+    let producer = (s.producer_id.0, s.producer_epoch);
+    let now_led = leaders(&survivors[0], TOPIC);
+    let (partition, leader) = now_led.iter().enumerate().find(|(_, l)| **l > 0).map(|(p, l)| (p as i32, *l)).expect("a led partition");
+    let follower = (1..=3).find(|id| *id != coordinator && *id != leader).unwrap();
+    let watermarks: BaseConsumer = client(&survivors_all).create().unwrap();
+    let end = || watermarks.fetch_watermarks(TOPIC, partition, Duration::from_secs(10)).expect("watermarks").1;
+    let before = end();
+    assert_eq!(write_marker(&at(leader), TOPIC, partition, producer, 0), TRANSACTION_COORDINATOR_FENCED);
+    assert_eq!(write_marker(&at(follower), TOPIC, partition, producer, 1), NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(write_marker(&at(leader), "no-such-topic", 0, producer, 1), UNKNOWN_TOPIC_OR_PARTITION);
+    assert_eq!(end(), before, "a refused marker is not appended");
     eprintln!("transactions test: {} ms, outcome {outcome}", started.elapsed().as_millis());
 }
