@@ -258,17 +258,21 @@ struct Load {
 
 impl Load {
     fn start(bootstrap: &str, topic: &str, partitions: i32) -> Load {
+        Load::start_with(bootstrap, topic, partitions, &[])
+    }
+
+    /// [`Load::start`] with more producer settings.
+    fn start_with(bootstrap: &str, topic: &str, partitions: i32, settings: &[(&str, &str)]) -> Load {
         let acked: std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, u64)>>> = Default::default();
         let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = Default::default();
         let (a, s, all, topic) = (acked.clone(), stop.clone(), bootstrap.to_string(), topic.to_string());
+        let mut config = client(&all);
+        config.set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "2").set("message.timeout.ms", "120000");
+        for (k, v) in settings {
+            config.set(*k, *v);
+        }
         let thread = std::thread::spawn(move || {
-            let producer: FutureProducer = client(&all)
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                .set("linger.ms", "2")
-                .set("message.timeout.ms", "120000")
-                .create()
-                .unwrap();
+            let producer: FutureProducer = config.create().unwrap();
             let mut seq = 0u64;
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
                 let sends: Vec<_> = (0..20)

@@ -12,7 +12,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use super::{broker_ids, client, create_with, metadata, start_cluster, wait_until, Load};
+use super::replication::replica_bytes;
+use super::{broker_ids, client, create_with, leaders, metadata, start_cluster, wait_until, Load};
 
 const TOPIC: &str = "rolling";
 const PARTITIONS: i32 = 3;
@@ -106,19 +107,73 @@ fn controller_failover_and_a_rolling_restart_lose_no_acknowledged_record() {
         more(60, "acks=all records after the restart");
     }
     let acked = load.finish();
+    let total = check_log(&read_back(&addrs.join(",")), &acked);
+    eprintln!("controller {controller} killed, then a rolling restart: {} acknowledged, {total} in the log, 0 missing", acked.len());
+}
 
-    // Every acknowledged record at its offset, each record once, in the order sent.
-    let log = read_back(&addrs.join(","));
-    for (p, o, seq) in &acked {
+/// Every acknowledged record at its offset, each record once, in the order sent; returns
+/// the records in the log.
+fn check_log(log: &BTreeMap<i32, Vec<(i64, u64)>>, acked: &[(i32, i64, u64)]) -> usize {
+    for (p, o, seq) in acked {
         let at = log.get(p).and_then(|v| v.iter().find(|(off, _)| off == o));
         assert_eq!(at.map(|(_, s)| s), Some(seq), "acknowledged record {seq} missing at partition {p} offset {o}");
     }
-    for (p, records) in &log {
+    for (p, records) in log {
         let seqs: Vec<u64> = records.iter().map(|(_, s)| *s).collect();
         let distinct: HashSet<u64> = seqs.iter().copied().collect();
         assert_eq!(distinct.len(), seqs.len(), "partition {p} holds a record twice");
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "partition {p} is out of the order sent");
     }
-    let total: usize = log.values().map(Vec::len).sum();
-    eprintln!("controller {controller} killed, then a rolling restart: {} acknowledged, {total} in the log, 0 missing", acked.len());
+    log.values().map(Vec::len).sum()
+}
+
+/// A leader that stops without dying (SIGSTOP: what the others see of a network partition
+/// or a long pause), under the same acks=all load. The others fence it and elect new
+/// leaders, and the load carries on. On SIGCONT it wakes still holding its old leaderships
+/// and whatever produce requests were waiting in its sockets. It must acknowledge none of
+/// them as leader, must learn that it was fenced, must cut what it appended alone, and must
+/// rejoin every ISR. Afterwards every acknowledged record is at its offset, once, in order,
+/// and the three replicas of each partition are byte for byte the same.
+#[test]
+fn a_paused_leader_wakes_as_a_follower_and_loses_no_acknowledged_record() {
+    let c = start_cluster([0, 1, 2]);
+    let addrs: Vec<String> = c.nodes.iter().map(|b| b.addr.clone()).collect();
+    wait_until("all three brokers registered", || addrs.iter().all(|a| broker_ids(&metadata(a)) == [1, 2, 3]));
+    let admin: AdminClient<DefaultClientContext> = client(&addrs[0]).create().unwrap();
+    create_with(&admin, TOPIC, PARTITIONS, 3, &[("min.insync.replicas", "2")]).expect("create");
+    wait_until("the topic fully replicated", || fully_replicated(&addrs[0]));
+    // A request to the paused node gets no answer: the client gives up on it after
+    // request.timeout.ms (30 s by default, as a Kafka client would wait) and retries it
+    // at the new leader.
+    let load = Load::start_with(&addrs.join(","), TOPIC, PARTITIONS, &[("request.timeout.ms", "3000"), ("socket.timeout.ms", "3000")]);
+    load.more(150, "acks=all records before the pause");
+
+    let paused = leaders(&addrs[0], TOPIC)[0];
+    let (i, other) = ((paused - 1) as usize, addrs[paused as usize % 3].clone());
+    signal(c.nodes[i].pid(), libc::SIGSTOP);
+    wait_until("new leaders for the paused node's partitions", || {
+        let ls = leaders(&other, TOPIC);
+        ls.len() == PARTITIONS as usize && ls.iter().all(|l| *l > 0 && *l != paused)
+    });
+    load.more(150, "acks=all records while the old leader is paused");
+    signal(c.nodes[i].pid(), libc::SIGCONT);
+    wait_until("the paused node back in every ISR", || fully_replicated(&other));
+    load.more(150, "acks=all records after the pause");
+    let acked = load.finish();
+
+    let total = check_log(&read_back(&addrs.join(",")), &acked);
+    // The woken node's copy of each partition is the others' copy, byte for byte: what it
+    // appended alone is gone.
+    for p in 0..PARTITIONS {
+        wait_until("identical replicas", || {
+            let b: Vec<Vec<u8>> = c.nodes.iter().map(|n| replica_bytes(n, TOPIC, p)).collect();
+            !b[0].is_empty() && b[0] == b[1] && b[1] == b[2]
+        });
+    }
+    eprintln!("node {paused} paused as leader and woken: {} acknowledged, {total} in the log, 0 missing", acked.len());
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: signalling a child process of this test by its pid.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0, "kill({pid}, {sig})");
 }

@@ -49,9 +49,9 @@ fn epoch_end(addr: &str, topic: &str, epoch: i32) -> (i32, i64) {
 }
 
 /// The whole batches of a replica's partition 0, as bytes.
-fn replica_bytes(b: &super::common::Broker, topic: &str) -> Vec<u8> {
+pub(super) fn replica_bytes(b: &super::common::Broker, topic: &str, partition: i32) -> Vec<u8> {
     let mut out = Vec::new();
-    for f in log_files(&partition_dir(b, topic, 0)) {
+    for f in log_files(&partition_dir(b, topic, partition)) {
         let bytes = std::fs::read(&f).unwrap();
         let end = disk_batches(&f).last().map_or(0, |d| (d.position + d.len) as usize);
         out.extend_from_slice(&bytes[..end]);
@@ -134,7 +134,7 @@ fn replicated_partitions_survive_the_loss_of_their_leader() {
     let addrs: Vec<String> = c.nodes.iter().map(|b| b.addr.clone()).collect();
     wait_until("the old leader back in the ISR", || state(&survivor, "replicated").is_some_and(|(_, _, isr)| isr == [1, 2, 3]));
     wait_until("identical replicas", || {
-        let b: Vec<Vec<u8>> = c.nodes.iter().map(|n| replica_bytes(n, "replicated")).collect();
+        let b: Vec<Vec<u8>> = c.nodes.iter().map(|n| replica_bytes(n, "replicated", 0)).collect();
         !b[0].is_empty() && b[0] == b[1] && b[1] == b[2]
     });
     // Every replica's high watermark is checkpointed in its data dir, in Kafka's format.
