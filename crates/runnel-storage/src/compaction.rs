@@ -45,6 +45,7 @@ use crate::config::CompactionConfig;
 use crate::error::StorageError;
 use crate::fsio::{self, Dir};
 use crate::log::PartitionLog;
+use crate::open_files::{Handles, OpenFiles};
 use crate::recovery::{self, CLEANER_POINT_FILE};
 use crate::segment::Segment;
 
@@ -58,12 +59,14 @@ pub struct CompactionStats {
     pub records_removed: u64,
 }
 
-/// A closed segment as the plan saw it.
+/// A closed segment as the plan saw it: its files are opened when the run reads it (one
+/// at a time, through the cache of open segments), and its identity tells the install
+/// whether the log still holds that very segment.
 #[derive(Debug, Clone)]
 struct SegRef {
     base: i64,
     size: u64,
-    file: Arc<std::fs::File>,
+    handles: Arc<Handles>,
 }
 
 /// Consecutive segments cleaned into one; `end` is the base offset of the segment after.
@@ -165,7 +168,7 @@ impl PartitionLog {
             cur.push(SegRef {
                 base: s.base_offset(),
                 size: s.size(),
-                file: Arc::clone(s.file()),
+                handles: Arc::clone(s.handles()),
             });
         }
         groups.push(Group { segs: cur, end });
@@ -217,6 +220,7 @@ impl PartitionLog {
             interval: self.config.index_interval_bytes,
             records_removed: out.records_removed,
             before: (self.segments.len(), self.size_bytes()),
+            files: Arc::clone(&self.files),
         }
     }
 
@@ -274,7 +278,7 @@ impl PartitionLog {
         let same = g.segs.iter().enumerate().all(|(k, r)| {
             self.segments
                 .get(i + k)
-                .is_some_and(|s| s.base_offset() == r.base && Arc::ptr_eq(s.file(), &r.file))
+                .is_some_and(|s| s.base_offset() == r.base && Arc::ptr_eq(s.handles(), &r.handles))
         });
         let next = self.segments.get(i + g.segs.len()).map(Segment::base_offset);
         (same && next == Some(g.end)).then_some(i)
@@ -294,6 +298,7 @@ pub struct InstallJob {
     interval: u64,
     records_removed: u64,
     before: (usize, u64),
+    files: Arc<OpenFiles>,
 }
 
 impl InstallJob {
@@ -314,7 +319,9 @@ impl InstallJob {
                 recovery::sync_dir(&path)?;
                 // Committed: from here on, `open` finishes the swap after a crash.
                 recovery::complete_swap(&path, base, g.end)?;
-                Ok(Segment::load(&path, base, false, self.interval)?.0)
+                let mut seg = Segment::load(&path, base, false, self.interval, &self.files)?.0;
+                seg.seal();
+                Ok(seg)
             })();
             match committed {
                 Ok(s) => *seg = Some(s),
@@ -340,18 +347,19 @@ fn for_each_batch(
         StorageError::Corrupt(format!("segment {} position {pos}: {what}", s.base))
     };
     let (mut pos, mut header, mut buf) = (0u64, [0u8; BATCH_HEADER_LEN], Vec::new());
+    let file = s.handles.file()?;
     while pos < s.size {
         if s.size - pos < BATCH_HEADER_LEN as u64 {
             return Err(corrupt(pos, "torn batch header"));
         }
-        s.file.read_exact_at(&mut header, pos)?;
+        file.read_exact_at(&mut header, pos)?;
         let h = BatchHeader::parse(&header).map_err(|e| corrupt(pos, &e.to_string()))?;
         let len = h.total_len() as u64;
         if pos + len > s.size {
             return Err(corrupt(pos, "batch past the segment end"));
         }
         buf.resize(len as usize, 0);
-        s.file.read_exact_at(&mut buf, pos)?;
+        file.read_exact_at(&mut buf, pos)?;
         f(&h, &buf)?;
         pos += len;
     }

@@ -18,7 +18,7 @@
 //! checkpoints go through one [`Checkpoint`] per log that knows the truncation
 //! generation and refuses a stale write.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use crate::error::StorageError;
 use crate::fsio;
 use crate::log::PartitionLog;
+use crate::open_files::Handles;
 use crate::recovery;
 
 /// The recovery checkpoint file of one log, written by flushes (from any thread) and by
@@ -66,7 +67,8 @@ pub struct FlushJob {
     dir: PathBuf,
     /// The log end when planned: everything below it is in `logs`.
     end: i64,
-    logs: Vec<Arc<File>>,
+    /// The segments to sync (each opened again for it if the cache closed it).
+    logs: Vec<Arc<Handles>>,
     /// Index files, synced by path: one deleted meanwhile needs no sync.
     indexes: Vec<PathBuf>,
     checkpoint: SharedCheckpoint,
@@ -80,8 +82,13 @@ impl FlushJob {
     /// fsyncs the planned files, then writes the recovery checkpoint (unless a truncation
     /// came in between). Holds no lock of the caller's.
     pub fn run(&self) -> io::Result<()> {
-        for f in &self.logs {
-            fsio::sync_data(f)?;
+        for h in &self.logs {
+            match h.file() {
+                Ok(f) => fsio::sync_data(&f)?,
+                // Deleted meanwhile (retention, compaction): nothing to sync.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         for path in &self.indexes {
             match fsio::open(path, OpenOptions::new().write(true)) {
@@ -126,7 +133,7 @@ impl PartitionLog {
         let mut logs = Vec::new();
         let mut indexes = Vec::new();
         for s in self.segments.iter().filter(|s| s.next_offset() > self.recovery_point || s.size() == 0) {
-            logs.push(Arc::clone(s.file()));
+            logs.push(Arc::clone(s.handles()));
             indexes.extend(s.index_paths());
         }
         Ok(FlushJob {
@@ -150,6 +157,9 @@ impl PartitionLog {
         }
         if job.generation == generation(&self.checkpoint) {
             self.recovery_point = self.recovery_point.max(job.end.min(self.log_end_offset()));
+            for s in self.segments.iter().take_while(|s| s.next_offset() <= self.recovery_point) {
+                s.set_dirty(false);
+            }
         }
         self.unflushed_records = self.unflushed_records.saturating_sub(job.records);
         self.last_flush = Instant::now();

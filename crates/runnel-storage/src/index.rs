@@ -9,6 +9,8 @@
 //!   reached it. Every batch up to that offset-index entry has a `maxTimestamp` at most
 //!   the time entry's; the segment keeps its exact maximum in memory.
 //!
+//! A sealed segment's entries live in [`crate::open_files`] instead, loaded on demand.
+//!
 //! Indexes are derived data: the `.log` file is the truth, and an index that fails
 //! [`IndexFile::load`]'s checks is rebuilt from it. This module never reads the log.
 
@@ -81,7 +83,7 @@ impl Entry for TimeEntry {
     }
 }
 
-/// An index file and its entries in memory. Invariant: the file holds exactly
+/// An index file and its entries in memory (an active segment's). Invariant: the file holds exactly
 /// `entries` (the file may hold garbage past them only after a failed write, and the
 /// next write overwrites it).
 ///
@@ -130,6 +132,22 @@ impl<E: Entry> IndexFile<E> {
         &self.entries
     }
 
+    pub fn into_entries(self) -> Vec<E> {
+        self.entries
+    }
+
+    /// Moves the entries out (a sealed segment's go to [`crate::open_files`]); the file
+    /// keeps them.
+    pub fn take_entries(&mut self) -> Vec<E> {
+        std::mem::take(&mut self.entries)
+    }
+
+    /// Puts back entries taken with [`take_entries`](Self::take_entries) (the file holds
+    /// exactly these).
+    pub fn set_entries(&mut self, entries: Vec<E>) {
+        self.entries = entries;
+    }
+
     pub fn last(&self) -> Option<&E> {
         self.entries.last()
     }
@@ -165,28 +183,38 @@ impl<E: Entry> IndexFile<E> {
     }
 }
 
+/// The last entry with `rel_offset <= rel` (the start point of a scan for `rel`).
+pub(crate) fn floor(entries: &[OffsetEntry], rel: u32) -> Option<OffsetEntry> {
+    let n = entries.partition_point(|e| e.rel_offset <= rel);
+    n.checked_sub(1).map(|i| entries[i])
+}
+
+/// The last entry with `position <= position`.
+pub(crate) fn floor_position(entries: &[OffsetEntry], position: u64) -> Option<OffsetEntry> {
+    let n = entries.partition_point(|e| u64::from(e.position) <= position);
+    n.checked_sub(1).map(|i| entries[i])
+}
+
+/// The last entry with `timestamp < ts`: every batch up to that entry's batch has
+/// `maxTimestamp < ts`, so a search for `ts` may start at that batch.
+pub(crate) fn last_below(entries: &[TimeEntry], ts: i64) -> Option<TimeEntry> {
+    let n = entries.partition_point(|e| e.timestamp < ts);
+    n.checked_sub(1).map(|i| entries[i])
+}
+
 impl IndexFile<OffsetEntry> {
-    /// The last entry with `rel_offset <= rel` (the start point of a scan for `rel`).
     pub fn floor(&self, rel: u32) -> Option<OffsetEntry> {
-        let n = self.entries.partition_point(|e| e.rel_offset <= rel);
-        n.checked_sub(1).map(|i| self.entries[i])
+        floor(&self.entries, rel)
     }
 
-    /// The last entry with `position <= position`.
     pub fn floor_position(&self, position: u64) -> Option<OffsetEntry> {
-        let n = self
-            .entries
-            .partition_point(|e| u64::from(e.position) <= position);
-        n.checked_sub(1).map(|i| self.entries[i])
+        floor_position(&self.entries, position)
     }
 }
 
 impl IndexFile<TimeEntry> {
-    /// The last entry with `timestamp < ts`: every batch up to that entry's batch has
-    /// `maxTimestamp < ts`, so a search for `ts` may start at that batch.
     pub fn last_below(&self, ts: i64) -> Option<TimeEntry> {
-        let n = self.entries.partition_point(|e| e.timestamp < ts);
-        n.checked_sub(1).map(|i| self.entries[i])
+        last_below(&self.entries, ts)
     }
 }
 

@@ -14,7 +14,6 @@
 //!   are refused;
 //! - only the last segment is ever appended to; compaction only rewrites other segments.
 
-use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +26,7 @@ use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::flush::SharedCheckpoint;
 use crate::fsio;
+use crate::open_files::{OpenFiles, SegmentFile};
 use crate::producer_state::{AppendOrigin, ProducerStateManager};
 use crate::recovery::{self, CLEANER_POINT_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE};
 use crate::segment::Segment;
@@ -48,7 +48,7 @@ pub struct AppendInfo {
 /// A byte range of a segment file: whole batches, ready for `pread` or `sendfile`.
 #[derive(Debug, Clone)]
 pub struct FileSlice {
-    pub file: Arc<File>,
+    pub file: Arc<SegmentFile>,
     pub position: u64,
     pub len: usize,
 }
@@ -109,6 +109,8 @@ pub struct PartitionLog {
     /// Idempotent and transactional producers, derived from the batches (see
     /// [`crate::producer_state`]).
     pub(crate) producers: ProducerStateManager,
+    /// The budget of open segments this log's segments share (see [`crate::open_files`]).
+    pub(crate) files: Arc<OpenFiles>,
 }
 
 /// How many flushes (fsync) a log has done, how long they took in all, and how many took
@@ -146,8 +148,14 @@ impl FsyncStats {
 
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering it to the last whole, valid batch.
+    /// Its segments share the process's budget of open files ([`OpenFiles::process`]).
     pub fn open(dir: &Path, config: LogConfig) -> Result<Self, StorageError> {
-        let (segments, recovery_point) = recovery::load(dir, config.index_interval_bytes)?;
+        Self::open_with(dir, config, OpenFiles::process())
+    }
+
+    /// [`open`](Self::open) with the segments held open through `files`.
+    pub fn open_with(dir: &Path, config: LogConfig, files: &Arc<OpenFiles>) -> Result<Self, StorageError> {
+        let (segments, recovery_point) = recovery::load(dir, config.index_interval_bytes, files)?;
         let first_base = segments[0].base_offset();
         let log_end = segments[segments.len() - 1].next_offset();
         let log_start = recovery::read_checkpoint(dir, LOG_START_FILE)?
@@ -169,7 +177,11 @@ impl PartitionLog {
             flush_inline: true,
             offline: None,
             producers: ProducerStateManager::default(),
+            files: Arc::clone(files),
         };
+        for s in &log.segments {
+            s.set_dirty(s.next_offset() > recovery_point);
+        }
         // A crash between moving the log start and deleting what lies below it.
         log.delete_segments_below_start()?;
         log.load_producer_state()?;
@@ -384,7 +396,10 @@ impl PartitionLog {
         // The producer state as of the new segment's base: a restart replays only the
         // segment after it. Not fsynced here (a lost snapshot means a longer replay).
         self.producers.write_snapshot(&self.dir, base, false)?;
-        self.segments.push(Segment::create(&self.dir, base)?);
+        let new = Segment::create(&self.dir, base, &self.files)?;
+        let last = self.segments.len() - 1;
+        self.segments[last].seal();
+        self.segments.push(new);
         self.check_invariants();
         Ok(())
     }
@@ -485,7 +500,7 @@ impl PartitionLog {
             if pos > start {
                 total += pos - start;
                 out.slices.push(FileSlice {
-                    file: Arc::clone(seg.file()),
+                    file: seg.file()?,
                     position: start,
                     len: (pos - start) as usize,
                 });
@@ -560,7 +575,7 @@ impl PartitionLog {
             for seg in self.segments.drain(..) {
                 seg.delete()?;
             }
-            self.segments.push(Segment::create(&self.dir, offset)?);
+            self.segments.push(Segment::create(&self.dir, offset, &self.files)?);
             self.set_log_start(offset)?;
         } else {
             let keep = self.segment_for(offset);

@@ -20,9 +20,11 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::StorageError;
 use crate::fsio;
+use crate::open_files::OpenFiles;
 use crate::segment::{segment_path, LoadOutcome, Segment, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
 use crate::txn_index::TXN_INDEX_EXT;
 
@@ -212,7 +214,9 @@ fn scan_dir(dir: &Path) -> io::Result<Vec<i64>> {
 
 /// Loads the partition directory (creating it if missing). Returns the segments (never
 /// empty) and the recovery point, capped at the log end offset.
-pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64), StorageError> {
+/// Every segment but the last comes back sealed, its index entries evictable (see
+/// [`crate::open_files`]).
+pub(crate) fn load(dir: &Path, index_interval: u64, files: &Arc<OpenFiles>) -> Result<(Vec<Segment>, i64), StorageError> {
     if !dir.exists() {
         // A new partition dir must survive a power loss with its parent's entry.
         fs::create_dir_all(dir)?;
@@ -245,7 +249,10 @@ pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64
             break;
         }
         let trusted = clean || bases.get(i + 1).is_some_and(|&next| next <= recovery_point);
-        let (segment, outcome) = Segment::load(dir, base, trusted, index_interval)?;
+        let (segment, outcome) = Segment::load(dir, base, trusted, index_interval, files)?;
+        if let Some(prev) = segments.last_mut() {
+            prev.seal();
+        }
         segments.push(segment);
         if outcome == LoadOutcome::Truncated && trusted && i + 1 < bases.len() {
             // Damage inside flushed data is not a torn write: cut only this segment (its
@@ -259,7 +266,7 @@ pub(crate) fn load(dir: &Path, index_interval: u64) -> Result<(Vec<Segment>, i64
         }
     }
     if segments.is_empty() {
-        segments.push(Segment::create(dir, 0)?);
+        segments.push(Segment::create(dir, 0, files)?);
     }
     let log_end = segments.last().map_or(0, Segment::next_offset);
     Ok((segments, recovery_point.min(log_end)))
@@ -301,11 +308,12 @@ mod tests {
             runnel_protocol::batch::encode_batch(0, 0, &recs),
         )
         .unwrap();
-        Segment::create(d, 50).unwrap(); // overlaps the first segment (offsets 0..60)
+        let files = OpenFiles::new(16);
+        Segment::create(d, 50, &files).unwrap(); // overlaps the first segment (offsets 0..60)
         fs::write(d.join("00000000000000000009.index"), [0u8; 8]).unwrap();
         fs::write(d.join("00000000000000000000.log.swap"), b"x").unwrap();
         fs::write(d.join("recovery-point.tmp"), b"x").unwrap();
-        let (segments, rp) = load(d, 4096).unwrap();
+        let (segments, rp) = load(d, 4096, &files).unwrap();
         assert_eq!((segments.len(), rp), (1, 0));
         assert_eq!(segments[0].next_offset(), 60);
         let mut names: Vec<_> = fs::read_dir(d)

@@ -23,7 +23,8 @@ use runnel_protocol::batch::{self, BatchHeader, BATCH_HEADER_LEN, MAGIC_V2};
 
 use crate::error::StorageError;
 use crate::fsio;
-use crate::index::{IndexFile, OffsetEntry, TimeEntry};
+use crate::index::{self, IndexFile, OffsetEntry, TimeEntry};
+use crate::open_files::{Handles, OpenFiles, SealedIndexes, SegmentFile};
 use crate::txn_index::{AbortedTxn, TxnIndex, TXN_INDEX_EXT};
 
 pub(crate) const LOG_EXT: &str = "log";
@@ -90,7 +91,12 @@ impl IndexPlan {
 pub(crate) struct Segment {
     dir: PathBuf,
     base_offset: i64,
-    log: Arc<File>,
+    /// The log file and, once sealed, the index entries: opened and loaded on demand,
+    /// closed when idle (see [`crate::open_files`]).
+    handles: Arc<Handles>,
+    /// Not the active segment: its index entries are in `handles`, not in the
+    /// `IndexFile`s (which then hold none).
+    sealed: bool,
     size: u64,
     next_offset: i64,
     offset_index: IndexFile<OffsetEntry>,
@@ -108,6 +114,11 @@ pub(crate) struct Segment {
     txn_index: TxnIndex,
 }
 
+fn handles_for(dir: &Path, base_offset: i64, files: &Arc<OpenFiles>) -> Arc<Handles> {
+    let path = |ext| segment_path(dir, base_offset, ext);
+    Handles::new(files, path(LOG_EXT), path(INDEX_EXT), path(TIME_INDEX_EXT))
+}
+
 fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
     fsio::open(
         path,
@@ -123,14 +134,17 @@ impl Segment {
     /// Creates an empty segment (overwriting files of the same name). The `.log` file
     /// comes last: after a failure there is no segment, only index files that the next
     /// open deletes as orphans.
-    pub fn create(dir: &Path, base_offset: i64) -> io::Result<Self> {
+    pub fn create(dir: &Path, base_offset: i64, files: &Arc<OpenFiles>) -> io::Result<Self> {
         let offset_index = IndexFile::create(&segment_path(dir, base_offset, INDEX_EXT), Vec::new())?;
         let time_index = IndexFile::create(&segment_path(dir, base_offset, TIME_INDEX_EXT), Vec::new())?;
         let log = open_rw(&segment_path(dir, base_offset, LOG_EXT), true)?;
+        let handles = handles_for(dir, base_offset, files);
+        handles.adopt(log);
         Ok(Segment {
             dir: dir.to_path_buf(),
             base_offset,
-            log: Arc::new(log),
+            handles,
+            sealed: false,
             size: 0,
             next_offset: base_offset,
             offset_index,
@@ -153,9 +167,13 @@ impl Segment {
         base_offset: i64,
         trusted: bool,
         interval: u64,
+        files: &Arc<OpenFiles>,
     ) -> Result<(Self, LoadOutcome), StorageError> {
         let log = open_rw(&segment_path(dir, base_offset, LOG_EXT), false)?;
         let meta = log.metadata()?;
+        let handles = handles_for(dir, base_offset, files);
+        // Held until loaded: the cache may close the segment as soon as it is idle.
+        let _log = handles.adopt(log);
         let first_append = (meta.len() > 0)
             .then(|| meta.created().or_else(|_| meta.modified()).ok())
             .flatten();
@@ -169,7 +187,8 @@ impl Segment {
         let mut seg = Segment {
             dir: dir.to_path_buf(),
             base_offset,
-            log: Arc::new(log),
+            handles,
+            sealed: false,
             size: meta.len(),
             next_offset: base_offset,
             offset_index: match offset_index {
@@ -250,11 +269,12 @@ impl Segment {
             .last()
             .map(|e| (e.timestamp, self.base_offset + i64::from(e.rel_offset)));
         let mut header = [0u8; BATCH_HEADER_LEN];
+        let log = self.file()?;
         while pos < size {
             if size - pos < BATCH_HEADER_LEN as u64 {
                 return Ok(None);
             }
-            self.log.read_exact_at(&mut header, pos)?;
+            log.read_exact_at(&mut header, pos)?;
             let Ok(h) = BatchHeader::parse(&header) else {
                 return Ok(None);
             };
@@ -284,6 +304,7 @@ impl Segment {
         let mut plan = IndexPlan::default();
         let mut buf = Vec::new();
         let mut header = [0u8; BATCH_HEADER_LEN];
+        let log = self.file()?;
         let cut = loop {
             if pos == self.size {
                 break None;
@@ -291,7 +312,7 @@ impl Segment {
             if self.size - pos < BATCH_HEADER_LEN as u64 {
                 break Some(pos);
             }
-            self.log.read_exact_at(&mut header, pos)?;
+            log.read_exact_at(&mut header, pos)?;
             let Ok(h) = BatchHeader::parse(&header) else {
                 break Some(pos);
             };
@@ -306,7 +327,7 @@ impl Segment {
                 break Some(pos);
             }
             buf.resize(len as usize, 0);
-            self.log.read_exact_at(&mut buf, pos)?;
+            log.read_exact_at(&mut buf, pos)?;
             if let Err(e) = batch::check_integrity(&buf) {
                 tracing::warn!(base_offset = h.base_offset, pos, error = %e, "corrupt batch");
                 break Some(pos);
@@ -319,13 +340,13 @@ impl Segment {
             tracing::warn!(dir = %self.dir.display(), segment = self.base_offset, at, size = self.size, "truncating torn or corrupt segment tail");
             if keep_cut {
                 let mut tail = vec![0u8; (self.size - at) as usize];
-                self.log.read_exact_at(&mut tail, at)?;
+                log.read_exact_at(&mut tail, at)?;
                 let kept = self.dir.join(format!("{:020}.{LOG_EXT}.damaged-{at}", self.base_offset));
                 std::fs::write(&kept, &tail)?;
                 tracing::error!(file = %kept.display(), bytes = tail.len(), "damaged flushed data moved aside");
             }
-            fsio::set_len(&self.log, at)?;
-            fsio::sync_all(&self.log)?;
+            fsio::set_len(&log, at)?;
+            fsio::sync_all(&log)?;
             self.size = at;
         }
         self.offset_index = IndexFile::create(
@@ -360,8 +381,59 @@ impl Segment {
     pub fn size(&self) -> u64 {
         self.size
     }
-    pub fn file(&self) -> &Arc<File> {
-        &self.log
+    /// The log file, opened again if the cache closed it.
+    pub fn file(&self) -> io::Result<Arc<SegmentFile>> {
+        self.handles.file()
+    }
+    /// What the segment holds open: its identity (compaction checks that a segment is
+    /// still the one it read) and its files for a flush or a compaction.
+    pub(crate) fn handles(&self) -> &Arc<Handles> {
+        &self.handles
+    }
+
+    /// Makes this segment sealed (no longer the active one): its index entries move to
+    /// the cache of open segments, which may drop them when idle and load them again.
+    pub fn seal(&mut self) {
+        if !self.sealed {
+            let indexes = SealedIndexes { offsets: self.offset_index.take_entries(), times: self.time_index.take_entries() };
+            self.handles.set_indexes(indexes);
+            self.sealed = true;
+        }
+    }
+
+    /// Makes a sealed segment the active one again (a truncation dropped the ones after
+    /// it): its index entries come back from the cache.
+    fn unseal(&mut self) {
+        if self.sealed {
+            let i = self.handles.take_indexes(self.size);
+            self.offset_index.set_entries(i.offsets);
+            self.time_index.set_entries(i.times);
+            self.sealed = false;
+        }
+    }
+
+    /// Records whether the segment holds data not yet fsynced (the cache closes such a
+    /// segment last).
+    pub fn set_dirty(&self, dirty: bool) {
+        self.handles.set_dirty(dirty);
+    }
+
+    /// The last offset-index entry at or below relative offset `rel`.
+    fn offset_floor(&self, rel: u32) -> Option<OffsetEntry> {
+        if self.sealed {
+            index::floor(&self.handles.indexes(self.size).offsets, rel)
+        } else {
+            self.offset_index.floor(rel)
+        }
+    }
+
+    /// The last time-index entry below `ts`.
+    pub(crate) fn time_last_below(&self, ts: i64) -> Option<TimeEntry> {
+        if self.sealed {
+            index::last_below(&self.handles.indexes(self.size).times, ts)
+        } else {
+            self.time_index.last_below(ts)
+        }
     }
     pub fn first_append(&self) -> Option<SystemTime> {
         self.first_append
@@ -388,6 +460,8 @@ impl Segment {
             Some(self.next_offset),
             "offsets must be dense"
         );
+        debug_assert!(!self.sealed, "only the active segment is appended to");
+        let log = self.file()?;
         let start = self.size;
         let mut plan = IndexPlan {
             bytes_since_index: self.bytes_since_index,
@@ -399,8 +473,8 @@ impl Segment {
         for (h, range) in batches {
             plan.add(self.base_offset, start + range.start as u64, h, interval);
         }
-        if let Err(e) = fsio::write_all_at(&self.log, data, start) {
-            self.cut_back(start);
+        if let Err(e) = fsio::write_all_at(&log, data, start) {
+            self.cut_back(&log, start);
             return Err(e);
         }
         let (n_offsets, n_times) = (
@@ -414,7 +488,7 @@ impl Segment {
         if let Err(e) = indexed {
             let _ = self.offset_index.truncate(n_offsets);
             let _ = self.time_index.truncate(n_times);
-            self.cut_back(start);
+            self.cut_back(&log, start);
             return Err(e);
         }
         self.size += data.len() as u64;
@@ -425,13 +499,14 @@ impl Segment {
             self.next_offset = h.last_offset() + 1;
         }
         self.first_append.get_or_insert_with(SystemTime::now);
+        self.handles.set_dirty(true);
         Ok(())
     }
 
     /// Cuts the log file back to `len` after a failed append; if even that fails, the file
     /// may hold bytes past `size` and [`Segment::torn`] says so.
-    fn cut_back(&mut self, len: u64) {
-        if let Err(e) = fsio::set_len(&self.log, len) {
+    fn cut_back(&mut self, log: &File, len: u64) {
+        if let Err(e) = fsio::set_len(log, len) {
             tracing::error!(dir = %self.dir.display(), segment = self.base_offset, error = %e, "could not cut back a failed append");
             self.torn = true;
         }
@@ -454,7 +529,7 @@ impl Segment {
             return Err(corrupt("batch header past the end"));
         }
         let mut header = [0u8; BATCH_HEADER_LEN];
-        self.log.read_exact_at(&mut header, pos)?;
+        self.file()?.read_exact_at(&mut header, pos)?;
         let h = BatchHeader::parse(&header).map_err(|e| corrupt(&e.to_string()))?;
         if pos + h.total_len() as u64 > self.size {
             return Err(corrupt("batch past the end"));
@@ -465,7 +540,7 @@ impl Segment {
     /// The whole batch at `pos`.
     pub fn read_batch(&self, pos: u64, h: &BatchHeader) -> Result<Vec<u8>, StorageError> {
         let mut buf = vec![0u8; h.total_len()];
-        self.log.read_exact_at(&mut buf, pos)?;
+        self.file()?.read_exact_at(&mut buf, pos)?;
         Ok(buf)
     }
 
@@ -475,10 +550,7 @@ impl Segment {
             return Ok(None);
         }
         let rel = (offset - self.base_offset) as u32;
-        let mut pos = self
-            .offset_index
-            .floor(rel)
-            .map_or(0, |e| u64::from(e.position));
+        let mut pos = self.offset_floor(rel).map_or(0, |e| u64::from(e.position));
         while pos < self.size {
             let h = self.read_header(pos)?;
             if h.last_offset() >= offset {
@@ -492,14 +564,17 @@ impl Segment {
     /// The last batch boundary in `(from, limit]` known from the offset index, if any:
     /// lets a read skip header-by-header scanning.
     pub fn indexed_boundary(&self, from: u64, limit: u64) -> Option<u64> {
-        self.offset_index
-            .floor_position(limit)
-            .map(|e| u64::from(e.position))
-            .filter(|&p| p > from)
+        let entry = if self.sealed {
+            index::floor_position(&self.handles.indexes(self.size).offsets, limit)
+        } else {
+            self.offset_index.floor_position(limit)
+        };
+        entry.map(|e| u64::from(e.position)).filter(|&p| p > from)
     }
 
     /// Cuts the segment before the batch containing `offset` (dropping that whole batch).
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.unseal();
         if offset >= self.next_offset {
             return Ok(());
         }
@@ -507,7 +582,8 @@ impl Segment {
             Some((pos, h)) if offset > self.base_offset => (pos, h.base_offset),
             _ => (0, self.base_offset),
         };
-        fsio::set_len(&self.log, pos)?;
+        let log = self.file()?;
+        fsio::set_len(&log, pos)?;
         let keep = self
             .offset_index
             .entries()

@@ -16,7 +16,7 @@ use std::path::Path;
 use common::*;
 use proptest::prelude::*;
 use runnel_protocol::batch::Compression;
-use runnel_storage::{CompactionConfig, LogConfig, PartitionLog, RetentionConfig};
+use runnel_storage::{CompactionConfig, LogConfig, OpenFiles, PartitionLog, RetentionConfig};
 
 const NOW: i64 = 1_700_000_000_000;
 const CODECS: [Compression; 5] =
@@ -85,7 +85,10 @@ proptest! {
         let cfg = LogConfig { segment_bytes, index_interval_bytes: 64, ..LogConfig::default() };
         let keep_tombstones = CompactionConfig { delete_retention_ms: u64::MAX / 4, ..CompactionConfig::default() };
         let expire_tombstones = CompactionConfig { delete_retention_ms: 0, ..CompactionConfig::default() };
-        let mut log = Some(PartitionLog::open(dir.path(), cfg.clone()).unwrap());
+        // Two open segments at most: every step also runs with sealed segments closed and
+        // their indexes dropped, then opened and loaded again.
+        let files = OpenFiles::new(2);
+        let mut log = Some(PartitionLog::open_with(dir.path(), cfg.clone(), &files).unwrap());
         // Every record written: offset -> (key, value).
         let mut written: BTreeMap<i64, (Vec<u8>, Option<Vec<u8>>)> = BTreeMap::new();
         // Keys whose tombstone may have expired, with the tombstone's offset.
@@ -120,7 +123,7 @@ proptest! {
                     }
                     drop(log.take());
                     crash_at(dir.path(), step);
-                    log = Some(PartitionLog::open(dir.path(), cfg.clone()).unwrap());
+                    log = Some(PartitionLog::open_with(dir.path(), cfg.clone(), &files).unwrap());
                 }
                 Op::Retain(i) => {
                     let limit = i.index(l.size_bytes() as usize + 1) as u64;
@@ -134,10 +137,11 @@ proptest! {
                 Op::Reopen { clean } => {
                     let l = log.take().unwrap();
                     if clean { l.close().unwrap() } else { drop(l) }
-                    log = Some(PartitionLog::open(dir.path(), cfg.clone()).unwrap());
+                    log = Some(PartitionLog::open_with(dir.path(), cfg.clone(), &files).unwrap());
                 }
             }
             let l = log.as_ref().unwrap();
+            prop_assert!(files.open_files() <= 2, "{} segment files open", files.open_files());
             let end = written.keys().next_back().map_or(0, |o| o + 1);
             prop_assert_eq!(l.log_end_offset(), end);
             prop_assert!(l.log_start_offset() >= start, "the log start went back");

@@ -8,7 +8,7 @@ use std::fs;
 use common::*;
 use proptest::prelude::*;
 use runnel_protocol::batch::BatchHeader;
-use runnel_storage::{LogConfig, PartitionLog};
+use runnel_storage::{LogConfig, OpenFiles, PartitionLog};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -55,7 +55,10 @@ proptest! {
     fn log_matches_model(segment_bytes in 100u64..700, interval in 0u64..200, ops in prop::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
         let cfg = LogConfig { segment_bytes, index_interval_bytes: interval, ..LogConfig::default() };
-        let mut log = Some(PartitionLog::open(dir.path(), cfg.clone()).unwrap());
+        // Two open segments at most: every step also runs with sealed segments closed and
+        // their indexes dropped, then opened and loaded again.
+        let files = OpenFiles::new(2);
+        let mut log = Some(PartitionLog::open_with(dir.path(), cfg.clone(), &files).unwrap());
         let mut model: Vec<Vec<u8>> = Vec::new();
         for op in ops {
             let l = log.as_mut().unwrap();
@@ -70,7 +73,7 @@ proptest! {
                 Op::Reopen { clean } => {
                     let l = log.take().unwrap();
                     if clean { l.close().unwrap() } else { drop(l) }
-                    log = Some(PartitionLog::open(dir.path(), cfg.clone()).unwrap());
+                    log = Some(PartitionLog::open_with(dir.path(), cfg.clone(), &files).unwrap());
                 }
                 Op::TearTail(cut) => {
                     drop(log.take());
@@ -84,7 +87,7 @@ proptest! {
                     while model.iter().map(Vec::len).sum::<usize>() > keep {
                         model.pop();
                     }
-                    log = Some(PartitionLog::open(dir.path(), cfg.clone()).unwrap());
+                    log = Some(PartitionLog::open_with(dir.path(), cfg.clone(), &files).unwrap());
                 }
                 Op::Truncate(i) => {
                     let offset = i.index(end_of(&model) as usize + 1) as i64;
@@ -96,6 +99,7 @@ proptest! {
                 Op::Flush => l.flush().unwrap(),
             }
             let l = log.as_ref().unwrap();
+            prop_assert!(files.open_files() <= 2, "{} segment files open", files.open_files());
             prop_assert_eq!(l.log_end_offset(), end_of(&model));
             prop_assert_eq!(l.log_start_offset(), 0);
             let all: Vec<u8> = model.concat();

@@ -22,7 +22,7 @@ impl Segment {
         if !matches!(self.max_time_entry(), Some((max, _)) if max >= ts) {
             return Ok(None);
         }
-        let mut pos = match self.time_index.last_below(ts) {
+        let mut pos = match self.time_last_below(ts) {
             Some(e) => self
                 .find_batch(self.base_offset + i64::from(e.rel_offset))?
                 .map_or(0, |(p, _)| p),
