@@ -22,6 +22,7 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("max.connections.per.ip", "2147483647", "Most client connections from one IP address; more are closed at once."),
     ("max.connections.per.ip.overrides", "", "Per-address exceptions to max.connections.per.ip, as IP:COUNT,IP:COUNT (e.g. 127.0.0.1:200,::1:200; a count may be 0)."),
     ("max.broker.partitions", "10000", "Most partitions this broker holds; CreateTopics, CreatePartitions and auto-creation past it are refused with POLICY_VIOLATION (KIP-578's name; Kafka has no such limit)."),
+    ("log.max.open.segments", "0", "Most log segments held open at once (their file and, when sealed, their indexes); idle ones are closed and opened again on use, so a broker starts and serves with more segments than it may open files. 0: half the process's open-file limit (RLIMIT_NOFILE). Runnel's setting; Kafka keeps every segment open."),
     ("connections.max.idle.ms", "600000", "A connection with nothing read and nothing in flight for this long is closed, as is one whose response cannot be written for this long."),
     ("authorizer.class.name", "", "Turns ACL checks on: org.apache.kafka.metadata.authorizer.StandardAuthorizer (Kafka's name, accepted as is) or runnel. Empty: no authorizer, every request is allowed."),
     ("super.users", "", "Principals allowed everything whatever the ACLs, separated by ';' (e.g. User:admin;User:ops)."),
@@ -237,6 +238,10 @@ impl BrokerConfig {
                 Ok(n) if n >= 1 && (name != "quota.window.num" || n >= 2) => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1 (quota.window.num: ≥ 2)")),
             },
+            "log.max.open.segments" => match value.parse::<i32>() {
+                Ok(n) if n >= 0 => Ok(()),
+                _ => Err(bad("expected a whole number ≥ 0 (0: half the open-file limit)")),
+            },
             "max.connections" | "connections.max.idle.ms" | "max.broker.partitions" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
@@ -350,6 +355,14 @@ impl BrokerConfig {
 
     pub fn max_broker_partitions(&self) -> u64 {
         self.int_setting("max.broker.partitions", 10_000).max(1) as u64
+    }
+
+    /// `log.max.open.segments`, with 0 resolved to half the open-file limit.
+    pub fn max_open_segments(&self) -> usize {
+        match self.int_setting("log.max.open.segments", 0) {
+            n if n > 0 => n as usize,
+            _ => runnel_storage::OpenFiles::default_capacity(),
+        }
     }
 
     pub fn connections_max_idle_ms(&self) -> u64 {

@@ -168,14 +168,26 @@ impl Metrics {
     }
 }
 
-/// Offline partitions and quarantined directories (see `data_dir`).
+/// Offline partitions and quarantined directories (see `data_dir`), and the descriptors
+/// held: segment files (bounded by `log.max.open.segments`) and the whole process's.
 fn register_storage_health(registry: &mut Registry, b: &Broker) {
     let (offline, stray) = b.storage_health();
-    let (o, q) = (Gauge::<i64>::default(), Gauge::<i64>::default());
-    o.set(offline as i64);
-    q.set(stray as i64);
-    registry.register("offline_partitions", "Partitions that cannot serve (failed fsync, or could not be opened) until a restart", o);
-    registry.register("quarantined_dirs", "Directories in the data dir moved aside as -stray because the metadata does not know them", q);
+    let files = runnel_storage::OpenFiles::process();
+    let (reopened, index_loads) = files.reloads();
+    let process_fds = std::fs::read_dir("/proc/self/fd").map_or(-1, |d| d.count() as i64);
+    for (name, help, v) in [
+        ("offline_partitions", "Partitions that cannot serve (failed fsync, or could not be opened) until a restart", offline as i64),
+        ("quarantined_dirs", "Directories in the data dir moved aside as -stray because the metadata does not know them", stray as i64),
+        ("open_segment_files", "Segment files open now (held by the open-segment cache or by a read in flight)", files.open_files() as i64),
+        ("open_segments_max", "Segments held open at most by the cache (log.max.open.segments)", files.capacity() as i64),
+        ("segment_reopens", "Times a segment closed by the cache was opened again", reopened as i64),
+        ("segment_index_loads", "Times a sealed segment's indexes were read again from their files", index_loads as i64),
+        ("open_fds", "File descriptors the broker process has open (sockets included)", process_fds),
+    ] {
+        let g = Gauge::<i64>::default();
+        g.set(v);
+        registry.register(name, help, g);
+    }
 }
 
 /// Cluster mode: partitions led here, those with fewer in-sync replicas than replicas, and

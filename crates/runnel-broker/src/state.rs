@@ -105,6 +105,8 @@ impl Broker {
     /// partitions this broker hosts.
     pub fn open(config: BrokerConfig, endpoints: crate::listeners::Endpoints, cluster: Option<Arc<Cluster>>) -> Result<Self, StateError> {
         data_dir::create_dir_durably(&config.data_dir)?;
+        // Before any partition opens: how many segments stay open at once.
+        runnel_storage::OpenFiles::process().set_capacity(config.max_open_segments());
         let cluster_id = data_dir::load_or_create_cluster_id(&config.data_dir, config.node_id)?;
         if let Some(c) = cluster {
             return Self::open_clustered(config, endpoints, cluster_id, c);

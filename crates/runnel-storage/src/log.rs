@@ -440,6 +440,18 @@ impl PartitionLog {
         min_one: bool,
         upper: i64,
     ) -> Result<ReadSlice, StorageError> {
+        self.read_segments(offset, max_bytes, min_one, upper, usize::MAX)
+    }
+
+    /// [`read_up_to`](Self::read_up_to) from one segment only, as Kafka's fetch reads (the
+    /// next fetch goes on where this one ended): a response being sent holds one open file
+    /// per partition, however small the segments, so fetches in flight cannot exhaust the
+    /// descriptors that the cache of open segments bounds.
+    pub fn read_for_fetch(&self, offset: i64, max_bytes: usize, min_one: bool, upper: i64) -> Result<ReadSlice, StorageError> {
+        self.read_segments(offset, max_bytes, min_one, upper, 1)
+    }
+
+    fn read_segments(&self, offset: i64, max_bytes: usize, min_one: bool, upper: i64, max_segments: usize) -> Result<ReadSlice, StorageError> {
         self.check_online()?;
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
@@ -505,7 +517,7 @@ impl PartitionLog {
                     len: (pos - start) as usize,
                 });
             }
-            if full || total >= max {
+            if full || total >= max || out.slices.len() >= max_segments {
                 break;
             }
         }

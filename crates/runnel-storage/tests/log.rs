@@ -411,3 +411,24 @@ fn read_up_to_stops_before_the_upper_bound() {
         all.len()
     );
 }
+
+/// A fetch reads from one segment at a time (as Kafka's does), so a response in flight holds
+/// one open file per partition: reading on from where each read ended gives the whole log.
+#[test]
+fn a_fetch_read_stays_in_one_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let all = fill(&mut log, 20);
+    assert!(log.segment_count() > 3);
+    let (mut offset, mut got, mut reads) = (0, Vec::new(), 0);
+    while offset < log.log_end_offset() {
+        let slice = log.read_for_fetch(offset, usize::MAX, true, i64::MAX).unwrap();
+        assert_eq!(slice.slices.len(), 1, "one segment per read");
+        let bytes = slice.read_to_vec().unwrap();
+        offset = runnel_protocol::batch::batches(&bytes).last().unwrap().unwrap().0.last_offset() + 1;
+        got.extend_from_slice(&bytes);
+        reads += 1;
+    }
+    assert_eq!(got, all);
+    assert_eq!(reads, log.segment_count(), "the active segment is not empty after appends");
+}

@@ -232,7 +232,7 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, follower: bool, committed: bool
             // with read_committed below the last stable offset too.
             let stable = log.last_stable_offset().min(hw);
             let upper = if follower { i64::MAX } else if committed { stable } else { hw };
-            match log.read_up_to(w.fetch_offset, limit, min_one, upper) {
+            match log.read_for_fetch(w.fetch_offset, limit, min_one, upper) {
                 Ok(slice) => {
                     // As Kafka: the offsets are sent only with a successful read (-1 on errors).
                     d = d.with_high_watermark(hw).with_last_stable_offset(stable).with_log_start_offset(start);

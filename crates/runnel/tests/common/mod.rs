@@ -44,10 +44,29 @@ impl Broker {
     /// Starts a broker process without waiting for it to serve (a cluster node waits
     /// for its quorum before it prints its startup line).
     pub fn spawn_in(data_dir: &Path, extra: &[&str]) -> Starting {
+        Self::spawn_limited(data_dir, extra, None)
+    }
+
+    /// Starts a broker on an existing data dir whose process may open at most `nofile`
+    /// files (its RLIMIT_NOFILE, soft and hard; the test process keeps its own).
+    pub fn start_with_fd_limit(data_dir: &Path, extra: &[&str], nofile: u64) -> Broker {
+        Self::spawn_limited(data_dir, extra, Some(nofile)).wait()
+    }
+
+    fn spawn_limited(data_dir: &Path, extra: &[&str], nofile: Option<u64>) -> Starting {
+        use std::os::unix::process::CommandExt;
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // With Kafka's `listeners` among the settings, --listen (its shorthand) must go.
         let listen: &[&str] = if extra.iter().any(|a| a.starts_with("listeners=") || a.contains(",listeners=")) { &[] } else { &["--listen", "127.0.0.1:0"] };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runnel"));
+        if let Some(n) = nofile {
+            let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+            // SAFETY: setrlimit is async-signal-safe; `lim` is a plain struct copied in.
+            unsafe {
+                cmd.pre_exec(move || if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) });
+            }
+        }
+        let mut child = cmd
             .arg("broker")
             .args(listen)
             .arg("--data-dir")
