@@ -1,7 +1,9 @@
 //! Client quotas: a librdkafka producer whose client id is limited to 1 MiB/s (set with
 //! `runnel quota set`) is held to within 10 % of it over 10 s, while an unlimited producer
 //! on the same broker keeps a rate many times higher; the quota is listed by `runnel quota
-//! list`, and refused values get INVALID_REQUEST.
+//! list`, and refused values get INVALID_REQUEST. Fetch is held the same way: a consumer
+//! limited to 1 MiB/s of fetched bytes reads at that rate while an unlimited one reads the
+//! same data many times faster.
 
 mod common;
 
@@ -10,7 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::Broker;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
 
 const QUOTA: f64 = 1_048_576.0;
 const RUN: Duration = Duration::from_secs(10);
@@ -69,3 +73,58 @@ fn a_limited_client_is_held_to_its_quota_and_others_keep_their_rate() {
     });
     assert!(free > 4.0 * QUOTA, "the unlimited client slowed to {free:.0} B/s");
 }
+
+/// Reads partition 0 of `topic` from offset 0 for `RUN` (or until `total` bytes of values
+/// arrived) with 64 KiB fetches; returns the value bytes read per second.
+fn consume_flat_out(b: &Broker, topic: &str, client_id: &str, total: usize) -> f64 {
+    let consumer = common::kafka::consumer(
+        b,
+        &[("client.id", client_id), ("message.max.bytes", "65536"), ("fetch.max.bytes", "65536"), ("max.partition.fetch.bytes", "65536"), ("fetch.wait.max.ms", "10")],
+    );
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(0)).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let (start, mut read) = (Instant::now(), 0usize);
+    while start.elapsed() < RUN && read < total {
+        if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+            read += m.expect("consume").payload().map_or(0, <[u8]>::len);
+        }
+    }
+    read as f64 / start.elapsed().as_secs_f64()
+}
+
+#[test]
+fn a_limited_consumer_is_held_to_its_fetch_quota_and_others_keep_their_rate() {
+    let b = Broker::start(&["-o", "quota.window.num=2"]);
+    common::kafka::create_topic(&b, "fetched", 1, &[]);
+    // 32 MiB to read: more than the limited consumer may fetch in the run.
+    let producer = common::kafka::producer(&b, &[("acks", "1"), ("linger.ms", "20")]);
+    let value = vec![3u8; 8 * 1024];
+    let total = 32 << 20;
+    common::kafka::block_on(async {
+        let sends: Vec<_> = (0..total / value.len())
+            .map(|_| producer.send_result(FutureRecord::<(), [u8]>::to("fetched").payload(&value)).expect("queue"))
+            .collect();
+        for f in sends {
+            f.await.expect("delivery").expect("acknowledged");
+        }
+    });
+    let set = runnel(&b, &["quota", "set", "--client-id", "slow-reader", "--consumer-byte-rate", "1048576"]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+
+    let free = std::thread::scope(|s| {
+        let limited = s.spawn(|| consume_flat_out(&b, "fetched", "slow-reader", total));
+        let free = consume_flat_out(&b, "fetched", "fast-reader", total);
+        let limited = limited.join().unwrap();
+        eprintln!("limited: {:.0} B/s ({:.3} of the quota), free: {:.0} B/s", limited, limited / QUOTA, free);
+        // Kafka's quota is a rate over the sampled windows: a new client may take one
+        // window's worth (1 s here) at once, and bytes in a window that has just expired are
+        // forgotten; with 64 KiB fetches that is the allowance over a 10 s run, so the bound
+        // is 10 % over the quota for the run plus one window.
+        let most = QUOTA * 1.10 * (RUN.as_secs_f64() + 1.0) / RUN.as_secs_f64();
+        assert!(limited >= QUOTA * 0.90 && limited <= most, "limited consumer at {limited:.0} B/s, quota {QUOTA}, at most {most:.0}");
+        free
+    });
+    assert!(free > 4.0 * QUOTA, "the unlimited consumer slowed to {free:.0} B/s");
+}
+
