@@ -57,8 +57,9 @@ pub struct Broker {
     security: RwLock<Arc<SecurityView>>,
     /// Client quota budgets (produce and fetch byte rates).
     quotas: crate::quota::Quotas,
-    /// Topics whose partitions are being created outside the metadata lock (one node):
-    /// a delete or a partition increase of such a topic waits until they are in place.
+    /// Topics whose partition directories are being created, or retired by a delete,
+    /// outside the metadata lock (one node): a create, delete or partition increase of
+    /// such a topic waits until they are in place (or renamed away).
     creating: Mutex<HashSet<String>>,
 }
 
@@ -593,10 +594,12 @@ impl Broker {
         }
     }
 
-    /// Deletes a topic: the record first, then its data from disk. Before the metadata
-    /// lock is released (so before the name can be reused), every partition log is
-    /// retired: its directory renamed to `*-delete` and the log taken offline, so a
-    /// cleaner pass or a produce still holding it can never touch a new topic's files.
+    /// Deletes a topic: the record first, then its data from disk. Before the name can be
+    /// reused, every partition log is retired: its directory renamed to `*-delete` (and
+    /// its parent fsynced) and the log taken offline, so a cleaner pass or a produce still
+    /// holding it can never touch a new topic's files. The renames run without the
+    /// metadata lock, which every request reading the image waits on; meanwhile the name
+    /// is marked busy, so creating it again waits (`local_settled`).
     pub fn delete_topic(&self, name: &str) -> Result<(), StateError> {
         if let Some(c) = self.cluster() {
             let Some(t) = self.topic(name) else { return Err(StateError::UnknownTopic(name.into())) };
@@ -614,8 +617,10 @@ impl Broker {
         }
         md.commit(MetadataRecord::DeleteTopic { name: name.into() })?;
         let removed = self.take_topic_partitions(name);
-        let retired = Self::retire_partitions(&removed);
+        self.creating.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string());
         drop(md);
+        let retired = Self::retire_partitions(&removed);
+        self.creating.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
         Self::remove_partition_data(removed, retired)
     }
 

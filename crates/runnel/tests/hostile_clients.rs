@@ -422,3 +422,42 @@ fn creating_many_partitions_does_not_stall_metadata_requests() {
     let took = creator.join().unwrap();
     assert!(during >= 3 && worst < took / 3, "{during} Metadata requests while 200 partitions were created in {took:?}; the slowest took {worst:?}");
 }
+
+/// DeleteTopics renames each partition directory away (and fsyncs its parent) without the
+/// metadata lock: Metadata requests keep being answered while a 400-partition topic is
+/// deleted (before, they waited for every rename: a fifth of the deletion), and the name can
+/// be created again at once.
+#[test]
+fn deleting_many_partitions_does_not_stall_metadata_requests() {
+    common::raise_fd_limit(4096);
+    let (b, _s) = broker_with_topic("other", 0);
+    let create = |s: &mut std::net::TcpStream| {
+        let t = create_topics_request::CreatableTopic::default().with_name(TopicName(sb("wide"))).with_num_partitions(400).with_replication_factor(1);
+        let r: CreateTopicsResponse = call(s, ApiKey::CreateTopics, 5, &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(60_000));
+        assert_eq!(r.topics[0].error_code, 0);
+    };
+    create(&mut connect(&b.addr));
+    let addr = b.addr.clone();
+    let deleter = std::thread::spawn(move || {
+        let started = Instant::now();
+        let req = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(sb("wide"))]).with_timeout_ms(60_000);
+        let r: DeleteTopicsResponse = call(&mut connect(&addr), ApiKey::DeleteTopics, 4, &req);
+        assert_eq!(r.responses[0].error_code, 0);
+        started.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let mut s = connect(&b.addr);
+    let (mut worst, mut during) = (Duration::ZERO, 0);
+    while !deleter.is_finished() {
+        let t = Instant::now();
+        let md: MetadataResponse = call(&mut s, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
+        assert!(md.topics.iter().any(|t| t.name.as_deref().map(|n| &**n) == Some("other")));
+        worst = worst.max(t.elapsed());
+        during += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = deleter.join().unwrap();
+    eprintln!("{during} Metadata requests while 400 partitions were deleted in {took:?}; the slowest took {worst:?}");
+    assert!(during >= 3 && worst < took / 10, "{during} Metadata requests while 400 partitions were deleted in {took:?}; the slowest took {worst:?}");
+    create(&mut s);
+}
