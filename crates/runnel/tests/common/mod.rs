@@ -44,16 +44,25 @@ impl Broker {
     /// Starts a broker process without waiting for it to serve (a cluster node waits
     /// for its quorum before it prints its startup line).
     pub fn spawn_in(data_dir: &Path, extra: &[&str]) -> Starting {
-        Self::spawn_limited(data_dir, extra, None)
+        Self::spawn_limited(data_dir, extra, None, None)
+    }
+
+    /// Starts a broker with a fresh temp data dir whose stderr (its log, and any panic
+    /// message) goes to the file `log` instead of the test's.
+    pub fn start_logging_to(extra: &[&str], log: &Path) -> Broker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut b = Self::spawn_limited(tmp.path(), extra, None, Some(log)).wait();
+        b._tmp = Some(tmp);
+        b
     }
 
     /// Starts a broker on an existing data dir whose process may open at most `nofile`
     /// files (its RLIMIT_NOFILE, soft and hard; the test process keeps its own).
     pub fn start_with_fd_limit(data_dir: &Path, extra: &[&str], nofile: u64) -> Broker {
-        Self::spawn_limited(data_dir, extra, Some(nofile)).wait()
+        Self::spawn_limited(data_dir, extra, Some(nofile), None).wait()
     }
 
-    fn spawn_limited(data_dir: &Path, extra: &[&str], nofile: Option<u64>) -> Starting {
+    fn spawn_limited(data_dir: &Path, extra: &[&str], nofile: Option<u64>, stderr: Option<&Path>) -> Starting {
         use std::os::unix::process::CommandExt;
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         // With Kafka's `listeners` among the settings, --listen (its shorthand) must go.
@@ -76,7 +85,7 @@ impl Broker {
             // Tests run brokers side by side: the admin listener too takes a free port.
             .env("RUNNEL_ADMIN_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr.map_or_else(Stdio::inherit, |p| Stdio::from(std::fs::File::create(p).expect("broker log file"))))
             .spawn()
             .expect("spawn runnel");
         let stdout = child.stdout.take().expect("stdout");
