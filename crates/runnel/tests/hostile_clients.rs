@@ -394,32 +394,43 @@ fn partitions_are_capped_broker_wide() {
     assert_serving(&mut b);
 }
 
+/// Runs `admin` (an admin request) on a connection of its own, timed,
+/// while another connection sends Metadata every `every`: returns how many Metadata requests
+/// were answered meanwhile, the slowest one, and how long `admin` took.
+fn metadata_while(b: &Broker, every: Duration, admin: impl FnOnce(&mut std::net::TcpStream) + Send + 'static) -> (usize, Duration, Duration) {
+    let addr = b.addr.clone();
+    let job = std::thread::spawn(move || {
+        let started = Instant::now();
+        admin(&mut connect(&addr));
+        started.elapsed()
+    });
+    std::thread::sleep(every);
+    let mut s = connect(&b.addr);
+    let (mut worst, mut during) = (Duration::ZERO, 0);
+    while !job.is_finished() {
+        let t = Instant::now();
+        let md: MetadataResponse = call(&mut s, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
+        assert!(md.topics.iter().any(|t| t.name.as_deref().map(|n| &**n) == Some("other")));
+        worst = worst.max(t.elapsed());
+        during += 1;
+        std::thread::sleep(every);
+    }
+    (during, worst, job.join().unwrap())
+}
+
+fn create_wide(s: &mut std::net::TcpStream, partitions: i32) {
+    let t = create_topics_request::CreatableTopic::default().with_name(TopicName(sb("wide"))).with_num_partitions(partitions).with_replication_factor(1);
+    let r: CreateTopicsResponse = call(s, ApiKey::CreateTopics, 5, &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(60_000));
+    assert_eq!(r.topics[0].error_code, 0);
+}
+
 /// Creating many partitions (a directory each, fsynced with its parent) held the metadata
 /// lock throughout, so every request that reads the metadata waited for all of them.
 #[test]
 fn creating_many_partitions_does_not_stall_metadata_requests() {
     common::raise_fd_limit(4096);
     let (b, _s) = broker_with_topic("other", 0);
-    let addr = b.addr.clone();
-    let creator = std::thread::spawn(move || {
-        let t = create_topics_request::CreatableTopic::default().with_name(TopicName(sb("wide"))).with_num_partitions(200).with_replication_factor(1);
-        let started = Instant::now();
-        let r: CreateTopicsResponse = call(&mut connect(&addr), ApiKey::CreateTopics, 5, &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(60_000));
-        assert_eq!(r.topics[0].error_code, 0);
-        started.elapsed()
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let mut s = connect(&b.addr);
-    let (mut worst, mut during) = (Duration::ZERO, 0);
-    while !creator.is_finished() {
-        let t = Instant::now();
-        let md: MetadataResponse = call(&mut s, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
-        assert!(md.topics.iter().any(|t| t.name.as_deref().map(|n| &**n) == Some("other")));
-        worst = worst.max(t.elapsed());
-        during += 1;
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = creator.join().unwrap();
+    let (during, worst, took) = metadata_while(&b, Duration::from_millis(20), |s| create_wide(s, 200));
     assert!(during >= 3 && worst < took / 3, "{during} Metadata requests while 200 partitions were created in {took:?}; the slowest took {worst:?}");
 }
 
@@ -431,33 +442,13 @@ fn creating_many_partitions_does_not_stall_metadata_requests() {
 fn deleting_many_partitions_does_not_stall_metadata_requests() {
     common::raise_fd_limit(4096);
     let (b, _s) = broker_with_topic("other", 0);
-    let create = |s: &mut std::net::TcpStream| {
-        let t = create_topics_request::CreatableTopic::default().with_name(TopicName(sb("wide"))).with_num_partitions(400).with_replication_factor(1);
-        let r: CreateTopicsResponse = call(s, ApiKey::CreateTopics, 5, &CreateTopicsRequest::default().with_topics(vec![t]).with_timeout_ms(60_000));
-        assert_eq!(r.topics[0].error_code, 0);
-    };
-    create(&mut connect(&b.addr));
-    let addr = b.addr.clone();
-    let deleter = std::thread::spawn(move || {
-        let started = Instant::now();
+    create_wide(&mut connect(&b.addr), 400);
+    let (during, worst, took) = metadata_while(&b, Duration::from_millis(10), |s| {
         let req = DeleteTopicsRequest::default().with_topic_names(vec![TopicName(sb("wide"))]).with_timeout_ms(60_000);
-        let r: DeleteTopicsResponse = call(&mut connect(&addr), ApiKey::DeleteTopics, 4, &req);
+        let r: DeleteTopicsResponse = call(s, ApiKey::DeleteTopics, 4, &req);
         assert_eq!(r.responses[0].error_code, 0);
-        started.elapsed()
     });
-    std::thread::sleep(Duration::from_millis(20));
-    let mut s = connect(&b.addr);
-    let (mut worst, mut during) = (Duration::ZERO, 0);
-    while !deleter.is_finished() {
-        let t = Instant::now();
-        let md: MetadataResponse = call(&mut s, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
-        assert!(md.topics.iter().any(|t| t.name.as_deref().map(|n| &**n) == Some("other")));
-        worst = worst.max(t.elapsed());
-        during += 1;
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let took = deleter.join().unwrap();
     eprintln!("{during} Metadata requests while 400 partitions were deleted in {took:?}; the slowest took {worst:?}");
     assert!(during >= 3 && worst < took / 10, "{during} Metadata requests while 400 partitions were deleted in {took:?}; the slowest took {worst:?}");
-    create(&mut s);
+    create_wide(&mut connect(&b.addr), 400);
 }
