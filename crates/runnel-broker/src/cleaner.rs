@@ -9,6 +9,8 @@
 //! compaction holds the partition's lock only to plan, to check what it will install and
 //! to put the new segments in place, never while it reads, writes, renames or fsyncs
 //! files; its install holds the partition's maintenance lock, as retention does.
+//! Retention likewise holds the log's lock only to take expired segments out of the log,
+//! not while their files are deleted and the log start checkpointed.
 //! Errors are logged and the next pass tries again; nothing here panics.
 
 use std::sync::Arc;
@@ -28,7 +30,9 @@ pub fn retention_pass(broker: &Broker) {
         let settings = part.settings();
         let cfg = if settings.delete { settings.retention } else { Default::default() };
         let _maintenance = part.maintenance();
-        match part.log().apply_retention(&cfg, now) {
+        // The log's lock only to take the segments out; their files go without it.
+        let deletion = part.log().plan_retention(&cfg, now);
+        match deletion.run() {
             Ok(out) if out.segments_deleted > 0 => tracing::info!(
                 topic = %part.topic, partition = part.index, segments = out.segments_deleted,
                 bytes = out.bytes_deleted, "retention deleted old segments"

@@ -27,6 +27,7 @@ fn slot(op: Op) -> usize {
 #[derive(Default)]
 struct Plan {
     countdown: [Option<u64>; OPS],
+    stall: [Option<std::time::Duration>; OPS],
     per_million: [u32; OPS],
     rng: u64,
     injected: u64,
@@ -53,6 +54,11 @@ pub fn fail_randomly(op: Op, per_million: u32, seed: u64) {
     });
 }
 
+/// Makes each call of kind `op` on this thread take `d` longer (a slow disk).
+pub fn stall(op: Op, d: std::time::Duration) {
+    PLAN.with(|p| p.borrow_mut().stall[slot(op)] = Some(d));
+}
+
 /// Removes every failpoint of this thread.
 pub fn clear() {
     PLAN.with(|p| *p.borrow_mut() = Plan::default());
@@ -68,6 +74,9 @@ pub(crate) fn check(op: Op) -> io::Result<()> {
     PLAN.with(|p| {
         let mut p = p.borrow_mut();
         let i = slot(op);
+        if let Some(d) = p.stall[i] {
+            std::thread::sleep(d);
+        }
         let mut fail = false;
         if let Some(n) = p.countdown[i] {
             if n <= 1 {

@@ -29,6 +29,7 @@ use crate::fsio;
 use crate::open_files::{OpenFiles, SegmentFile};
 use crate::producer_state::{AppendOrigin, ProducerStateManager};
 use crate::recovery::{self, CLEANER_POINT_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE};
+use crate::retention::{RetentionOutcome, SegmentDeletion};
 use crate::segment::Segment;
 
 /// What an append stored.
@@ -629,30 +630,29 @@ impl PartitionLog {
     /// Deletes the `n` oldest segments (never the active one), oldest first, then moves
     /// the log start up to the new first segment if it was below it.
     pub(crate) fn delete_oldest(&mut self, n: usize) -> Result<(), StorageError> {
+        self.detach_oldest(n).run().map(|_| ())
+    }
+
+    /// Takes the `n` oldest segments (never the active one) out of the log and moves the
+    /// log start up to the new first segment if it was below it, in memory: reads no
+    /// longer reach them (a read in flight keeps its open files). Their files are deleted,
+    /// and the log start checkpointed, by [`SegmentDeletion::run`], without the log.
+    pub(crate) fn detach_oldest(&mut self, n: usize) -> SegmentDeletion {
         let n = n.min(self.segments.len() - 1);
-        if n == 0 {
-            return Ok(());
-        }
-        let mut deleted = Ok(());
-        for _ in 0..n {
-            let seg = self.segments.remove(0);
-            tracing::debug!(dir = %self.dir.display(), base = seg.base_offset(), "deleting segment");
-            if let Err(e) = seg.delete() {
-                // Its files are below the log start now; `open` deletes them.
-                deleted = Err(e);
-                break;
-            }
-        }
+        let size: u64 = self.segments[..n].iter().map(Segment::size).sum();
+        let segments: Vec<Segment> = self.segments.drain(..n).collect();
         // In memory first: the checkpoint may lag (`open` takes the larger of the
-        // checkpoint and the first segment's base).
+        // checkpoint and the first segment's base, and deletes the segments below it).
         let start = self.log_start.max(self.segments[0].base_offset());
         let old = std::mem::replace(&mut self.log_start, start);
         self.check_invariants();
-        if start != old {
-            recovery::write_checkpoint(&self.dir, LOG_START_FILE, start)?;
+        SegmentDeletion {
+            dir: self.dir.clone(),
+            outcome: RetentionOutcome { segments_deleted: segments.len(), bytes_deleted: size },
+            segments,
+            log_start: (start != old).then_some(start),
+            first_base: self.segments[0].base_offset(),
         }
-        self.prune_snapshots()?;
-        Ok(deleted?)
     }
 
     /// Deletes the partition directory and everything in it.

@@ -88,17 +88,6 @@ impl PartitionLog {
         self.on_replayed_transactions(&done)
     }
 
-    /// Deletes snapshots below the first segment, except the newest snapshot.
-    pub(crate) fn prune_snapshots(&mut self) -> Result<(), StorageError> {
-        let first = self.segments[0].base_offset();
-        let snaps = producer_state::list_snapshots(&self.dir)?;
-        if let Some((_, older)) = snaps.split_last() {
-            for &o in older.iter().filter(|&&o| o < first) {
-                producer_state::delete_snapshot(&self.dir, o)?;
-            }
-        }
-        Ok(())
-    }
 
     /// Indexes the aborted ones of `txns`, closed by markers just appended (in the
     /// active segment).
@@ -145,4 +134,16 @@ impl PartitionLog {
 
 fn aborted(t: &CompletedTxn, lso: i64) -> AbortedTxn {
     AbortedTxn { producer_id: t.producer_id, first_offset: t.first_offset, last_offset: t.last_offset, last_stable_offset: lso }
+}
+
+/// Deletes the producer snapshots of `dir` below `first` (the first segment's base), except
+/// the newest snapshot.
+pub(crate) fn prune_snapshots(dir: &std::path::Path, first: i64) -> Result<(), StorageError> {
+    let snaps = producer_state::list_snapshots(dir)?;
+    if let Some((_, older)) = snaps.split_last() {
+        for &o in older.iter().filter(|&&o| o < first) {
+            producer_state::delete_snapshot(dir, o)?;
+        }
+    }
+    Ok(())
 }

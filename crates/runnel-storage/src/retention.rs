@@ -5,16 +5,73 @@
 //! The log start offset is checkpointed (`log-start-offset`, written atomically) before the
 //! files below it are deleted, so a crash never makes deleted records readable again.
 //! Never decides when to run: the broker's cleaner loop does.
+//!
+//! Retention runs in two steps so that no file is deleted under the lock a request waits
+//! on: [`PartitionLog::plan_retention`] (under the lock) takes the expired segments out of
+//! the log in memory; [`SegmentDeletion::run`] (without it) deletes their files, then
+//! checkpoints the log start. Callers serialize it with other deletions of closed
+//! segments (the broker's per-partition maintenance lock).
+
+use std::path::PathBuf;
 
 use crate::config::RetentionConfig;
 use crate::error::StorageError;
 use crate::log::PartitionLog;
+use crate::recovery::{self, LOG_START_FILE};
+use crate::segment::Segment;
 
 /// What a retention pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionOutcome {
     pub segments_deleted: usize,
     pub bytes_deleted: u64,
+}
+
+/// Segments taken out of a log whose files are still to be deleted (see the module docs).
+#[derive(Debug)]
+pub struct SegmentDeletion {
+    pub(crate) dir: PathBuf,
+    pub(crate) segments: Vec<Segment>,
+    /// The log start to checkpoint once the files are gone, if it moved.
+    pub(crate) log_start: Option<i64>,
+    /// The log's first segment after the deletion: producer snapshots below it go.
+    pub(crate) first_base: i64,
+    pub(crate) outcome: RetentionOutcome,
+}
+
+impl SegmentDeletion {
+    /// Deletes the segments' files oldest first, then checkpoints the log start and prunes
+    /// producer snapshots. After a failed delete the rest stay on disk below the log start,
+    /// where the next `open` deletes them.
+    pub fn run(self) -> Result<RetentionOutcome, StorageError> {
+        if self.segments.is_empty() && self.log_start.is_none() {
+            return Ok(self.outcome);
+        }
+        let mut deleted = Ok(());
+        for seg in self.segments {
+            tracing::debug!(dir = %self.dir.display(), base = seg.base_offset(), "deleting segment");
+            if let Err(e) = seg.delete() {
+                deleted = Err(e);
+                break;
+            }
+        }
+        if let Some(start) = self.log_start {
+            recovery::write_checkpoint(&self.dir, LOG_START_FILE, start)?;
+        }
+        crate::producers::prune_snapshots(&self.dir, self.first_base)?;
+        deleted?;
+        Ok(self.outcome)
+    }
+
+    /// Another deletion's segments after this one's (one run for both).
+    fn then(mut self, next: SegmentDeletion) -> SegmentDeletion {
+        self.segments.extend(next.segments);
+        self.log_start = next.log_start.or(self.log_start);
+        self.first_base = next.first_base;
+        self.outcome.segments_deleted += next.outcome.segments_deleted;
+        self.outcome.bytes_deleted += next.outcome.bytes_deleted;
+        self
+    }
 }
 
 impl PartitionLog {
@@ -29,11 +86,21 @@ impl PartitionLog {
         cfg: &RetentionConfig,
         now_ms: i64,
     ) -> Result<RetentionOutcome, StorageError> {
+        self.plan_retention(cfg, now_ms).run()
+    }
+
+    /// [`apply_retention`](Self::apply_retention)'s step under the lock: takes the
+    /// segments it deletes out of the log; [`SegmentDeletion::run`] deletes their files.
+    pub fn plan_retention(&mut self, cfg: &RetentionConfig, now_ms: i64) -> SegmentDeletion {
         if self.offline_reason().is_some() {
-            return Ok(RetentionOutcome::default());
+            return self.detach_oldest(0);
         }
-        let before = (self.segments.len(), self.size_bytes());
-        self.delete_segments_below_start()?;
+        let n = self
+            .segments
+            .windows(2)
+            .take_while(|w| w[1].base_offset() <= self.log_start)
+            .count();
+        let below_start = self.detach_oldest(n);
         let closed = self.segments.len() - 1;
         let mut n = 0;
         if let Some(ms) = cfg.retention_ms {
@@ -55,11 +122,7 @@ impl PartitionLog {
             }
             n = n.max(by_size);
         }
-        self.delete_oldest(n)?;
-        Ok(RetentionOutcome {
-            segments_deleted: before.0 - self.segments.len(),
-            bytes_deleted: before.1 - self.size_bytes(),
-        })
+        below_start.then(self.detach_oldest(n))
     }
 
     /// DeleteRecords: makes `offset` the log start offset (records below it are no longer

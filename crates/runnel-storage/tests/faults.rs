@@ -317,3 +317,36 @@ fn a_damaged_batch_in_a_flushed_segment_costs_only_that_segment() {
     let kept: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.unwrap().file_name().into_string().ok()).filter(|n| n.contains(".damaged-")).collect();
     assert_eq!(kept.len(), 1, "the cut bytes are kept aside");
 }
+
+/// Retention takes its segments out of the log under the lock a request waits on and
+/// deletes their files without it: while every delete stalls (a slow disk), appends and
+/// reads on the same log, behind the mutex a broker holds it in, are answered at once.
+#[test]
+fn retention_deletes_files_without_the_log_lock() {
+    failpoints::clear();
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(PartitionLog::open(dir.path(), small_config()).unwrap()));
+    for _ in 0..8 {
+        append(&mut log.lock().unwrap(), &batch(3, 100));
+    }
+    let segments = log.lock().unwrap().segment_count();
+    assert!(segments >= 6, "{segments} segments");
+    let l = log.clone();
+    let cleaner = std::thread::spawn(move || {
+        failpoints::stall(Op::Remove, std::time::Duration::from_millis(50));
+        let deletion = l.lock().unwrap().plan_retention(&RetentionConfig { retention_ms: None, retention_bytes: Some(0) }, 0);
+        deletion.run().unwrap()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let t = std::time::Instant::now();
+    let end = append(&mut log.lock().unwrap(), &batch(1, 10)).last_offset;
+    let start = log.lock().unwrap().log_start_offset();
+    assert!(!log.lock().unwrap().read(start, usize::MAX, true).unwrap().is_empty());
+    let waited = t.elapsed();
+    assert!(!cleaner.is_finished(), "the deletes finished before the check");
+    let out = cleaner.join().unwrap();
+    assert_eq!(out.segments_deleted, segments - 1);
+    assert!(waited < std::time::Duration::from_millis(40), "an append and a read waited {waited:?} for {} stalled deletes", out.segments_deleted * 4);
+    assert_eq!(log.lock().unwrap().log_end_offset(), end + 1);
+    failpoints::clear();
+}
