@@ -10,22 +10,27 @@ use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactions
 
 use runnel_metadata::acl::AclOperation;
 
-use super::{sb, Ctx};
+use super::{blocking, sb, Ctx};
 use crate::errors::{code, KafkaError};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 0;
 
-pub fn handle(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+pub async fn handle(ctx: &Ctx, req: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    // Off the async workers: the coordinator's lock is held while a state write replicates.
+    let b = ctx.broker.clone();
+    let ids: Vec<String> = req.transactional_ids.iter().map(|id| id.0.to_string()).collect();
+    let described = blocking(move || ids.iter().map(|id| b.txns().describe(id)).collect::<Vec<_>>()).await;
     let states = req
         .transactional_ids
         .into_iter()
-        .map(|id| {
+        .zip(described)
+        .map(|(id, described)| {
             let s = TransactionState::default().with_transactional_id(id.clone()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
             if !ctx.may_txn(AclOperation::Describe, &id.0) {
                 return s.with_error_code(code(KafkaError::TransactionalIdAuthorizationFailed));
             }
-            let m = match ctx.broker.txns().describe(&id.0) {
+            let m = match described {
                 Ok(m) => m,
                 Err(e) => return s.with_error_code(code(e)),
             };

@@ -8,21 +8,21 @@ use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse
 
 use runnel_metadata::acl::AclOperation;
 
-use super::{sb, Ctx};
+use super::{blocking, sb, Ctx};
 use crate::now_ms;
 use crate::txn::TxnState;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 1;
 
-pub fn handle(ctx: &Ctx, req: ListTransactionsRequest) -> ListTransactionsResponse {
+pub async fn handle(ctx: &Ctx, req: ListTransactionsRequest) -> ListTransactionsResponse {
     let (known, unknown): (Vec<_>, Vec<_>) =
         req.state_filters.into_iter().partition(|f| TxnState::ALL.iter().any(|s| s.name() == f.as_str()));
     let now = now_ms();
-    let states = ctx
-        .broker
-        .txns()
-        .list()
+    // Off the async workers: the coordinator's lock is held while a state write replicates.
+    let b = ctx.broker.clone();
+    let listed = blocking(move || b.txns().list()).await;
+    let states = listed
         .into_iter()
         .filter(|(_, m)| known.is_empty() || known.iter().any(|f| f.as_str() == m.state.name()))
         .filter(|(_, m)| req.producer_id_filters.is_empty() || req.producer_id_filters.contains(&ProducerId(m.producer_id)))

@@ -8,7 +8,9 @@
 //! killed with SIGKILL in the middle of a transaction: the new coordinator (the next leader
 //! of the partition) ends it — committed or aborted, its state says which, and the consumer
 //! agrees — and nothing committed before is lost, nothing aborted is visible. A marker sent
-//! with the killed coordinator's epoch is refused (TRANSACTION_COORDINATOR_FENCED).
+//! with the killed coordinator's epoch is refused (TRANSACTION_COORDINATOR_FENCED). Last,
+//! with the killed broker back, a transaction left open by its producer outlives the next
+//! coordinator's SIGKILL and is aborted at its timeout by the one after.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -41,11 +43,15 @@ const NOT_COORDINATOR: i32 = 16;
 const TRANSACTION_COORDINATOR_FENCED: i16 = 52;
 
 fn txn_producer(bootstrap: &str) -> BaseProducer {
+    txn_producer_timing_out(bootstrap, 30_000)
+}
+
+fn txn_producer_timing_out(bootstrap: &str, timeout_ms: u32) -> BaseProducer {
     let p: BaseProducer = client(bootstrap)
         .set("transactional.id", TXN_ID)
         .set("linger.ms", "1")
-        .set("message.timeout.ms", "30000")
-        .set("transaction.timeout.ms", "30000")
+        .set("message.timeout.ms", timeout_ms.to_string())
+        .set("transaction.timeout.ms", timeout_ms.to_string())
         .create()
         .expect("create the transactional producer");
     p.init_transactions(Duration::from_secs(30)).expect("init_transactions");
@@ -249,5 +255,35 @@ fn transactions_span_brokers_and_survive_their_coordinator() {
     assert_eq!(write_marker(&at(follower), TOPIC, partition, producer, 1), NOT_LEADER_OR_FOLLOWER);
     assert_eq!(write_marker(&at(leader), "no-such-topic", 0, producer, 1), UNKNOWN_TOPIC_OR_PARTITION);
     assert_eq!(end(), before, "a refused marker is not appended");
+    drop(watermarks);
+
+    // The killed broker returns (and is in sync again); a transaction whose producer went
+    // away is open when its coordinator is killed too: the next coordinator aborts it once
+    // its transaction.timeout.ms passes, markers and all.
+    c.nodes[(coordinator - 1) as usize].restart();
+    let addrs: Vec<String> = c.nodes.iter().map(|b| b.addr.clone()).collect();
+    let at = |id: i32| addrs[(id - 1) as usize].clone();
+    wait_until("the restarted broker in sync", || {
+        let m = metadata(&at(next));
+        m.topics.iter().filter(|t| t.name.as_ref().is_some_and(|n| n.as_str() == TOPIC || n.as_str() == "__transaction_state")).all(|t| {
+            t.partitions.iter().all(|p| p.isr_nodes.iter().any(|b| b.0 == coordinator))
+        })
+    });
+    let p = txn_producer_timing_out(&addrs.join(","), 3000);
+    p.begin_transaction().unwrap();
+    everything.extend(send(&p, &[TOPIC], "t", 10));
+    drop(p);
+    assert_eq!(describe(&at(next)), (0, "Ongoing".to_string()));
+    c.nodes[(next - 1) as usize].kill9();
+    let alive: Vec<String> = (1..=3).filter(|id| *id != next).map(at).collect();
+    wait_until("a third coordinator", || {
+        let id = find_coordinator(&alive[0], 1, TXN_ID);
+        id > 0 && id != next
+    });
+    let third = find_coordinator(&alive[0], 1, TXN_ID);
+    wait_until("the timed-out transaction aborted by the new coordinator", || describe(&at(third)) == (0, "CompleteAbort".to_string()));
+    let alive_all = alive.join(",");
+    assert_eq!(read(&alive_all, &[TOPIC], "read_committed"), committed, "after the abort");
+    assert_eq!(read(&alive_all, &[TOPIC], "read_uncommitted"), everything);
     eprintln!("transactions test: {} ms, outcome {outcome}", started.elapsed().as_millis());
 }
