@@ -34,7 +34,7 @@ pub use compaction::{CompactionJob, CompactionOutput, CompactionStats, InstallJo
 pub use config::{CompactionConfig, LogConfig, RetentionConfig};
 pub use error::StorageError;
 pub use producer_state::{AppendOrigin, ProducerEntry, ProducerError, ProducerStateManager};
-pub use retention::{RetentionOutcome, SegmentDeletion};
+pub use retention::{LogStartMove, RetentionOutcome, SegmentDeletion};
 pub use flush::FlushJob;
 pub use fsio::sync_filesystem;
 pub use leader_epoch::LeaderEpochCache;

@@ -39,6 +39,21 @@ pub struct SegmentDeletion {
     pub(crate) outcome: RetentionOutcome,
 }
 
+/// A new log start for DeleteRecords, checkpointed before it takes effect (see
+/// [`PartitionLog::plan_delete_records`]).
+#[derive(Debug)]
+pub struct LogStartMove {
+    dir: PathBuf,
+    pub offset: i64,
+}
+
+impl LogStartMove {
+    /// Writes the log-start checkpoint (temp file, fsync, rename, fsync the directory).
+    pub fn write(&self) -> Result<(), StorageError> {
+        Ok(recovery::write_checkpoint(&self.dir, LOG_START_FILE, self.offset)?)
+    }
+}
+
 impl SegmentDeletion {
     /// Deletes the segments' files oldest first, then checkpoints the log start and prunes
     /// producer snapshots. After a failed delete the rest stay on disk below the log start,
@@ -130,6 +145,22 @@ impl PartitionLog {
     /// end; an offset at or below the current log start changes nothing. Returns the new
     /// log start offset (the low watermark).
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64, StorageError> {
+        if let Some(mv) = self.plan_delete_records(offset)? {
+            mv.write()?;
+            self.finish_delete_records(mv).run()?;
+        }
+        Ok(self.log_start)
+    }
+
+    /// [`delete_records_before`](Self::delete_records_before) in steps, so that its fsyncs
+    /// and deletes run without the lock a request waits on: this check (under the lock)
+    /// gives the log start to write, `None` if it would not move;
+    /// [`LogStartMove::write`] (without the lock) checkpoints it, so a crash never makes
+    /// the records below it readable again; [`finish_delete_records`](Self::finish_delete_records)
+    /// (under the lock) moves it in memory and takes the segments wholly below it out,
+    /// and [`SegmentDeletion::run`] (without) deletes their files. Callers serialize it with
+    /// other deletions and truncations (the broker's maintenance lock).
+    pub fn plan_delete_records(&self, offset: i64) -> Result<Option<LogStartMove>, StorageError> {
         self.check_online()?;
         if offset > self.log_end_offset() || offset < 0 {
             return Err(StorageError::OffsetOutOfRange {
@@ -138,10 +169,13 @@ impl PartitionLog {
                 log_end: self.log_end_offset(),
             });
         }
-        if offset > self.log_start {
-            self.set_log_start(offset)?;
-            self.delete_segments_below_start()?;
-        }
-        Ok(self.log_start)
+        Ok((offset > self.log_start).then(|| LogStartMove { dir: self.dir.clone(), offset }))
+    }
+
+    /// See [`plan_delete_records`](Self::plan_delete_records).
+    pub fn finish_delete_records(&mut self, mv: LogStartMove) -> SegmentDeletion {
+        self.log_start = self.log_start.max(mv.offset);
+        let n = self.segments.windows(2).take_while(|w| w[1].base_offset() <= self.log_start).count();
+        self.detach_oldest(n)
     }
 }

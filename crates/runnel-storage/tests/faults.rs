@@ -350,3 +350,42 @@ fn retention_deletes_files_without_the_log_lock() {
     assert_eq!(log.lock().unwrap().log_end_offset(), end + 1);
     failpoints::clear();
 }
+
+/// DeleteRecords in steps: its checkpoint's fsyncs and its deletes run without the log's
+/// lock, so while they stall, an append and a read on the same log are answered at once;
+/// the records below the new log start are gone after a restart.
+#[test]
+fn delete_records_syncs_and_deletes_without_the_log_lock() {
+    failpoints::clear();
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(PartitionLog::open(dir.path(), small_config()).unwrap()));
+    for _ in 0..8 {
+        append(&mut log.lock().unwrap(), &batch(3, 100));
+    }
+    let l = log.clone();
+    let deleter = std::thread::spawn(move || {
+        failpoints::stall(Op::Fsync, std::time::Duration::from_millis(100));
+        failpoints::stall(Op::Remove, std::time::Duration::from_millis(50));
+        let mv = l.lock().unwrap().plan_delete_records(20).unwrap().expect("the log start moves");
+        mv.write().unwrap();
+        let deletion = l.lock().unwrap().finish_delete_records(mv);
+        deletion.run().unwrap()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t = std::time::Instant::now();
+    append(&mut log.lock().unwrap(), &batch(1, 10));
+    assert!(!log.lock().unwrap().read(20, usize::MAX, true).unwrap().is_empty());
+    let waited = t.elapsed();
+    assert!(!deleter.is_finished(), "the checkpoint and deletes finished before the check");
+    let out = deleter.join().unwrap();
+    assert!(out.segments_deleted >= 2, "{out:?}");
+    assert!(waited < std::time::Duration::from_millis(40), "an append and a read waited {waited:?}");
+    failpoints::clear();
+    let reopened = {
+        let mut l = log.lock().unwrap();
+        l.flush().unwrap();
+        drop(l);
+        PartitionLog::open(dir.path(), small_config()).unwrap()
+    };
+    assert_eq!(reopened.log_start_offset(), 20, "the log start survives a restart");
+}

@@ -44,10 +44,23 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                 Some(part) => {
                     let offset = p.offset;
                     let outcome = blocking(move || {
+                        // The log's lock only to check and to move the log start; the
+                        // checkpoint's fsyncs and the deletes run without it.
                         let _maintenance = part.maintenance();
-                        let mut log = part.log();
-                        let target = if offset == HIGH_WATERMARK { log.log_end_offset() } else { offset };
-                        log.delete_records_before(target)
+                        let planned = {
+                            let log = part.log();
+                            let target = if offset == HIGH_WATERMARK { log.log_end_offset() } else { offset };
+                            log.plan_delete_records(target)
+                        };
+                        match planned {
+                            Ok(Some(mv)) => mv.write().and_then(|()| {
+                                let deletion = part.log().finish_delete_records(mv);
+                                deletion.run()?;
+                                Ok(part.log().log_start_offset())
+                            }),
+                            Ok(None) => Ok(part.log().log_start_offset()),
+                            Err(e) => Err(e),
+                        }
                     })
                     .await;
                     match outcome {
