@@ -1,51 +1,58 @@
-//! One client connection. Requests take effect in the order they arrive and one at a
-//! time, as in Kafka (librdkafka pipelines asynchronous OffsetCommits and counts on it):
-//! each request runs to completion before the next starts. Pipelining is kept for
-//! throughput: the connection reads ahead of its answers, and the next request runs while
-//! the previous response is being written.
+//! One client connection, run to completion on its own task. Requests take effect in the
+//! order they arrive and one at a time, as in Kafka (librdkafka pipelines asynchronous
+//! OffsetCommits and counts on it): the task takes the next frame, runs its handler, writes
+//! its response, then takes the next. A request that does not wait (Metadata, ApiVersions,
+//! a Produce appended inline, a Fetch answered at once …) costs no hand-off to another task
+//! or thread: one read for all the frames the socket holds, the handler as a direct call,
+//! and one vectored write per response. Handlers that must wait (a long-poll Fetch, acks=all
+//! in a cluster, a group join, an append that fsyncs) await on this task, which then serves
+//! nothing else: in-order effect is kept, and the frames the client pipelined behind wait in
+//! the read buffer and the socket. Handlers move blocking work (fsync, file walks) to the
+//! blocking pool themselves; everything else runs here.
 //!
-//! One task per connection drives three loops joined together: the reader (frames off
-//! the socket), the processor (decode, run the handler, encode) and the writer (responses
-//! in request order). Handing a request from one loop to the next wakes the same task, not
-//! another thread. Handlers move blocking work (fsync, file walks) to the blocking pool
-//! themselves; everything else runs here.
+//! Pipelining is kept: frames are read ahead in one buffer (a read takes whatever the
+//! socket holds, up to [`READ_CHUNK`] beyond the frame being read), and each is answered in
+//! order.
 //!
 //! Fetch responses go out zero-copy on plaintext listeners: the handler leaves
-//! placeholders for record sections, and the writer `sendfile`s the segment ranges
-//! between the encoded pieces (TLS listeners copy them, see `transport`).
+//! placeholders for record sections, and the response is written with `sendfile` of the
+//! segment ranges between the encoded pieces; small sections are copied in, so that the
+//! whole response is one `writev` (see `transport`; TLS listeners copy them).
 //!
 //! On TLS listeners the handshake comes first (a client certificate names the principal);
-//! on SASL listeners the processor authenticates the client (`auth::sasl`) before any
+//! on SASL listeners the connection authenticates the client (`auth::sasl`) before any
 //! other request than ApiVersions is served, and a failed authentication closes the
 //! connection after `connection.failed.authentication.delay.ms`.
 //!
 //! A frame whose length is negative or above `socket.request.max.bytes`, or that does not
 //! decode, closes this connection only (after the responses already due are written).
 //!
-//! Memory is bounded. One connection reads ahead at most `socket.request.max.bytes` of
-//! requests (and [`MAX_READ_AHEAD`] frames); all connections together at most
-//! `queued.max.request.bytes`. Past either the reader stops and the client's further
-//! requests wait in its socket, as Kafka's muted channels do. At most
-//! [`RESPONSES_QUEUED`] responses wait for a client that does not read them; then the
-//! processor waits too. A connection idle for `connections.max.idle.ms` (nothing read,
-//! nothing in flight), whose frame stops arriving for that long, or whose response cannot
-//! be written for that long, is closed. As with Kafka's memory pool, a frame's whole
-//! claimed length is reserved from `queued.max.request.bytes` before its body is read (so
-//! connections never deadlock each holding part of the budget), but memory is only taken
-//! as the bytes arrive; a client that claims a large frame and stalls holds its claim
-//! until `connections.max.idle.ms` closes it.
+//! Memory is bounded. One connection holds at most one frame (at most
+//! `socket.request.max.bytes`) and [`READ_CHUNK`] read ahead of it, and one response being
+//! written (record sections stay in the files, or are copied only when small); all
+//! connections together hold at most `queued.max.request.bytes` of frames. Past that the
+//! connection reads no further and the client's further requests wait in its socket, as
+//! Kafka's muted channels do. A connection idle for `connections.max.idle.ms` (nothing
+//! read while no request is in flight), whose frame stops arriving for that long, or whose
+//! response cannot be written for that long, is closed. As with Kafka's memory pool, a
+//! frame's whole claimed length is reserved from `queued.max.request.bytes` before its body
+//! is read (so connections never deadlock each holding part of the budget), but memory is
+//! only taken as the bytes arrive; a client that claims a large frame and stalls holds its
+//! claim until `connections.max.idle.ms` closes it.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use runnel_protocol::splice::{splice_records, FramePart};
 use runnel_protocol::{decode_request, encode_response, encode_unsupported_api_versions, ProtocolError};
 use runnel_storage::ReadSlice;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::sasl::{escape, Authenticator, SaslSettings, Step};
@@ -57,23 +64,20 @@ use crate::metrics::{api_name, Metrics};
 use crate::state::Broker;
 use crate::transport::{self, Reader, Writer};
 
-/// How many requests one connection reads ahead of the one being handled.
-pub const MAX_READ_AHEAD: usize = 128;
+/// How far one read may go beyond the frame being read: the frames a client pipelined
+/// are taken by the same read, up to this many bytes.
+pub const READ_CHUNK: usize = 16 * 1024;
 
-/// A frame's first allocation; larger frames grow their buffer as their bytes arrive.
-const INITIAL_BUFFER: usize = 64 * 1024;
-
-/// How many encoded responses may wait for the writer (a client that does not read).
-pub const RESPONSES_QUEUED: usize = 2;
+/// A deadline that never comes (for a `connections.max.idle.ms` too large to add).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365);
 
 /// Longest a TLS handshake may take (or `connections.max.idle.ms`, if shorter).
-const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A frame read, with its shares of the connection's and the broker's request budgets,
-/// held until its handler is done.
+/// A frame read, with its share of the broker's request budget, held until its handler
+/// is done.
 struct Frame {
     bytes: Bytes,
-    _own: OwnedSemaphorePermit,
     _global: BudgetShare,
 }
 
@@ -125,147 +129,260 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, lis
     let session = Session { principal, listener: listener.name.clone(), protocol: listener.protocol, peer };
     let auth = listener.sasl.clone().map(Authenticator::new);
     let sasl = listener.sasl.clone();
-    let (frames_tx, frames_rx) = mpsc::channel::<Frame>(MAX_READ_AHEAD);
-    let (out_tx, out_rx) = mpsc::channel::<Outgoing>(RESPONSES_QUEUED);
-    // Cancelled when the processor or the writer ends: the reader stops too.
-    let stop = CancellationToken::new();
-    let own_budget = Arc::new(Semaphore::new(shared.limits.max_frame));
-    tokio::join!(
-        read_loop(rd, peer, &shared, &own_budget, frames_tx, &stop),
-        process_loop(session, sasl, auth, &shared, frames_rx, out_tx, &stop),
-        write_loop(wr, peer, &shared, out_rx, &stop),
-    );
-}
-
-/// Reads frames until the client closes, the broker shuts down, a frame is refused, the
-/// connection idles out, or another loop stops.
-async fn read_loop(
-    mut rd: Reader,
-    peer: SocketAddr,
-    shared: &Shared,
-    own_budget: &Arc<Semaphore>,
-    frames: mpsc::Sender<Frame>,
-    stop: &CancellationToken,
-) {
-    let limits = &shared.limits;
-    loop {
-        let read = tokio::select! {
-            _ = shared.shutdown.cancelled() => return,
-            _ = stop.cancelled() => return,
-            f = read_frame(&mut rd, limits, own_budget) => f,
-        };
-        let frame = match read {
-            Ok(frame) => frame,
-            Err(FrameError::Closed) => return,
-            // The client went away: not worth more than a debug line.
-            Err(FrameError::Io(reason)) => {
-                tracing::debug!(%peer, %reason, "connection closed");
-                return;
-            }
-            Err(FrameError::Idle) => {
-                tracing::debug!(%peer, idle = ?limits.idle, "closing idle connection (connections.max.idle.ms)");
-                shared.metrics.connection_closed("connections.max.idle.ms");
-                return;
-            }
-            Err(FrameError::Refused(reason)) => {
-                tracing::warn!(%peer, %reason, "closing connection");
-                shared.metrics.connection_closed("socket.request.max.bytes");
-                return;
-            }
-        };
-        shared.metrics.bytes_in.inc_by(4 + frame.bytes.len() as u64);
-        if frames.send(frame).await.is_err() {
-            return;
-        }
+    let mut conn = Connection {
+        rd,
+        wr,
+        pending: BytesMut::new(),
+        shared: &shared,
+        peer,
+        idle: Box::pin(tokio::time::sleep(shared.limits.idle)),
+        active: Instant::now(),
+    };
+    if conn.run(session, sasl, auth).await {
+        let _ = tokio::time::timeout(shared.limits.idle, conn.wr.shutdown()).await;
     }
 }
 
-/// Handles the frames one at a time, in order, and queues their responses. On SASL
-/// listeners, authenticates first; with `connections.max.reauth.ms`, the session ends
-/// unless the client re-authenticates in time (KIP-368), and a request after its end
-/// closes the connection.
-async fn process_loop(
-    mut session: Session,
-    sasl: Option<Arc<SaslSettings>>,
-    mut auth: Option<Authenticator>,
-    shared: &Shared,
-    mut frames: mpsc::Receiver<Frame>,
-    out: mpsc::Sender<Outgoing>,
-    stop: &CancellationToken,
-) {
-    let _stop_reader = stop.clone().drop_guard();
-    let peer = session.peer;
-    let mut current = Arc::new(session.clone());
-    let mut session_ends: Option<std::time::Instant> = None;
-    while let Some(frame) = frames.recv().await {
-        let key = runnel_protocol::codec::peek_header(&frame.bytes).map(|(k, _, _)| k);
-        let sasl_api = key == Some(ApiKey::SaslHandshake as i16) || key == Some(ApiKey::SaslAuthenticate as i16);
-        let expired = session_ends.is_some_and(|t| std::time::Instant::now() >= t);
-        // After the session's end only a re-authentication already under way goes on.
-        if expired && !(auth.is_some() && sasl_api) {
-            tracing::info!(%peer, listener = %session.listener, principal = %session.principal, "session expired without re-authentication (connections.max.reauth.ms); closing connection");
-            shared.metrics.connection_closed("connections.max.reauth.ms");
-            return;
-        }
-        if let (None, Some(settings)) = (&auth, &sasl) {
-            if settings.session_lifetime.is_some() && key == Some(ApiKey::SaslHandshake as i16) {
-                auth = Some(Authenticator::reauthenticate(settings.clone(), session.principal.clone()));
-            }
-        }
-        if let Some(a) = auth.as_mut() {
-            let reply = match a.step(&frame.bytes, &shared.broker).await {
-                Step::Serve => None,
-                Step::Respond(bytes) => Some(bytes),
-                Step::Authenticated(bytes, principal) => {
-                    tracing::debug!(%peer, listener = %session.listener, %principal, reauthentication = a.is_reauthentication(), "authenticated");
-                    shared.metrics.authentications.inc();
-                    session_ends = sasl.as_ref().and_then(|s| s.session_lifetime).map(|l| std::time::Instant::now() + l);
-                    session.principal = principal;
-                    current = Arc::new(session.clone());
-                    auth = None;
-                    Some(bytes)
-                }
-                Step::Failed(bytes, reason) => {
-                    drop(frame);
-                    shared.metrics.authentication_failures.inc();
-                    tracing::warn!(%peer, listener = %session.listener, reason = %escape(&reason), "authentication failed; closing connection");
-                    if let Some(b) = bytes {
-                        if out.send(vec![FramePart::Bytes(b)]).await.is_err() {
-                            return;
-                        }
-                    }
-                    tokio::time::sleep(a.failed_delay()).await;
-                    shared.metrics.connection_closed("authentication failed");
-                    return;
+/// One connection's socket and read buffer.
+struct Connection<'a> {
+    rd: Reader,
+    wr: Writer,
+    /// Bytes read and not yet taken as a frame.
+    pending: BytesMut,
+    shared: &'a Shared,
+    peer: SocketAddr,
+    /// `connections.max.idle.ms`: one timer for the connection, re-armed only when it
+    /// fires before the connection has been idle that long.
+    idle: Pin<Box<Sleep>>,
+    /// When the connection last showed life: a byte read, or the start of a wait for a
+    /// frame (nothing is in flight then).
+    active: Instant,
+}
+
+impl Connection<'_> {
+    /// Serves requests in order until the client closes, the broker shuts down, a frame is
+    /// refused, the connection idles out, a write fails or authentication fails. On SASL
+    /// listeners, authenticates first; with `connections.max.reauth.ms`, the session ends
+    /// unless the client re-authenticates in time (KIP-368), and a request after its end
+    /// closes the connection. Returns whether the write side is still usable (to close it
+    /// cleanly).
+    async fn run(&mut self, mut session: Session, sasl: Option<Arc<SaslSettings>>, mut auth: Option<Authenticator>) -> bool {
+        let shared = self.shared;
+        let peer = self.peer;
+        // One handler context for the connection, updated per request.
+        let mut ctx = Ctx {
+            broker: shared.broker.clone(),
+            shutdown: shared.shutdown.clone(),
+            version: 0,
+            client_id: String::new(),
+            peer,
+            session: Arc::new(session.clone()),
+            splices: Default::default(),
+            metrics: shared.metrics.clone(),
+        };
+        let mut session_ends: Option<Instant> = None;
+        loop {
+            let frame = match self.next_frame().await {
+                Ok(frame) => frame,
+                Err(e) => {
+                    self.closing(e);
+                    return true;
                 }
             };
-            if let Some(bytes) = reply {
-                drop(frame);
-                if out.send(vec![FramePart::Bytes(bytes)]).await.is_err() {
-                    return;
+            shared.metrics.bytes_in.inc_by(4 + frame.bytes.len() as u64);
+            let key = runnel_protocol::codec::peek_header(&frame.bytes).map(|(k, _, _)| k);
+            let sasl_api = key == Some(ApiKey::SaslHandshake as i16) || key == Some(ApiKey::SaslAuthenticate as i16);
+            let expired = session_ends.is_some_and(|t| Instant::now() >= t);
+            // After the session's end only a re-authentication already under way goes on.
+            if expired && !(auth.is_some() && sasl_api) {
+                tracing::info!(%peer, listener = %session.listener, principal = %session.principal, "session expired without re-authentication (connections.max.reauth.ms); closing connection");
+                shared.metrics.connection_closed("connections.max.reauth.ms");
+                return true;
+            }
+            if let (None, Some(settings)) = (&auth, &sasl) {
+                if settings.session_lifetime.is_some() && key == Some(ApiKey::SaslHandshake as i16) {
+                    auth = Some(Authenticator::reauthenticate(settings.clone(), session.principal.clone()));
                 }
-                continue;
+            }
+            if let Some(a) = auth.as_mut() {
+                let reply = match a.step(&frame.bytes, &shared.broker).await {
+                    Step::Serve => None,
+                    Step::Respond(bytes) => Some(bytes),
+                    Step::Authenticated(bytes, principal) => {
+                        tracing::debug!(%peer, listener = %session.listener, %principal, reauthentication = a.is_reauthentication(), "authenticated");
+                        shared.metrics.authentications.inc();
+                        session_ends = sasl.as_ref().and_then(|s| s.session_lifetime).map(|l| Instant::now() + l);
+                        session.principal = principal;
+                        ctx.session = Arc::new(session.clone());
+                        auth = None;
+                        Some(bytes)
+                    }
+                    Step::Failed(bytes, reason) => {
+                        drop(frame);
+                        shared.metrics.authentication_failures.inc();
+                        tracing::warn!(%peer, listener = %session.listener, reason = %escape(&reason), "authentication failed; closing connection");
+                        if let Some(b) = bytes {
+                            if !self.write(vec![FramePart::Bytes(b)]).await {
+                                return false;
+                            }
+                        }
+                        tokio::time::sleep(a.failed_delay()).await;
+                        shared.metrics.connection_closed("authentication failed");
+                        return true;
+                    }
+                };
+                if let Some(bytes) = reply {
+                    drop(frame);
+                    if !self.write(vec![FramePart::Bytes(bytes)]).await {
+                        return false;
+                    }
+                    continue;
+                }
+            }
+            match handle(&mut ctx, shared, frame).await {
+                Handled::Respond(parts) => {
+                    if !self.write(parts).await {
+                        return false;
+                    }
+                }
+                // Over a client quota: the answer goes out, then this connection handles
+                // nothing more for the throttle time (Kafka mutes the channel).
+                Handled::Throttled(parts, wait) => {
+                    if !self.write(parts).await {
+                        return false;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shared.shutdown.cancelled() => return true,
+                    }
+                }
+                Handled::Silent => {}
+                Handled::Close => return true,
             }
         }
-        match handle(peer, &current, shared, frame).await {
-            Handled::Respond(parts) => {
-                if out.send(parts).await.is_err() {
-                    return;
-                }
+    }
+
+    /// Logs and counts why no further frame could be read.
+    fn closing(&self, e: FrameError) {
+        let peer = self.peer;
+        match e {
+            FrameError::Closed => {}
+            // The client went away: not worth more than a debug line.
+            FrameError::Io(reason) => tracing::debug!(%peer, %reason, "connection closed"),
+            FrameError::Idle => {
+                tracing::debug!(%peer, idle = ?self.shared.limits.idle, "closing idle connection (connections.max.idle.ms)");
+                self.shared.metrics.connection_closed("connections.max.idle.ms");
             }
-            // Over a client quota: the answer goes out, then this connection handles
-            // nothing more for the throttle time (Kafka mutes the channel).
-            Handled::Throttled(parts, wait) => {
-                if out.send(parts).await.is_err() {
-                    return;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shared.shutdown.cancelled() => return,
-                }
+            FrameError::Refused(reason) => {
+                tracing::warn!(%peer, %reason, "closing connection");
+                self.shared.metrics.connection_closed("socket.request.max.bytes");
             }
-            Handled::Silent => {}
-            Handled::Close => return,
+        }
+    }
+
+    /// Writes one response (false: the connection is to close, the write failed or made no
+    /// progress for `connections.max.idle.ms`).
+    async fn write(&mut self, parts: Outgoing) -> bool {
+        self.shared.metrics.bytes_out.inc_by(frame_len(&parts) as u64);
+        // The timer is armed only if the write has to wait for the client.
+        match tokio::time::timeout(self.shared.limits.idle, self.wr.write_parts(parts)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "write failed; closing connection");
+                false
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "client reads no responses; closing connection (connections.max.idle.ms)");
+                self.shared.metrics.connection_closed("connections.max.idle.ms");
+                false
+            }
+        }
+    }
+
+    /// Takes the next frame: from the bytes already read if it is there whole, else reading
+    /// what the socket holds. Before a body is read, its claimed length is taken from the
+    /// broker's `queued.max.request.bytes` (waiting, without reading, until other requests
+    /// are handled). Ends at shutdown when it would have to wait (frames already read
+    /// whole are answered first).
+    async fn next_frame(&mut self) -> Result<Frame, FrameError> {
+        let limits = &self.shared.limits;
+        let max = limits.max_frame;
+        // Nothing is in flight: from here the client's silence counts as idleness.
+        self.active = Instant::now();
+        let mut claim: Option<BudgetShare> = None;
+        loop {
+            let mut room = READ_CHUNK;
+            if self.pending.len() >= 4 {
+                let len = i32::from_be_bytes([self.pending[0], self.pending[1], self.pending[2], self.pending[3]]);
+                if len < 0 || len as usize > max {
+                    return Err(FrameError::Refused(format!("frame length {len} is outside 0..={max} (socket.request.max.bytes)")));
+                }
+                let len = len as usize;
+                if claim.is_none() {
+                    // `len <= max` <= the budget, so this completes once other requests are
+                    // handled; the wait is not the client's idleness.
+                    claim = Some(tokio::select! {
+                        biased;
+                        _ = self.shared.shutdown.cancelled() => return Err(FrameError::Closed),
+                        c = limits.request_bytes(len) => c,
+                    });
+                    self.active = Instant::now();
+                }
+                if self.pending.len() >= 4 + len {
+                    let mut bytes = self.pending.split_to(4 + len);
+                    bytes.advance(4);
+                    if self.pending.is_empty() {
+                        // The frame keeps the buffer; an idle connection holds none.
+                        self.pending = BytesMut::new();
+                    }
+                    return Ok(Frame { bytes: bytes.freeze(), _global: claim.expect("claimed above") });
+                }
+                // The claim is reserved whole, but memory is taken as bytes arrive: the
+                // buffer doubles as it fills, into uninitialised capacity (no memset).
+                let missing = 4 + len - self.pending.len();
+                if self.pending.capacity() == self.pending.len() {
+                    self.pending.reserve(missing.min(self.pending.len().max(READ_CHUNK)));
+                }
+                room += missing;
+            } else if self.pending.capacity() - self.pending.len() < 4 {
+                self.pending.reserve(READ_CHUNK);
+            }
+            let between_frames = self.pending.is_empty();
+            self.read_some(room, between_frames).await?;
+        }
+    }
+
+    /// One read of what the socket holds (at most `room` bytes) into the buffer. Fails
+    /// after `connections.max.idle.ms` without a byte, and at shutdown (a frame not read
+    /// whole by then is not answered).
+    async fn read_some(&mut self, room: usize, between_frames: bool) -> Result<(), FrameError> {
+        let shared = self.shared;
+        loop {
+            let mut buf = (&mut self.pending).limit(room);
+            let read = tokio::select! {
+                biased;
+                _ = shared.shutdown.cancelled() => return Err(FrameError::Closed),
+                r = self.rd.read_buf(&mut buf) => r,
+                _ = self.idle.as_mut() => {
+                    // Fired at a deadline set earlier: idle only if nothing happened since.
+                    match self.active.checked_add(shared.limits.idle) {
+                        Some(due) if Instant::now() >= due => return Err(FrameError::Idle),
+                        Some(due) => self.idle.as_mut().reset(due.into()),
+                        None => self.idle.as_mut().reset(tokio::time::Instant::now() + FAR_FUTURE),
+                    }
+                    continue;
+                }
+            };
+            return match read {
+                Ok(0) if between_frames => Err(FrameError::Closed),
+                Ok(0) => Err(FrameError::Io("connection closed mid-frame".into())),
+                Ok(_) => {
+                    self.active = Instant::now();
+                    Ok(())
+                }
+                Err(e) if between_frames => Err(FrameError::Io(e.to_string())),
+                Err(e) => Err(FrameError::Io(format!("connection closed mid-frame: {e}"))),
+            };
         }
     }
 }
@@ -274,7 +391,7 @@ async fn process_loop(
 enum Handled {
     Respond(Outgoing),
     /// A response, after which the connection waits this long (client quotas).
-    Throttled(Outgoing, std::time::Duration),
+    Throttled(Outgoing, Duration),
     /// No response is due (Produce with acks=0).
     Silent,
     /// The request was malformed or its response could not be encoded: close the
@@ -282,32 +399,28 @@ enum Handled {
     Close,
 }
 
-async fn handle(peer: SocketAddr, session: &Arc<Session>, shared: &Shared, frame: Frame) -> Handled {
+async fn handle(ctx: &mut Ctx, shared: &Shared, frame: Frame) -> Handled {
     let metrics = &shared.metrics;
+    let peer = ctx.peer;
     match decode_request(frame.bytes.clone(), handlers::supported) {
         Ok(req) => {
-            let ctx = Ctx {
-                broker: shared.broker.clone(),
-                shutdown: shared.shutdown.clone(),
-                version: req.header.request_api_version,
-                client_id: req.header.client_id.as_ref().map(|s| s.to_string()).unwrap_or_default(),
-                peer,
-                session: session.clone(),
-                splices: Default::default(),
-                metrics: metrics.clone(),
-            };
+            ctx.version = req.header.request_api_version;
+            ctx.client_id.clear();
+            if let Some(id) = &req.header.client_id {
+                ctx.client_id.push_str(id);
+            }
             let (api_key, correlation_id) = (req.api_key, req.header.correlation_id);
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let request_len = 4 + frame.bytes.len();
-            let mut response = handlers::dispatch(&ctx, req.body).await;
-            // The request's bytes go back to the budgets before its response is written.
+            let mut response = handlers::dispatch(ctx, req.body).await;
+            // The request's bytes go back to the budget before its response is written.
             drop(frame);
             let failed = response.as_ref().is_some_and(crate::metrics::has_error);
             metrics.request(api_key, started.elapsed(), failed);
-            let throttle = throttle(&ctx, api_key, request_len, response.as_mut());
+            let throttle = throttle(ctx, api_key, request_len, response.as_mut());
             match response {
                 None => Handled::Silent,
-                Some(body) => match encode(&ctx, api_key, ctx.version, correlation_id, &body) {
+                Some(body) => match encode(ctx, api_key, ctx.version, correlation_id, &body) {
                     Some(parts) if throttle.is_zero() => Handled::Respond(parts),
                     Some(parts) => Handled::Throttled(parts, throttle),
                     None => Handled::Close,
@@ -334,34 +447,6 @@ async fn handle(peer: SocketAddr, session: &Arc<Session>, shared: &Shared, frame
             Handled::Close
         }
     }
-}
-
-/// Writes the responses in order; ends when the processor is done and everything due is
-/// written, or when a write fails or makes no progress for `connections.max.idle.ms`.
-async fn write_loop(
-    mut wr: Writer,
-    peer: SocketAddr,
-    shared: &Shared,
-    mut responses: mpsc::Receiver<Outgoing>,
-    stop: &CancellationToken,
-) {
-    let _stop_reader = stop.clone().drop_guard();
-    while let Some(parts) = responses.recv().await {
-        shared.metrics.bytes_out.inc_by(frame_len(&parts) as u64);
-        match tokio::time::timeout(shared.limits.idle, wr.write_parts(parts)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "write failed; closing connection");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "client reads no responses; closing connection (connections.max.idle.ms)");
-                shared.metrics.connection_closed("connections.max.idle.ms");
-                return;
-            }
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 /// Counts a Produce (request bytes) or Fetch (response bytes) against the client's quota
@@ -436,57 +521,4 @@ enum FrameError {
     Refused(String),
     /// Nothing arrived for `connections.max.idle.ms` with nothing in flight.
     Idle,
-}
-
-/// Reads one frame. Before reading a body, takes its length from the connection's
-/// read-ahead budget and the broker's `queued.max.request.bytes` (waiting, without
-/// reading, until earlier requests are handled). While waiting for a new frame with
-/// nothing of this connection in flight, gives up after `connections.max.idle.ms`.
-async fn read_frame(rd: &mut Reader, limits: &Limits, own_budget: &Arc<Semaphore>) -> Result<Frame, FrameError> {
-    let max = limits.max_frame;
-    let mut len = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        // A single `read` loses nothing when the timer wins, unlike `read_exact`.
-        let n = tokio::select! {
-            r = rd.read(&mut len[got..]) => r.map_err(|e| FrameError::Io(e.to_string()))?,
-            _ = tokio::time::sleep(limits.idle), if got == 0 => {
-                if own_budget.available_permits() == max {
-                    return Err(FrameError::Idle);
-                }
-                continue;
-            }
-        };
-        if n == 0 {
-            return Err(if got == 0 { FrameError::Closed } else { FrameError::Io("connection closed mid-frame".into()) });
-        }
-        got += n;
-    }
-    let len = i32::from_be_bytes(len);
-    if len < 0 || len as usize > max {
-        return Err(FrameError::Refused(format!("frame length {len} is outside 0..={max} (socket.request.max.bytes)")));
-    }
-    // `len <= max` = each budget's least size, so these complete once earlier requests
-    // are handled; they fail only if a semaphore were closed, which we never do.
-    let own = own_budget.clone().acquire_many_owned(len as u32).await.map_err(|e| FrameError::Io(e.to_string()))?;
-    let global = limits.request_bytes(len as usize).await;
-    // The claim is reserved whole (no deadlock between connections each holding part of
-    // the budget), but memory is taken as bytes arrive: a claim alone costs nothing. The
-    // buffer doubles as it fills, into uninitialised capacity (no memset).
-    let len = len as usize;
-    let mut buf = BytesMut::with_capacity(len.min(INITIAL_BUFFER));
-    while buf.len() < len {
-        let remaining = len - buf.len();
-        if buf.capacity() == buf.len() {
-            buf.reserve(remaining.min(buf.len().max(INITIAL_BUFFER)));
-        }
-        let room = remaining.min(buf.capacity() - buf.len());
-        match tokio::time::timeout(limits.idle, rd.read_buf(&mut (&mut buf).limit(room))).await {
-            Ok(Ok(0)) => return Err(FrameError::Io("connection closed mid-frame".into())),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(FrameError::Io(format!("connection closed mid-frame: {e}"))),
-            Err(_) => return Err(FrameError::Idle),
-        }
-    }
-    Ok(Frame { bytes: buf.freeze(), _own: own, _global: global })
 }

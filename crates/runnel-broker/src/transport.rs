@@ -1,10 +1,14 @@
 //! The bytes under a connection: a plaintext TCP stream, or TLS over it. Reading is the
 //! same for both; writing a response differs only in its record sections: plaintext
-//! sends them from the segment files with `sendfile(2)` (zero copy), TLS reads them into
-//! a buffer and encrypts them (the kernel cannot encrypt what it splices).
+//! sends them from the segment files with `sendfile(2)` (zero copy; sections of a few KiB
+//! are copied in instead, so that the response is one `writev`), TLS reads them into a
+//! buffer and encrypts them (the kernel cannot encrypt what it splices).
 
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::{Buf, Bytes};
 
 use runnel_protocol::splice::FramePart;
 use runnel_storage::ReadSlice;
@@ -27,6 +31,14 @@ pub enum Writer {
 
 /// Chunk in which TLS connections copy record sections out of segment files.
 const TLS_COPY_CHUNK: usize = 256 * 1024;
+
+/// Record sections up to this size (a response's together) are copied into a plaintext
+/// response rather than sent with `sendfile`: for small sections the copy from the page
+/// cache costs less than the system calls and TCP segments it saves.
+pub const COPY_MAX: usize = 64 * 1024;
+
+/// Pieces handed to one `writev`.
+const MAX_IOV: usize = 64;
 
 /// A plaintext connection's two halves.
 pub fn plain(stream: TcpStream) -> (Reader, Writer) {
@@ -64,28 +76,29 @@ pub async fn tls(
 
 impl Writer {
     /// Writes one response: encoded pieces as they are, record sections from the files.
+    /// On plaintext, small record sections (up to [`COPY_MAX`] in all) are read into the
+    /// response, which then goes out in one `writev`; larger ones are sent with `sendfile`
+    /// between vectored writes of the pieces around them.
     pub async fn write_parts(&mut self, parts: Vec<FramePart<ReadSlice>>) -> std::io::Result<()> {
+        let wr = match self {
+            Writer::Plain(wr) => wr,
+            Writer::Tls(wr) => return write_tls(wr, parts).await,
+        };
+        let spliced: usize = parts.iter().map(|p| if let FramePart::Splice(s) = p { s.len() } else { 0 }).sum();
+        let mut run: Vec<Bytes> = Vec::with_capacity(parts.len());
         for part in parts {
             match part {
-                FramePart::Bytes(b) => self.write_all(&b).await?,
+                FramePart::Bytes(b) => run.push(b),
+                FramePart::Splice(slice) if spliced <= COPY_MAX => run.push(read_slice(&slice)?),
                 FramePart::Splice(slice) => {
+                    write_all_vectored(wr, &mut run).await?;
                     for s in &slice.slices {
-                        match self {
-                            Writer::Plain(wr) => send_file(wr.as_ref(), s).await?,
-                            Writer::Tls(wr) => copy_file(wr, s).await?,
-                        }
+                        send_file(wr.as_ref(), s).await?;
                     }
                 }
             }
         }
-        Ok(())
-    }
-
-    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
-        match self {
-            Writer::Plain(wr) => wr.write_all(b).await,
-            Writer::Tls(wr) => wr.write_all(b).await,
-        }
+        write_all_vectored(wr, &mut run).await
     }
 
     /// Flushes and closes the write side.
@@ -95,6 +108,64 @@ impl Writer {
             Writer::Tls(wr) => wr.shutdown().await,
         }
     }
+}
+
+/// Writes `pieces` with as few `writev` calls as the socket takes, and empties it.
+async fn write_all_vectored(wr: &mut OwnedWriteHalf, pieces: &mut Vec<Bytes>) -> std::io::Result<()> {
+    let mut first = 0;
+    loop {
+        while pieces.get(first).is_some_and(|b| b.is_empty()) {
+            first += 1;
+        }
+        if first == pieces.len() {
+            pieces.clear();
+            return Ok(());
+        }
+        let iov: Vec<IoSlice<'_>> = pieces[first..].iter().take(MAX_IOV).map(|b| IoSlice::new(b)).collect();
+        let mut n = wr.write_vectored(&iov).await?;
+        drop(iov);
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let len = pieces[first].len();
+            if n >= len {
+                n -= len;
+                first += 1;
+            } else {
+                pieces[first].advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+/// A TLS response: every piece through the TLS stream (record sections copied from the files).
+async fn write_tls(wr: &mut WriteHalf<TlsStream<TcpStream>>, parts: Vec<FramePart<ReadSlice>>) -> std::io::Result<()> {
+    for part in parts {
+        match part {
+            FramePart::Bytes(b) => wr.write_all(&b).await?,
+            FramePart::Splice(slice) => {
+                for s in &slice.slices {
+                    copy_file(wr, s).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A small record section read from its files (page cache reads, like the batch headers
+/// the fetch read before). A file shorter than the range is an error, as for `sendfile`.
+fn read_slice(slice: &ReadSlice) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; slice.len()];
+    let mut at = 0;
+    for s in &slice.slices {
+        s.file.read_exact_at(&mut buf[at..at + s.len], s.position)?;
+        at += s.len;
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// Copies one file range into the TLS stream, a chunk at a time. The reads come from the
