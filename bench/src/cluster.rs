@@ -22,10 +22,11 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::broker::parse_listener;
-use crate::clients;
+use crate::broker::{parse_listener, Kind};
 use crate::procstat::cpu_seconds;
-use crate::throughput::send;
+use crate::report::{self, Group, Row, Target};
+use crate::throughput::{self, send, ProduceRun};
+use crate::{clients, latency, Bench};
 
 /// Nodes in the cluster, and so the replication factor of its topics.
 pub const NODES: i32 = 3;
@@ -239,4 +240,66 @@ fn read_ids(brokers: &str, topic: &str, expected: usize) -> Result<HashSet<u64>>
         }
     }
     Ok(ids)
+}
+
+impl Bench {
+    /// Three nodes, replication factor 3: produce 100 B with acks=all, end-to-end latency at
+    /// 10,000 rec/s, then the partition leader killed (SIGKILL) while a producer sends
+    /// 5,000 rec/s, with the longest wait for an acknowledgement and the acknowledged
+    /// records found afterwards.
+    pub(crate) fn cluster(&mut self) -> Result<()> {
+        let Kind::Runnel { bin } = &self.kind else { return Ok(()) };
+        let mut c = Cluster::start(bin, &self.root.path().join("cluster"))?;
+        let bootstrap = c.bootstrap();
+        let rf = NODES;
+
+        let label = format!("{rf} nodes, RF={rf}: produce 100 B, acks=all, p=1, none");
+        self.progress.begin(&label);
+        clients::create_replicated_topic(&bootstrap, "bench-cluster-produce", 1, rf, &[])?;
+        let config = clients::producer_config(&bootstrap, "all", "none", &[]);
+        let run = ProduceRun { config, topic: "bench-cluster-produce", partitions: 1, size: 100, records: self.plan.records_small, max_time: self.plan.max_time };
+        let (cpu0, t0) = (c.cpu_seconds(), Instant::now());
+        let tp = throughput::produce(&run, &self.payloads).with_context(|| label.clone())?;
+        let mut row = Row::new(Group::Cluster, label);
+        row.rec_s = Some(tp.records_per_s());
+        row.mb_s = Some(tp.mb_per_s());
+        row.result = Some(cluster_cpu(c.cpu_seconds() - cpu0, t0));
+        c.check_alive()?;
+        self.push(row)?;
+
+        let label = format!("{rf} nodes, RF={rf}: 100 B at 10,000 rec/s, acks=all, linger.ms=0, p=1");
+        self.progress.begin(&format!("latency {label}"));
+        clients::create_replicated_topic(&bootstrap, "bench-cluster-latency", 1, rf, &[])?;
+        let (cpu0, t0) = (c.cpu_seconds(), Instant::now());
+        let l = latency::run(&bootstrap, "bench-cluster-latency", 10_000, self.plan.latency_time, 0)?;
+        let mut row = Row::new(Group::Cluster, label);
+        row.rec_s = Some(l.sent_rate);
+        row.latency = Some(l);
+        row.requests = Some(l.requests);
+        row.result = Some(format!("{} samples; {}", l.samples, cluster_cpu(c.cpu_seconds() - cpu0, t0)));
+        c.check_alive()?;
+        self.push(row)?;
+
+        let label = format!("{rf} nodes, RF={rf}: leader killed (SIGKILL) while producing 5,000 rec/s, acks=all, idempotent");
+        self.progress.begin(&label);
+        clients::create_replicated_topic(&bootstrap, "bench-cluster-failover", 1, rf, &[])?;
+        let before = Duration::from_secs(3);
+        let f = failover(&mut c, "bench-cluster-failover", 5_000, before, self.plan.latency_time)?;
+        let mut row = Row::new(Group::Cluster, label);
+        row.result = Some(format!(
+            "node {} killed; longest wait for an ack {} ms; {} acked, {} lost, {} failed",
+            f.killed,
+            report::thousands(f.longest_gap.as_millis() as u64),
+            report::thousands(f.acked),
+            f.lost,
+            f.failed
+        ));
+        row.target = Some(Target { text: "no acknowledged record lost".into(), met: Some(f.lost == 0) });
+        self.push(row)
+    }
+}
+
+/// The cluster's CPU over a run, in cores.
+fn cluster_cpu(cpu_s: f64, since: Instant) -> String {
+    format!("cluster CPU {:.2} cores", cpu_s / since.elapsed().as_secs_f64())
 }

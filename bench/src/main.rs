@@ -332,61 +332,6 @@ impl Bench {
         self.wants(Group::Cluster) && matches!(self.kind, Kind::Runnel { .. }) && self.args.brokers.is_none()
     }
 
-    /// Three nodes, replication factor 3: produce 100 B with acks=all, end-to-end latency at
-    /// 10,000 rec/s, then the partition leader killed (SIGKILL) while a producer sends
-    /// 5,000 rec/s, with the longest wait for an acknowledgement and the acknowledged
-    /// records found afterwards.
-    fn cluster(&mut self) -> Result<()> {
-        let Kind::Runnel { bin } = &self.kind else { return Ok(()) };
-        let mut c = cluster::Cluster::start(bin, &self.root.path().join("cluster"))?;
-        let bootstrap = c.bootstrap();
-        let rf = cluster::NODES;
-
-        let label = format!("{rf} nodes, RF={rf}: produce 100 B, acks=all, p=1, none");
-        self.progress.begin(&label);
-        clients::create_replicated_topic(&bootstrap, "bench-cluster-produce", 1, rf, &[])?;
-        let config = clients::producer_config(&bootstrap, "all", "none", &[]);
-        let run = ProduceRun { config, topic: "bench-cluster-produce", partitions: 1, size: 100, records: self.plan.records_small, max_time: self.plan.max_time };
-        let (cpu0, t0) = (c.cpu_seconds(), Instant::now());
-        let tp = throughput::produce(&run, &self.payloads).with_context(|| label.clone())?;
-        let mut row = Row::new(Group::Cluster, label);
-        row.rec_s = Some(tp.records_per_s());
-        row.mb_s = Some(tp.mb_per_s());
-        row.result = Some(cluster_cpu(c.cpu_seconds() - cpu0, t0));
-        c.check_alive()?;
-        self.push(row)?;
-
-        let label = format!("{rf} nodes, RF={rf}: 100 B at 10,000 rec/s, acks=all, linger.ms=0, p=1");
-        self.progress.begin(&format!("latency {label}"));
-        clients::create_replicated_topic(&bootstrap, "bench-cluster-latency", 1, rf, &[])?;
-        let (cpu0, t0) = (c.cpu_seconds(), Instant::now());
-        let l = latency::run(&bootstrap, "bench-cluster-latency", 10_000, self.plan.latency_time, 0)?;
-        let mut row = Row::new(Group::Cluster, label);
-        row.rec_s = Some(l.sent_rate);
-        row.latency = Some(l);
-        row.requests = Some(l.requests);
-        row.result = Some(format!("{} samples; {}", l.samples, cluster_cpu(c.cpu_seconds() - cpu0, t0)));
-        c.check_alive()?;
-        self.push(row)?;
-
-        let label = format!("{rf} nodes, RF={rf}: leader killed (SIGKILL) while producing 5,000 rec/s, acks=all, idempotent");
-        self.progress.begin(&label);
-        clients::create_replicated_topic(&bootstrap, "bench-cluster-failover", 1, rf, &[])?;
-        let before = Duration::from_secs(3);
-        let f = cluster::failover(&mut c, "bench-cluster-failover", 5_000, before, self.plan.latency_time)?;
-        let mut row = Row::new(Group::Cluster, label);
-        row.result = Some(format!(
-            "node {} killed; longest wait for an ack {} ms; {} acked, {} lost, {} failed",
-            f.killed,
-            report::thousands(f.longest_gap.as_millis() as u64),
-            report::thousands(f.acked),
-            f.lost,
-            f.failed
-        ));
-        row.target = Some(Target { text: "no acknowledged record lost".into(), met: Some(f.lost == 0) });
-        self.push(row)
-    }
-
     fn push(&mut self, row: Row) -> Result<()> {
         self.progress.end(&row);
         self.rows.push(row);
@@ -796,9 +741,4 @@ fn shell_join(args: &[String]) -> String {
         }
     }
     parts.join(" ")
-}
-
-/// The cluster's CPU over a run, in cores.
-fn cluster_cpu(cpu_s: f64, since: Instant) -> String {
-    format!("cluster CPU {:.2} cores", cpu_s / since.elapsed().as_secs_f64())
 }
