@@ -318,17 +318,24 @@ fn a_damaged_batch_in_a_flushed_segment_costs_only_that_segment() {
     assert_eq!(kept.len(), 1, "the cut bytes are kept aside");
 }
 
-/// Retention takes its segments out of the log under the lock a request waits on and
-/// deletes their files without it: while every delete stalls (a slow disk), appends and
-/// reads on the same log, behind the mutex a broker holds it in, are answered at once.
-#[test]
-fn retention_deletes_files_without_the_log_lock() {
+/// A log of small segments holding 8 batches of 3 records, behind the mutex a broker holds
+/// it in, with no failpoint set.
+fn shared_log_of_eight_batches() -> (tempfile::TempDir, std::sync::Arc<std::sync::Mutex<PartitionLog>>) {
     failpoints::clear();
     let dir = tempfile::tempdir().unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(PartitionLog::open(dir.path(), small_config()).unwrap()));
     for _ in 0..8 {
         append(&mut log.lock().unwrap(), &batch(3, 100));
     }
+    (dir, log)
+}
+
+/// Retention takes its segments out of the log under the lock a request waits on and
+/// deletes their files without it: while every delete stalls (a slow disk), appends and
+/// reads on the same log, behind the mutex a broker holds it in, are answered at once.
+#[test]
+fn retention_deletes_files_without_the_log_lock() {
+    let (_dir, log) = shared_log_of_eight_batches();
     let segments = log.lock().unwrap().segment_count();
     assert!(segments >= 6, "{segments} segments");
     let l = log.clone();
@@ -356,12 +363,7 @@ fn retention_deletes_files_without_the_log_lock() {
 /// the records below the new log start are gone after a restart.
 #[test]
 fn delete_records_syncs_and_deletes_without_the_log_lock() {
-    failpoints::clear();
-    let dir = tempfile::tempdir().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(PartitionLog::open(dir.path(), small_config()).unwrap()));
-    for _ in 0..8 {
-        append(&mut log.lock().unwrap(), &batch(3, 100));
-    }
+    let (dir, log) = shared_log_of_eight_batches();
     let l = log.clone();
     let deleter = std::thread::spawn(move || {
         failpoints::stall(Op::Fsync, std::time::Duration::from_millis(100));
