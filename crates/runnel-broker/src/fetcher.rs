@@ -157,13 +157,7 @@ async fn truncate(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target, 
             if r.error_code != 0 {
                 return Err(FetchError::Kafka(KafkaError::try_from_code(r.error_code).unwrap_or(KafkaError::UnknownServerError)));
             }
-            if r.leader_epoch < 0 || r.end_offset < 0 {
-                part.high_watermark()
-            } else if r.leader_epoch == epoch {
-                r.end_offset
-            } else {
-                r.end_offset.min(part.epoch_end(r.leader_epoch).1)
-            }
+            crate::replica::truncation_offset(epoch, (r.leader_epoch, r.end_offset), part.high_watermark(), |e| part.epoch_end(e).1)
         }
     };
     let p = part.clone();
@@ -202,7 +196,7 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
         if e == KafkaError::OffsetOutOfRange {
             // Our log end is outside the leader's log: below its start (start again
             // there) or above its end (cut back to its high watermark).
-            let to = if fetch_offset < data.log_start_offset { data.log_start_offset } else { data.high_watermark.max(0) };
+            let to = crate::replica::out_of_range_offset(fetch_offset, data.log_start_offset, data.high_watermark);
             let p = part.clone();
             tokio::task::spawn_blocking(move || p.truncate_to(to)).await.map_err(std::io::Error::other)??;
             tracing::warn!(topic = %part.topic, partition = part.index, fetch_offset, truncated_to = to, "fetch offset out of the leader's range");

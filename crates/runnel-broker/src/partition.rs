@@ -42,18 +42,7 @@ pub struct Partition {
     epochs: Mutex<Option<LeaderEpochCache>>,
 }
 
-/// Why this broker cannot take a produce or a consumer's fetch for the partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotServing {
-    /// Another broker leads (-1: none does); with its leader epoch.
-    NotLeader { leader: i32, leader_epoch: i32 },
-    /// The request names an older leader epoch than ours (KIP-320).
-    FencedEpoch,
-    /// The request names a newer leader epoch than we know.
-    UnknownEpoch,
-    /// acks=all and the ISR is smaller than `min.insync.replicas`.
-    NotEnoughReplicas,
-}
+pub use crate::replica::{NotServing, WaitError};
 
 impl Partition {
     pub fn new(topic: String, index: i32, mut log: PartitionLog, settings: TopicSettings) -> Self {
@@ -160,31 +149,15 @@ impl Partition {
     /// Checks that this broker leads, against the request's leader epoch (-1: none
     /// given). Returns our leader epoch.
     pub fn check_leader(&self, requested_epoch: i32) -> Result<i32, NotServing> {
-        let guard = self.replica();
-        let Some(r) = guard.as_ref() else { return Ok(0) };
-        if requested_epoch >= 0 && requested_epoch < r.leader_epoch {
-            return Err(NotServing::FencedEpoch);
-        }
-        if requested_epoch > r.leader_epoch {
-            return Err(NotServing::UnknownEpoch);
-        }
-        if !r.is_leader() {
-            return Err(NotServing::NotLeader { leader: r.leader, leader_epoch: r.leader_epoch });
-        }
-        Ok(r.leader_epoch)
+        self.replica().as_ref().map_or(Ok(0), |r| r.check_leader(requested_epoch))
     }
 
     /// Before a produce: this broker must lead, and for acks=all the ISR must hold at
     /// least `min.insync.replicas`. Returns the leader epoch to stamp on the batches
     /// (None on a single node: batches are kept as sent).
     pub fn check_produce(&self, acks: i16) -> Result<Option<i32>, NotServing> {
-        let epoch = self.check_leader(-1)?;
-        let guard = self.replica();
-        let Some(r) = guard.as_ref() else { return Ok(None) };
-        if acks == -1 && r.isr.len() < self.settings().min_insync_replicas {
-            return Err(NotServing::NotEnoughReplicas);
-        }
-        Ok(Some(epoch))
+        let min_insync = self.settings().min_insync_replicas;
+        self.replica().as_ref().map(|r| r.check_produce(acks, min_insync)).transpose()
     }
 
     /// acks=all: waits until the high watermark passes `offset` (every ISR member has it).
@@ -196,15 +169,11 @@ impl Partition {
             let moved = self.hw_moved.notified();
             tokio::pin!(moved);
             moved.as_mut().enable();
-            {
-                let guard = self.replica();
-                let Some(r) = guard.as_ref() else { return Ok(true) };
-                if !r.is_leader() {
-                    return Err(WaitError::NotLeader);
-                }
-                if r.hw > offset {
-                    return Ok(r.isr.len() >= self.settings().min_insync_replicas);
-                }
+            let min_insync = self.settings().min_insync_replicas;
+            match self.replica().as_ref().map(|r| r.replicated(offset, min_insync)) {
+                None => return Ok(true),
+                Some(Some(done)) => return done,
+                Some(None) => {}
             }
             if tokio::time::timeout_at(deadline, moved).await.is_err() {
                 return Err(WaitError::TimedOut);
@@ -382,13 +351,6 @@ impl Partition {
         }
         Ok(())
     }
-}
-
-/// Why an acks=all wait ended without the ISR having the batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitError {
-    NotLeader,
-    TimedOut,
 }
 
 #[cfg(test)]

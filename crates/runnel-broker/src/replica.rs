@@ -39,6 +39,26 @@ pub enum RoleChange {
     BecameFollower { leader: i32 },
 }
 
+/// Why this broker cannot take a produce or a consumer's fetch for the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotServing {
+    /// Another broker leads (-1: none does); with its leader epoch.
+    NotLeader { leader: i32, leader_epoch: i32 },
+    /// The request names an older leader epoch than ours (KIP-320).
+    FencedEpoch,
+    /// The request names a newer leader epoch than we know.
+    UnknownEpoch,
+    /// acks=all and the ISR is smaller than `min.insync.replicas`.
+    NotEnoughReplicas,
+}
+
+/// Why an acks=all wait ended without the ISR having the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitError {
+    NotLeader,
+    TimedOut,
+}
+
 /// An ISR change a leader proposes (AlterPartition).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsrProposal {
@@ -85,6 +105,41 @@ impl ReplicaState {
 
     pub fn is_leader(&self) -> bool {
         self.leader == self.me
+    }
+
+    /// Checks that this broker leads, against a request's leader epoch (-1: none given).
+    /// Returns our leader epoch.
+    pub fn check_leader(&self, requested_epoch: i32) -> Result<i32, NotServing> {
+        if requested_epoch >= 0 && requested_epoch < self.leader_epoch {
+            return Err(NotServing::FencedEpoch);
+        }
+        if requested_epoch > self.leader_epoch {
+            return Err(NotServing::UnknownEpoch);
+        }
+        if !self.is_leader() {
+            return Err(NotServing::NotLeader { leader: self.leader, leader_epoch: self.leader_epoch });
+        }
+        Ok(self.leader_epoch)
+    }
+
+    /// Before a produce with `acks`: this broker must lead, and for acks=all the ISR must
+    /// hold at least `min_insync` replicas. Returns the leader epoch to stamp.
+    pub fn check_produce(&self, acks: i16, min_insync: usize) -> Result<i32, NotServing> {
+        let epoch = self.check_leader(-1)?;
+        if acks == -1 && self.isr.len() < min_insync {
+            return Err(NotServing::NotEnoughReplicas);
+        }
+        Ok(epoch)
+    }
+
+    /// An acks=all wait for the record at `offset`: None while it must go on waiting;
+    /// Ok(true) once the high watermark passed it, Ok(false) if the ISR is below
+    /// `min_insync` then (NOT_ENOUGH_REPLICAS_AFTER_APPEND); Err when leadership is lost.
+    pub fn replicated(&self, offset: i64, min_insync: usize) -> Option<Result<bool, WaitError>> {
+        if !self.is_leader() {
+            return Some(Err(WaitError::NotLeader));
+        }
+        (self.hw > offset).then_some(Ok(self.isr.len() >= min_insync))
     }
 
     /// Takes the committed assignment `a` (`leo`: our log end now).
@@ -191,6 +246,32 @@ impl ReplicaState {
     /// How far each follower's log end is behind `leo` (unknown: all of it), for metrics.
     pub fn follower_lag(&self, leo: i64) -> i64 {
         self.followers.values().map(|p| leo - p.leo.unwrap_or(0)).max().unwrap_or(0).max(0)
+    }
+}
+
+/// Where a follower that starts following a new leader epoch cuts its log (KIP-101/279):
+/// it asked the leader where `requested` (the latest epoch of its own log) ends and got
+/// `answer` (epoch, end offset). The same epoch: at that end; an older one: at its end in
+/// the leader's log or in ours (`own_end`), whichever is lower; none known to the leader
+/// (-1): at our high watermark `hw` (everything below it is on every ISR member).
+pub fn truncation_offset(requested: i32, answer: (i32, i64), hw: i64, own_end: impl FnOnce(i32) -> i64) -> i64 {
+    let (epoch, end) = answer;
+    if epoch < 0 || end < 0 {
+        hw
+    } else if epoch == requested {
+        end
+    } else {
+        end.min(own_end(epoch))
+    }
+}
+
+/// Where a follower whose fetch offset is outside the leader's log goes: below its start
+/// (`log_start`), start again there; above its end, cut back to its high watermark.
+pub fn out_of_range_offset(fetch_offset: i64, log_start: i64, leader_hw: i64) -> i64 {
+    if fetch_offset < log_start {
+        log_start
+    } else {
+        leader_hw.max(0)
     }
 }
 

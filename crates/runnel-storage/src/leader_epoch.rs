@@ -18,27 +18,15 @@ pub const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 /// `(epoch, end offset)` meaning "unknown" (Kafka's UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET).
 pub const UNDEFINED: (i32, i64) = (-1, -1);
 
-#[derive(Debug)]
-pub struct LeaderEpochCache {
-    path: PathBuf,
+/// The epoch entries alone, without the file: the decisions (which entry an epoch change
+/// replaces, where an epoch ends) that [`LeaderEpochCache`] persists, kept pure so the
+/// cluster simulation drives the same code. Each change answers whether it changed anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderEpochs {
     entries: Vec<(i32, i64)>,
 }
 
-impl LeaderEpochCache {
-    /// Reads `dir`'s checkpoint (none, or one that does not parse: empty).
-    pub fn open(dir: &Path) -> io::Result<Self> {
-        let path = dir.join(CHECKPOINT_FILE);
-        let entries = match fs::read_to_string(&path) {
-            Ok(text) => parse(&text).unwrap_or_else(|| {
-                tracing::warn!(path = %path.display(), "unreadable leader-epoch checkpoint; starting without one");
-                Vec::new()
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        Ok(Self { path, entries })
-    }
-
+impl LeaderEpochs {
     pub fn entries(&self) -> &[(i32, i64)] {
         &self.entries
     }
@@ -49,23 +37,20 @@ impl LeaderEpochCache {
 
     /// Epoch `epoch` starts at `start_offset`, unless a later or equal epoch is known. An
     /// entry starting at or after `start_offset` is replaced (it was never written past).
-    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> io::Result<()> {
+    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> bool {
         if epoch < 0 || self.latest_epoch().is_some_and(|l| l >= epoch) {
-            return Ok(());
+            return false;
         }
         self.entries.retain(|e| e.1 < start_offset);
         self.entries.push((epoch, start_offset));
-        self.write()
+        true
     }
 
     /// The log now ends at `end`: epochs starting at or after it go.
-    pub fn truncate_from_end(&mut self, end: i64) -> io::Result<()> {
+    pub fn truncate_from_end(&mut self, end: i64) -> bool {
         let before = self.entries.len();
         self.entries.retain(|e| e.1 < end);
-        if self.entries.len() != before {
-            return self.write();
-        }
-        Ok(())
+        self.entries.len() != before
     }
 
     /// Kafka's `endOffsetFor`: the largest epoch `<= requested` this log knows and the
@@ -87,10 +72,62 @@ impl LeaderEpochCache {
             Some(floor) => (self.entries[floor].0, self.entries[higher].1),
         }
     }
+}
+
+/// [`LeaderEpochs`] kept in the partition's checkpoint file, rewritten on every change.
+#[derive(Debug)]
+pub struct LeaderEpochCache {
+    path: PathBuf,
+    epochs: LeaderEpochs,
+}
+
+impl LeaderEpochCache {
+    /// Reads `dir`'s checkpoint (none, or one that does not parse: empty).
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        let path = dir.join(CHECKPOINT_FILE);
+        let entries = match fs::read_to_string(&path) {
+            Ok(text) => parse(&text).unwrap_or_else(|| {
+                tracing::warn!(path = %path.display(), "unreadable leader-epoch checkpoint; starting without one");
+                Vec::new()
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Self { path, epochs: LeaderEpochs { entries } })
+    }
+
+    pub fn entries(&self) -> &[(i32, i64)] {
+        self.epochs.entries()
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// [`LeaderEpochs::assign`], written to the file if it changed anything.
+    pub fn assign(&mut self, epoch: i32, start_offset: i64) -> io::Result<()> {
+        if self.epochs.assign(epoch, start_offset) {
+            return self.write();
+        }
+        Ok(())
+    }
+
+    /// [`LeaderEpochs::truncate_from_end`], written to the file if it changed anything.
+    pub fn truncate_from_end(&mut self, end: i64) -> io::Result<()> {
+        if self.epochs.truncate_from_end(end) {
+            return self.write();
+        }
+        Ok(())
+    }
+
+    /// See [`LeaderEpochs::end_offset_for`].
+    pub fn end_offset_for(&self, requested: i32, log_end: i64) -> (i32, i64) {
+        self.epochs.end_offset_for(requested, log_end)
+    }
 
     fn write(&self) -> io::Result<()> {
-        let mut text = format!("0\n{}\n", self.entries.len());
-        for (epoch, offset) in &self.entries {
+        let mut text = format!("0\n{}\n", self.epochs.entries.len());
+        for (epoch, offset) in &self.epochs.entries {
             text.push_str(&format!("{epoch} {offset}\n"));
         }
         crate::offset_checkpoint::write_durably(&self.path, &text)

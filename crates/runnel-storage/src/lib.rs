@@ -37,7 +37,7 @@ pub use producer_state::{AppendOrigin, ProducerEntry, ProducerError, ProducerSta
 pub use retention::{LogStartMove, RetentionOutcome, SegmentDeletion};
 pub use flush::FlushJob;
 pub use fsio::sync_filesystem;
-pub use leader_epoch::LeaderEpochCache;
+pub use leader_epoch::{LeaderEpochCache, LeaderEpochs};
 pub use txn_index::AbortedTxn;
 pub use open_files::{OpenFiles, SegmentFile};
 pub use log::{AppendInfo, FileSlice, FsyncStats, PartitionLog, ReadSlice, FSYNC_BUCKETS};
