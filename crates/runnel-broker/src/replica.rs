@@ -10,7 +10,10 @@
 //!
 //! Invariants: the high watermark never goes back while this broker leads; on the leader it
 //! is at most the minimum log end of the ISR (every ISR member holds every record below
-//! it), so a record below it survives the loss of any ISR member but one.
+//! it), so a record below it survives the loss of any ISR member but one. That ISR is the
+//! *maximal* one (Kafka's, KIP-497): the committed ISR plus the followers this leader has
+//! proposed to add and not yet seen committed, since the controller may already count them
+//! (and elect one of them) while the answer is on its way or lost.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -84,6 +87,10 @@ pub struct ReplicaState {
     followers: HashMap<i32, Progress>,
     /// An ISR change proposed and not yet answered (one at a time).
     pub isr_change_in_flight: bool,
+    /// Followers proposed into the ISR, until the next partition epoch shows whether they
+    /// are in: the high watermark waits for them too (a proposal that failed may still
+    /// have been committed).
+    joining: Vec<i32>,
 }
 
 impl ReplicaState {
@@ -100,6 +107,7 @@ impl ReplicaState {
             epoch_start_offset: 0,
             followers: HashMap::new(),
             isr_change_in_flight: false,
+            joining: Vec::new(),
         }
     }
 
@@ -147,6 +155,7 @@ impl ReplicaState {
         let new_epoch = a.leader_epoch != self.leader_epoch || a.leader != self.leader;
         if a.partition_epoch != self.partition_epoch {
             self.isr_change_in_flight = false;
+            self.joining.clear();
         }
         self.replicas = a.replicas.clone();
         self.isr = a.isr.clone();
@@ -183,7 +192,7 @@ impl ReplicaState {
             return false;
         }
         let mut min = leo;
-        for r in self.isr.iter().filter(|r| **r != self.me) {
+        for r in self.isr.iter().chain(&self.joining).filter(|r| **r != self.me) {
             match self.followers.get(r).and_then(|p| p.leo) {
                 Some(l) => min = min.min(l),
                 None => return false,
@@ -213,18 +222,23 @@ impl ReplicaState {
         let proposal = (joins && !self.isr_change_in_flight).then(|| {
             let mut isr = self.isr.clone();
             isr.push(id);
+            if !self.joining.contains(&id) {
+                self.joining.push(id);
+            }
             self.proposal(isr)
         });
         (moved, proposal)
     }
 
-    /// Leader: the ISR without the followers that have not caught up for `max_lag`.
+    /// Leader: the ISR without the followers that have not caught up for `max_lag` (a
+    /// lagging follower still joining is left out too: the commit's new partition epoch
+    /// ends its wait).
     pub fn shrink_proposal(&mut self, max_lag: Duration, now: Instant) -> Option<IsrProposal> {
         if !self.is_leader() || self.isr_change_in_flight {
             return None;
         }
         let lagging = |r: &i32| self.followers.get(r).is_some_and(|p| now.duration_since(p.last_caught_up) > max_lag);
-        if !self.isr.iter().any(lagging) {
+        if !self.isr.iter().chain(&self.joining).any(lagging) {
             return None;
         }
         let isr: Vec<i32> = self.isr.iter().copied().filter(|r| !lagging(r)).collect();
@@ -323,6 +337,36 @@ mod tests {
         assert_eq!(s.hw, 5);
         let (_, p) = s.on_follower_fetch(2, 5, 5, t2);
         assert_eq!(p.expect("2 caught up").isr, vec![1, 3, 2]);
+    }
+
+    /// Found by the simulation (`sim`, seeds 18, 227, 228 and 281): the controller committed a
+    /// follower's join while the leader still computed the high watermark without it; the
+    /// leader acknowledged records the follower lacked, then died, and the follower was
+    /// elected without them.
+    #[test]
+    fn the_high_watermark_waits_for_a_follower_whose_join_is_proposed() {
+        let t = Instant::now();
+        let mut s = ReplicaState::new(1, 0);
+        s.assign(&PartitionAssignment { partition_epoch: 1, ..assignment(1, 0, vec![1, 3]) }, 0, t);
+        s.on_follower_fetch(3, 0, 0, t);
+        let (_, p) = s.on_follower_fetch(2, 0, 0, t);
+        assert_eq!(p.expect("2 caught up").isr, vec![1, 3, 2]);
+        // Records 0..5 appended; 3 has them all, 2 none: the high watermark stays.
+        assert_eq!(s.on_follower_fetch(3, 5, 5, t), (false, None));
+        assert_eq!(s.hw, 0);
+        // The proposal failed (its outcome unknown): the wait goes on.
+        s.isr_change_in_flight = false;
+        assert!(!s.update_hw(5));
+        assert!(s.on_follower_fetch(2, 4, 5, t).0);
+        assert_eq!(s.hw, 4);
+        // A lagging joiner is dropped by an ISR change; its commit ends the wait.
+        s.isr_change_in_flight = false;
+        let later = t + Duration::from_millis(500);
+        s.on_follower_fetch(3, 5, 5, later);
+        let p = s.shrink_proposal(Duration::from_millis(100), later).expect("2 lags");
+        assert_eq!(p.isr, vec![1, 3]);
+        s.assign(&PartitionAssignment { partition_epoch: 2, ..assignment(1, 0, vec![1, 3]) }, 5, later);
+        assert_eq!(s.hw, 5);
     }
 
     #[test]
