@@ -25,6 +25,8 @@ mod quota;
 mod replica;
 mod replication;
 mod server;
+#[cfg(test)]
+mod sim;
 mod state;
 pub mod topic_config;
 mod topic_name;

@@ -1,0 +1,1054 @@
+//! A seeded, deterministic simulation of one replicated partition on three brokers and the
+//! controller, checked after every step (issue 9). It drives the real decision code:
+//! [`ReplicaState`] (assignment, high watermark, ISR proposals, leader and produce checks,
+//! the acks=all wait), [`ClusterImage::apply`] (registration, fencing, election, stale ISR
+//! changes refused), [`LeaderEpochs`] (the leader-epoch checkpoint's entries) and the
+//! follower's truncation points ([`replica::truncation_offset`], [`replica::out_of_range_offset`]).
+//! Only the transport, the clock, the disk and the Raft log are modelled: a log per replica of
+//! (leader epoch, record id) entries, durable across a crash with its epochs; the committed
+//! controller records in one total order (the quorum is openraft's job); messages in flight
+//! that are delivered in any order or lost; a virtual clock in milliseconds. The glue that
+//! `Partition`, `fetcher`, the Fetch and OffsetForLeaderEpoch handlers and the controller's
+//! heartbeat and fence loops put around that code is mirrored here step by step (each
+//! function names what it mirrors).
+//!
+//! A seeded scheduler ([`ChaCha8Rng`]) picks each step: a produce (acks=all) to a broker
+//! that thinks it leads, a follower's next request, the delivery or loss of a message, a
+//! parked follower fetch answered, a broker applying the next metadata record, time
+//! passing (heartbeats, fencing, ISR shrinks, high watermark checkpoints, acks=all
+//! timeouts), a crash or restart of a broker (its log and epochs kept, its high watermark
+//! from its last checkpoint), links cut and healed between brokers and between a broker
+//! and the controller, a controller failover.
+//!
+//! Checked after every step:
+//! - no record below a high watermark a leader served (every acknowledged record is) is
+//!   missing from the log of the current leader (the one the controller's image names, once
+//!   it acts as leader in that epoch), and two leaders never served different records below
+//!   their high watermarks;
+//! - at most one broker ever leads a given leader epoch;
+//! - the high watermark a leader serves never goes back within its epoch (a new leader may
+//!   start lower, as in Kafka, until its followers report: it then answers reads above it
+//!   with nothing; what matters, that nothing below the old one is lost, is the first check);
+//! - every replica's log agrees with the current leader's below its own high watermark.
+//!
+//! Found so far: a leader computed its high watermark without a follower whose ISR join it
+//! had proposed, while the controller could already count (and elect) that follower; fixed
+//! with Kafka's maximal ISR in [`ReplicaState`] (regression seeds in `tests.rs`).
+//!
+//! On a failure the test panics with the seed, the step, the broken invariant, the last
+//! events and the command that replays it: `RUNNEL_SIM_SEED=N cargo test -p runnel-broker
+//! --lib sim_seeds`. `RUNNEL_SIM_SEEDS=N` runs more seeds. No threads, no wall clock: the run is a
+//! function of the seed.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use runnel_controller::types::{BrokerRegistration, ControllerRecord, PartitionAssignment};
+use runnel_controller::ClusterImage;
+use runnel_metadata::{MetadataRecord, Uuid};
+use runnel_storage::LeaderEpochs;
+
+use crate::replica::{self, IsrProposal, NotServing, ReplicaState, RoleChange};
+
+/// The simulated brokers (node ids); the controller is node 0.
+const BROKERS: [i32; 3] = [1, 2, 3];
+const CONTROLLER: i32 = 0;
+const TOPIC: Uuid = Uuid::from_u128(0x5133_0009);
+/// `broker.heartbeat.interval.ms`, `broker.session.timeout.ms`, `replica.lag.time.max.ms`,
+/// `replica.fetch.wait.max.ms` and the producer's request timeout, in virtual ms.
+const HEARTBEAT_MS: u64 = 500;
+const SESSION_MS: u64 = 2000;
+const MAX_LAG_MS: u64 = 1500;
+const FETCH_WAIT_MS: u64 = 500;
+const ACK_TIMEOUT_MS: u64 = 5000;
+/// Events kept for the failure report.
+const TRACE: usize = 60;
+
+/// How one run goes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub steps: usize,
+    /// A deliberately broken rule, to prove the checker can fail: when a partition is left
+    /// without a leader, a live replica outside the ISR is elected (unclean election).
+    pub unclean_election: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { steps: 1000, unclean_election: false }
+    }
+}
+
+/// A broken invariant.
+#[derive(Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub step: usize,
+    pub what: String,
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "simulation seed {} failed at step {}: {}", self.seed, self.step, self.what)?;
+        writeln!(f, "last events (step: event):")?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        write!(f, "replay: RUNNEL_SIM_SEED={} cargo test -p runnel-broker --lib sim_seeds -- --nocapture", self.seed)
+    }
+}
+
+/// One record in a replica's log (its offset is its index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    epoch: i32,
+    id: u64,
+}
+
+/// The follower's fetcher task (`fetcher::run`): whom it follows, whether it has cut its
+/// log for this epoch yet, and whether a request is out.
+#[derive(Debug, Clone)]
+struct Fetcher {
+    leader: i32,
+    epoch: i32,
+    gen: u64,
+    truncated: bool,
+    busy: bool,
+}
+
+/// An acks=all produce waiting in `Partition::wait_replicated`.
+#[derive(Debug, Clone)]
+struct Pending {
+    offset: i64,
+    id: u64,
+    since: u64,
+}
+
+/// A follower fetch parked on the leader for lack of data (the Fetch handler's long poll);
+/// it has passed the leader check and will read the log as it is when it wakes.
+#[derive(Debug, Clone)]
+struct Parked {
+    follower: i32,
+    follower_inc: u64,
+    gen: u64,
+    fetch_offset: i64,
+}
+
+struct Broker {
+    id: i32,
+    up: bool,
+    incarnation: u64,
+    // Durable: the log, its leader epochs, the high watermark checkpoint, the metadata
+    // records applied (the node's Raft log and snapshot).
+    log: Vec<Entry>,
+    epochs: LeaderEpochs,
+    hw_checkpoint: Option<i64>,
+    image: ClusterImage,
+    applied: usize,
+    // Lost in a crash.
+    state: ReplicaState,
+    /// This run's registration: proposed, committed at this index (1-based).
+    registering: bool,
+    registered_at: Option<usize>,
+    /// The publisher runs (`Cluster::wait_registered` passed): assignments are acted on.
+    publishing: bool,
+    fetcher: Option<Fetcher>,
+    pending: Vec<Pending>,
+    parked: Vec<Parked>,
+    last_heartbeat: u64,
+    /// Highest high watermark served as leader, per leader epoch.
+    served_hw: BTreeMap<i32, i64>,
+}
+
+impl Broker {
+    fn leo(&self) -> i64 {
+        self.log.len() as i64
+    }
+
+    /// `Partition::high_watermark`.
+    fn hw(&self) -> i64 {
+        self.state.hw.min(self.leo())
+    }
+
+    /// `Partition::epoch_end` (cluster mode).
+    fn epoch_end(&self, requested: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(requested, self.leo())
+    }
+
+    /// `Partition::truncate_to`: the log, then its epochs.
+    fn truncate_to(&mut self, offset: i64) -> i64 {
+        if offset < self.leo() {
+            self.log.truncate(offset.max(0) as usize);
+        }
+        let end = self.leo();
+        self.epochs.truncate_from_end(end);
+        end
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    EpochReq { gen: u64, current_epoch: i32, requested: i32 },
+    EpochResp { gen: u64, requested: i32, answer: Result<(i32, i64), NotServing> },
+    FetchReq { gen: u64, current_epoch: i32, fetch_offset: i64 },
+    FetchResp { gen: u64, fetch_offset: i64, result: FetchResult },
+    Propose { record: ControllerRecord },
+    /// The controller's answer: the record's index once committed, or refused.
+    ProposeResp { register: bool, committed: Option<usize> },
+}
+
+#[derive(Debug, Clone)]
+enum FetchResult {
+    Refused(NotServing),
+    OutOfRange { log_start: i64, hw: i64 },
+    Data { entries: Vec<Entry>, hw: i64 },
+}
+
+#[derive(Debug, Clone)]
+struct Msg {
+    from: i32,
+    from_inc: u64,
+    to: i32,
+    to_inc: u64,
+    body: Body,
+}
+
+struct Controller {
+    log: Vec<ControllerRecord>,
+    image: ClusterImage,
+    last_seen: BTreeMap<i32, u64>,
+}
+
+pub struct World {
+    seed: u64,
+    opts: Options,
+    rng: ChaCha8Rng,
+    now: u64,
+    origin: Instant,
+    min_insync: usize,
+    /// Per-seed factors (1..=3) on the events' weights for half the seeds, so seeds differ in
+    /// what they stress (swarm testing): some crash often, some lose many messages.
+    swarm: [u32; 12],
+    brokers: Vec<Broker>,
+    controller: Controller,
+    net: Vec<Msg>,
+    /// Links cut, as (lower id, higher id); the controller is 0.
+    cut: BTreeSet<(i32, i32)>,
+    next_id: u64,
+    gen: u64,
+    /// The records below the highest high watermark any leader served (all acknowledged
+    /// records are among them): they must never be lost.
+    visible: Vec<Entry>,
+    /// Which broker led each leader epoch.
+    leaders: BTreeMap<i32, i32>,
+    acked: u64,
+    trace: VecDeque<String>,
+    step: usize,
+}
+
+/// Applies a committed record as every node does; with the broken rule of
+/// [`Options::unclean_election`], a leaderless partition then takes a live replica outside
+/// its ISR as leader.
+fn apply(image: &mut ClusterImage, index: usize, record: &ControllerRecord, unclean: bool) {
+    image.apply(index as u64, 1, record);
+    if !unclean {
+        return;
+    }
+    let live: Vec<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+    for p in image.partitions.values_mut().flatten().filter(|p| p.leader == -1) {
+        if let Some(r) = p.replicas.iter().copied().find(|r| live.contains(r) && !p.isr.contains(r)) {
+            p.leader = r;
+            p.isr = vec![r];
+            p.leader_epoch += 1;
+            p.partition_epoch += 1;
+        }
+    }
+}
+
+fn registration(id: i32) -> ControllerRecord {
+    ControllerRecord::RegisterBroker(BrokerRegistration {
+        broker_id: id,
+        host: "sim".into(),
+        port: id,
+        rack: None,
+        fenced: false,
+        listeners: vec![],
+    })
+}
+
+fn link(a: i32, b: i32) -> (i32, i32) {
+    (a.min(b), a.max(b))
+}
+
+impl World {
+    pub fn new(seed: u64, opts: Options) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let min_insync = rng.gen_range(1..=2);
+        // Half the seeds weigh every event alike; the other half by per-seed factors.
+        let mut swarm = [1; 12];
+        if rng.gen_bool(0.5) {
+            for f in swarm.iter_mut() {
+                *f = rng.gen_range(1..=3);
+            }
+        }
+        let mut replicas = BROKERS.to_vec();
+        replicas.rotate_left(rng.gen_range(0..3));
+        let mut controller = Controller { log: Vec::new(), image: ClusterImage::default(), last_seen: BTreeMap::new() };
+        let create = ControllerRecord::Topic {
+            topic_id: TOPIC,
+            change: MetadataRecord::CreateTopic { name: "sim".into(), topic_id: TOPIC, partitions: 1, configs: Default::default() },
+            assignments: vec![PartitionAssignment::new(replicas.clone())],
+        };
+        let mut registered = BTreeMap::new();
+        for record in BROKERS.iter().map(|b| registration(*b)).chain([create]) {
+            controller.log.push(record.clone());
+            apply(&mut controller.image, controller.log.len(), &record, opts.unclean_election);
+            if let ControllerRecord::RegisterBroker(r) = &record {
+                registered.insert(r.broker_id, controller.log.len());
+            }
+        }
+        let origin = Instant::now();
+        let brokers = BROKERS
+            .iter()
+            .map(|&id| {
+                controller.last_seen.insert(id, 0);
+                Broker {
+                    id,
+                    up: true,
+                    incarnation: 1,
+                    log: Vec::new(),
+                    epochs: LeaderEpochs::default(),
+                    hw_checkpoint: None,
+                    image: controller.image.clone(),
+                    applied: controller.log.len(),
+                    state: ReplicaState::new(id, 0),
+                    registering: false,
+                    registered_at: Some(registered[&id]),
+                    publishing: true,
+                    fetcher: None,
+                    pending: Vec::new(),
+                    parked: Vec::new(),
+                    last_heartbeat: 0,
+                    served_hw: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let mut w = World {
+            seed,
+            opts,
+            rng,
+            now: 0,
+            origin,
+            min_insync,
+            swarm,
+            brokers,
+            controller,
+            net: Vec::new(),
+            cut: BTreeSet::new(),
+            next_id: 1,
+            gen: 0,
+            visible: Vec::new(),
+            leaders: BTreeMap::new(),
+            acked: 0,
+            trace: VecDeque::new(),
+            step: 0,
+        };
+        w.log(format!("start: replicas {replicas:?}, min.insync.replicas {min_insync}, event weights x {swarm:?}"));
+        for i in 0..w.brokers.len() {
+            w.reconcile(i);
+        }
+        w
+    }
+
+    /// Runs `opts.steps` steps, checking after each.
+    pub fn run(mut self) -> Result<Stats, Failure> {
+        self.check().map_err(|what| self.failure(what))?;
+        for step in 1..=self.opts.steps {
+            self.step = step;
+            self.next_event();
+            self.resolve_acks();
+            self.check().map_err(|what| self.failure(what))?;
+        }
+        Ok(Stats { acked: self.acked, epochs: self.leaders.len() as u64 })
+    }
+
+    fn failure(&self, what: String) -> Failure {
+        Failure { seed: self.seed, step: self.step, what, trace: self.trace.iter().cloned().collect() }
+    }
+
+    fn log(&mut self, event: String) {
+        if self.trace.len() == TRACE {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(format!("{:>4} t={:>6}ms: {event}", self.step, self.now));
+    }
+
+    fn instant(&self) -> Instant {
+        self.origin + Duration::from_millis(self.now)
+    }
+
+    fn idx(&self, id: i32) -> usize {
+        (id - 1) as usize
+    }
+
+    fn linked(&self, a: i32, b: i32) -> bool {
+        !self.cut.contains(&link(a, b))
+    }
+
+    fn send(&mut self, from: i32, to: i32, body: Body) {
+        let from_inc = if from == CONTROLLER { 0 } else { self.brokers[self.idx(from)].incarnation };
+        let to_inc = if to == CONTROLLER { 0 } else { self.brokers[self.idx(to)].incarnation };
+        self.net.push(Msg { from, from_inc, to, to_inc, body });
+    }
+
+    // ---- the scheduler
+
+    fn next_event(&mut self) {
+        let down = self.brokers.iter().filter(|b| !b.up).count();
+        let parked: usize = self.brokers.iter().map(|b| b.parked.len()).sum();
+        let choices: [(u32, u8); 12] = [
+            (14, 0),                                                 // produce
+            (22, 1),                                                 // a follower's next request
+            (if self.net.is_empty() { 0 } else { 28 }, 2),           // deliver a message
+            (if self.net.is_empty() { 0 } else { 2 }, 3),            // lose a message
+            (if parked == 0 { 0 } else { 6 }, 4),                    // a parked fetch wakes
+            (14, 5),                                                 // a broker applies metadata
+            (8, 6),                                                  // time passes
+            (if down < 2 { 1 } else { 0 }, 7),                       // a broker crashes
+            (if down > 0 { 3 } else { 0 }, 8),                       // a broker restarts
+            (2, 9),                                                  // a link is cut
+            (if self.cut.is_empty() { 0 } else { 3 }, 10),           // links heal
+            (1, 11),                                                 // controller failover
+        ];
+        let choices = choices.map(|(weight, kind)| (weight * self.swarm[kind as usize], kind));
+        let total: u32 = choices.iter().map(|c| c.0).sum();
+        let mut pick = self.rng.gen_range(0..total);
+        let mut kind = 0;
+        for (weight, k) in choices {
+            if pick < weight {
+                kind = k;
+                break;
+            }
+            pick -= weight;
+        }
+        match kind {
+            0 => self.produce(),
+            1 => self.fetcher_step(),
+            2 => {
+                let i = self.rng.gen_range(0..self.net.len());
+                let m = self.net.swap_remove(i);
+                self.deliver(m);
+            }
+            3 => {
+                let i = self.rng.gen_range(0..self.net.len());
+                let m = self.net.swap_remove(i);
+                self.log(format!("lost {} -> {}: {:?}", m.from, m.to, m.body));
+                self.lost(m);
+            }
+            4 => {
+                let holders: Vec<usize> = (0..self.brokers.len()).filter(|i| !self.brokers[*i].parked.is_empty()).collect();
+                let b = holders[self.rng.gen_range(0..holders.len())];
+                let k = self.rng.gen_range(0..self.brokers[b].parked.len());
+                let p = self.brokers[b].parked.remove(k);
+                self.answer_parked(b, p);
+            }
+            5 => self.metadata_step(),
+            6 => self.tick(),
+            7 => {
+                let up: Vec<usize> = (0..self.brokers.len()).filter(|i| self.brokers[*i].up).collect();
+                let b = up[self.rng.gen_range(0..up.len())];
+                self.crash(b);
+            }
+            8 => {
+                let down: Vec<usize> = (0..self.brokers.len()).filter(|i| !self.brokers[*i].up).collect();
+                let b = down[self.rng.gen_range(0..down.len())];
+                self.restart(b);
+            }
+            9 => {
+                let a = BROKERS[self.rng.gen_range(0..3)];
+                let b = [CONTROLLER, 1, 2, 3].into_iter().filter(|x| *x != a).nth(self.rng.gen_range(0..3)).unwrap();
+                self.cut.insert(link(a, b));
+                self.log(format!("link {a} <-> {b} cut"));
+            }
+            10 => {
+                if self.rng.gen_bool(0.5) {
+                    self.cut.clear();
+                    self.log("every link healed".into());
+                } else {
+                    let l = *self.cut.iter().nth(self.rng.gen_range(0..self.cut.len())).unwrap();
+                    self.cut.remove(&l);
+                    self.log(format!("link {} <-> {} healed", l.0, l.1));
+                }
+            }
+            _ => {
+                // A new controller leader gives every broker a full session (`fence_loop`).
+                let now = self.now;
+                for t in self.controller.last_seen.values_mut() {
+                    *t = now;
+                }
+                self.log("controller failover: every broker gets a full session".into());
+            }
+        }
+    }
+
+    // ---- producers
+
+    /// A client's acks=all produce to a broker that thinks it leads (else to any broker
+    /// up), as `handlers/produce.rs`: check, append stamped with the leader epoch, wait.
+    fn produce(&mut self) {
+        let up: Vec<usize> = (0..self.brokers.len()).filter(|i| self.brokers[*i].up).collect();
+        if up.is_empty() {
+            return;
+        }
+        let leaders: Vec<usize> = up.iter().copied().filter(|i| self.brokers[*i].state.is_leader()).collect();
+        let pool = if leaders.is_empty() { &up } else { &leaders };
+        let b = pool[self.rng.gen_range(0..pool.len())];
+        let id = self.next_id;
+        let min_insync = self.min_insync;
+        let now = self.now;
+        let br = &mut self.brokers[b];
+        match br.state.check_produce(-1, min_insync) {
+            Err(e) => {
+                let line = format!("produce #{id} to {}: refused {e:?}", br.id);
+                self.log(line);
+            }
+            Ok(epoch) => {
+                self.next_id += 1;
+                br.log.push(Entry { epoch, id });
+                let leo = br.leo();
+                // `Partition::on_append`.
+                br.state.update_hw(leo);
+                br.pending.push(Pending { offset: leo - 1, id, since: now });
+                let line = format!("produce #{id} to {}: appended at {} in epoch {epoch}, hw {}", br.id, leo - 1, br.hw());
+                self.log(line);
+                // A follower parked at the old log end wakes on the append.
+                let parked = std::mem::take(&mut self.brokers[b].parked);
+                for p in parked {
+                    self.answer_parked(b, p);
+                }
+            }
+        }
+    }
+
+    /// `Partition::wait_replicated` for every waiting produce (waiters are woken by every
+    /// change of the replica state, so they see each one).
+    fn resolve_acks(&mut self) {
+        for b in 0..self.brokers.len() {
+            if !self.brokers[b].up {
+                continue;
+            }
+            let pending = std::mem::take(&mut self.brokers[b].pending);
+            for p in pending {
+                let br = &self.brokers[b];
+                match br.state.replicated(p.offset, self.min_insync) {
+                    None if self.now - p.since > ACK_TIMEOUT_MS => {
+                        self.log(format!("produce #{} on {}: timed out", p.id, br.id));
+                    }
+                    None => self.brokers[b].pending.push(p),
+                    Some(Ok(true)) => {
+                        let at = br.log.get(p.offset as usize).copied();
+                        let id = br.id;
+                        if at.map(|e| e.id) != Some(p.id) {
+                            // Caught by the checks below as well; say it here plainly.
+                            self.log(format!("produce #{} acknowledged by {id} at {}, where its log holds {at:?}", p.id, p.offset));
+                            self.brokers[b].pending.push(p);
+                            continue;
+                        }
+                        self.acked += 1;
+                        self.log(format!("produce #{} acknowledged by {id} at offset {}", p.id, p.offset));
+                    }
+                    Some(r) => {
+                        let line = format!("produce #{} on {}: {r:?}", p.id, br.id);
+                        self.log(line);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- the follower side (fetcher.rs)
+
+    fn fetcher_step(&mut self) {
+        let ready: Vec<usize> = (0..self.brokers.len())
+            .filter(|i| self.brokers[*i].up && self.brokers[*i].fetcher.as_ref().is_some_and(|f| !f.busy))
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        let b = ready[self.rng.gen_range(0..ready.len())];
+        let br = &mut self.brokers[b];
+        let f = br.fetcher.clone().expect("ready");
+        let me = br.id;
+        if !f.truncated {
+            match br.epochs.latest_epoch() {
+                None => {
+                    // No leader epochs known: cut back to the high watermark.
+                    let hw = br.hw();
+                    let end = br.truncate_to(hw);
+                    br.fetcher.as_mut().expect("ready").truncated = true;
+                    self.log(format!("{me} follows {} in epoch {}: no epochs, truncated to hw {end}", f.leader, f.epoch));
+                }
+                Some(requested) => {
+                    br.fetcher.as_mut().expect("ready").busy = true;
+                    self.send(me, f.leader, Body::EpochReq { gen: f.gen, current_epoch: f.epoch, requested });
+                }
+            }
+        } else {
+            br.fetcher.as_mut().expect("ready").busy = true;
+            let fetch_offset = br.leo();
+            self.send(me, f.leader, Body::FetchReq { gen: f.gen, current_epoch: f.epoch, fetch_offset });
+        }
+    }
+
+    /// The fetcher whose request or answer was lost reconnects and tries again.
+    fn lost(&mut self, m: Msg) {
+        match m.body {
+            Body::EpochReq { gen, .. } | Body::FetchReq { gen, .. } => self.fetch_failed(m.from, m.from_inc, gen),
+            Body::EpochResp { gen, .. } | Body::FetchResp { gen, .. } => self.fetch_failed(m.to, m.to_inc, gen),
+            Body::Propose { record } => {
+                let register = matches!(record, ControllerRecord::RegisterBroker(_));
+                self.proposal_failed(m.from, m.from_inc, register);
+            }
+            Body::ProposeResp { register, .. } => self.proposal_failed(m.to, m.to_inc, register),
+        }
+    }
+
+    fn fetch_failed(&mut self, id: i32, inc: u64, gen: u64) {
+        let b = self.idx(id);
+        if self.brokers[b].incarnation != inc {
+            return;
+        }
+        if let Some(f) = self.brokers[b].fetcher.as_mut().filter(|f| f.gen == gen) {
+            f.busy = false;
+        }
+    }
+
+    /// A proposal that failed (or whose answer was lost): `replication::propose_isr` calls
+    /// `isr_change_done`; `Controller::run_broker` registers again.
+    fn proposal_failed(&mut self, id: i32, inc: u64, register: bool) {
+        let b = self.idx(id);
+        let br = &mut self.brokers[b];
+        if br.incarnation != inc || !br.up {
+            return;
+        }
+        if register {
+            br.registering = false;
+        } else {
+            br.state.isr_change_in_flight = false;
+        }
+    }
+
+    fn deliver(&mut self, m: Msg) {
+        let to_ok = m.to == CONTROLLER || {
+            let t = &self.brokers[self.idx(m.to)];
+            t.up && t.incarnation == m.to_inc
+        };
+        if !to_ok || !self.linked(m.from, m.to) {
+            self.log(format!("dropped {} -> {}: {:?}", m.from, m.to, m.body));
+            self.lost(m);
+            return;
+        }
+        match m.body {
+            Body::EpochReq { gen, current_epoch, requested } => {
+                // handlers/offset_for_leader_epoch.rs
+                let l = &self.brokers[self.idx(m.to)];
+                let answer = l.state.check_leader(current_epoch).map(|_| l.epoch_end(requested));
+                self.send(m.to, m.from, Body::EpochResp { gen, requested, answer });
+            }
+            Body::EpochResp { gen, requested, answer } => {
+                let b = self.idx(m.to);
+                let br = &mut self.brokers[b];
+                let Some(f) = br.fetcher.clone().filter(|f| f.gen == gen) else { return };
+                br.fetcher.as_mut().expect("checked").busy = false;
+                match answer {
+                    Err(e) => self.log(format!("{} asked {} where epoch {requested} ends: {e:?}", m.to, m.from)),
+                    Ok(answer) => {
+                        // fetcher::truncate
+                        let to = replica::truncation_offset(requested, answer, br.hw(), |e| br.epoch_end(e).1);
+                        let before = br.leo();
+                        let end = br.truncate_to(to);
+                        br.fetcher.as_mut().expect("checked").truncated = true;
+                        self.log(format!(
+                            "{} follows {} in epoch {}: epoch {requested} ends at {answer:?} there; log {before} -> {end}",
+                            m.to, f.leader, f.epoch
+                        ));
+                    }
+                }
+            }
+            Body::FetchReq { gen, current_epoch, fetch_offset } => {
+                self.on_fetch(m.to, m.from, m.from_inc, gen, current_epoch, fetch_offset)
+            }
+            Body::FetchResp { gen, fetch_offset, result } => self.on_fetch_response(m.to, gen, fetch_offset, result),
+            Body::Propose { record } => self.on_propose(m.from, record),
+            Body::ProposeResp { register, committed } => {
+                let b = self.idx(m.to);
+                match (register, committed) {
+                    (true, Some(index)) => {
+                        self.brokers[b].registering = false;
+                        self.brokers[b].registered_at = Some(index);
+                        self.maybe_publish(b);
+                    }
+                    (_, None) => self.proposal_failed(m.to, m.to_inc, register),
+                    // A committed ISR change takes effect when the broker applies it.
+                    (false, Some(_)) => {}
+                }
+            }
+        }
+    }
+
+    /// handlers/fetch.rs on the leader: the leader check, the follower's log end noted
+    /// (`Partition::follower_fetched`, maybe an ISR expansion), then a read up to the log end,
+    /// or a wait for an append when there is nothing to read.
+    fn on_fetch(&mut self, leader: i32, follower: i32, follower_inc: u64, gen: u64, current_epoch: i32, fetch_offset: i64) {
+        let l = self.idx(leader);
+        let now = self.instant();
+        let lb = &mut self.brokers[l];
+        if let Err(e) = lb.state.check_leader(current_epoch) {
+            self.send(leader, follower, Body::FetchResp { gen, fetch_offset, result: FetchResult::Refused(e) });
+            return;
+        }
+        let leo = lb.leo();
+        let (_, proposal) = lb.state.on_follower_fetch(follower, fetch_offset, leo, now);
+        if let Some(p) = proposal {
+            self.propose_isr(leader, p);
+        }
+        let p = Parked { follower, follower_inc, gen, fetch_offset };
+        if fetch_offset == self.brokers[l].leo() {
+            self.brokers[l].parked.push(p);
+        } else {
+            self.answer_parked(l, p);
+        }
+    }
+
+    /// The read of a follower's fetch (handlers/fetch.rs `read_all`), now.
+    fn answer_parked(&mut self, l: usize, p: Parked) {
+        let lb = &self.brokers[l];
+        let (leo, hw) = (lb.leo(), lb.hw());
+        let result = if p.fetch_offset < 0 || p.fetch_offset > leo {
+            FetchResult::OutOfRange { log_start: 0, hw }
+        } else {
+            let n = self.rng.gen_range(1..=4);
+            let end = (p.fetch_offset + n).min(leo);
+            FetchResult::Data { entries: lb.log[p.fetch_offset as usize..end as usize].to_vec(), hw }
+        };
+        let from = lb.id;
+        self.net.push(Msg { from, from_inc: lb.incarnation, to: p.follower, to_inc: p.follower_inc, body: Body::FetchResp {
+            gen: p.gen,
+            fetch_offset: p.fetch_offset,
+            result,
+        } });
+    }
+
+    /// fetcher::fetch_once after the answer: append at the leader's offsets, note the
+    /// epochs (`Partition::record_epochs`), follow the high watermark.
+    fn on_fetch_response(&mut self, id: i32, gen: u64, fetch_offset: i64, result: FetchResult) {
+        let b = self.idx(id);
+        let br = &mut self.brokers[b];
+        let Some(f) = br.fetcher.clone().filter(|f| f.gen == gen) else { return };
+        br.fetcher.as_mut().expect("checked").busy = false;
+        match result {
+            FetchResult::Refused(e) => self.log(format!("{id} fetch from {} in epoch {}: {e:?}", f.leader, f.epoch)),
+            FetchResult::OutOfRange { log_start, hw } => {
+                let to = replica::out_of_range_offset(fetch_offset, log_start, hw);
+                let end = br.truncate_to(to);
+                self.log(format!("{id} fetch at {fetch_offset} out of {}'s range: truncated to {end}", f.leader));
+            }
+            FetchResult::Data { entries, hw } => {
+                if br.leo() != fetch_offset {
+                    self.log(format!("{id}: the log moved during the fetch"));
+                    return;
+                }
+                let n = entries.len();
+                for (i, e) in entries.into_iter().enumerate() {
+                    br.log.push(e);
+                    br.epochs.assign(e.epoch, fetch_offset + i as i64);
+                }
+                let leo = br.leo();
+                br.state.follow_hw(hw, leo);
+                let line = format!("{id} fetched {n} from {} at {fetch_offset}: leo {leo}, leader hw {hw}, hw {}", f.leader, br.hw());
+                self.log(line);
+            }
+        }
+    }
+
+    // ---- the controller
+
+    /// `replication::propose_isr`.
+    fn propose_isr(&mut self, leader: i32, p: IsrProposal) {
+        self.log(format!("{leader} proposes ISR {:?} (leader epoch {}, partition epoch {})", p.isr, p.leader_epoch, p.partition_epoch));
+        let record = ControllerRecord::AlterPartition {
+            topic_id: TOPIC,
+            partition: 0,
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: p.isr,
+        };
+        self.send(leader, CONTROLLER, Body::Propose { record });
+    }
+
+    /// The quorum commits a record in its total order; every node applies it the same way.
+    fn commit(&mut self, record: ControllerRecord) -> usize {
+        self.controller.log.push(record.clone());
+        let index = self.controller.log.len();
+        apply(&mut self.controller.image, index, &record, self.opts.unclean_election);
+        let p = self.controller.image.partition(&TOPIC, 0).expect("the topic").clone();
+        self.log(format!(
+            "controller commits #{index} {}: leader {} epoch {} isr {:?} partition epoch {}",
+            describe(&record),
+            p.leader,
+            p.leader_epoch,
+            p.isr,
+            p.partition_epoch
+        ));
+        index
+    }
+
+    fn on_propose(&mut self, from: i32, record: ControllerRecord) {
+        let register = matches!(record, ControllerRecord::RegisterBroker(_));
+        if register {
+            // `Controller::handle`: a registering broker's session starts afresh.
+            self.controller.last_seen.insert(from, self.now);
+        }
+        // A refused record is committed too and changes nothing (`ClusterImage::apply`).
+        let refused = self.controller.image.check(&record).err();
+        let index = self.commit(record);
+        if let Some(r) = refused {
+            self.log(format!("  refused: {r}"));
+        }
+        self.send(CONTROLLER, from, Body::ProposeResp { register, committed: refused.is_none().then_some(index) });
+    }
+
+    // ---- brokers applying metadata (the publisher, replication::reconcile)
+
+    fn metadata_step(&mut self) {
+        let behind: Vec<usize> = (0..self.brokers.len())
+            .filter(|i| {
+                let b = &self.brokers[*i];
+                b.up && b.applied < self.controller.log.len() && self.linked(b.id, CONTROLLER)
+            })
+            .collect();
+        if behind.is_empty() {
+            return;
+        }
+        let b = behind[self.rng.gen_range(0..behind.len())];
+        let index = self.brokers[b].applied + 1;
+        let record = self.controller.log[index - 1].clone();
+        apply(&mut self.brokers[b].image, index, &record, self.opts.unclean_election);
+        self.brokers[b].applied = index;
+        if self.brokers[b].publishing {
+            self.reconcile(b);
+        } else {
+            self.maybe_publish(b);
+        }
+    }
+
+    /// `Cluster::wait_registered`: the publisher starts once this run's registration is
+    /// applied here and the broker is live.
+    fn maybe_publish(&mut self, b: usize) {
+        let br = &self.brokers[b];
+        let live = br.image.live_brokers().any(|r| r.broker_id == br.id);
+        if !br.publishing && live && br.registered_at.is_some_and(|k| br.applied >= k) {
+            let line = format!("{} is registered: publishing from #{}", br.id, br.applied);
+            self.brokers[b].publishing = true;
+            self.log(line);
+            self.reconcile(b);
+        }
+    }
+
+    /// `replication::reconcile` with `Partition::assign` for the partition.
+    fn reconcile(&mut self, b: usize) {
+        let now = self.instant();
+        let br = &mut self.brokers[b];
+        let Some(a) = br.image.partition(&TOPIC, 0).cloned() else { return };
+        if !a.replicas.contains(&br.id) {
+            return;
+        }
+        let leo = br.leo();
+        let change = br.state.assign(&a, leo, now);
+        let id = br.id;
+        match change {
+            RoleChange::None => {}
+            RoleChange::BecameLeader => {
+                br.fetcher = None;
+                br.epochs.assign(a.leader_epoch, leo);
+                let hw = br.hw();
+                self.log(format!("{id} leads epoch {} from {leo} (hw {hw}), isr {:?}", a.leader_epoch, a.isr));
+            }
+            RoleChange::BecameFollower { leader } => {
+                if leader < 0 {
+                    br.fetcher = None;
+                } else {
+                    self.gen += 1;
+                    br.fetcher = Some(Fetcher { leader, epoch: a.leader_epoch, gen: self.gen, truncated: false, busy: false });
+                }
+                self.log(format!("{id} follows {leader} in epoch {}", a.leader_epoch));
+            }
+        }
+        // Parked follower fetches are not answered early: they read when they wake.
+    }
+
+    // ---- time
+
+    /// Time passes: heartbeats (`Controller::run_broker`, `on_heartbeat`), the fence loop,
+    /// ISR shrink checks (`run_isr_checks`), high watermark checkpoints, and parked fetches
+    /// reach `replica.fetch.wait.max.ms`.
+    fn tick(&mut self) {
+        let dt = self.rng.gen_range(50..=700);
+        self.now += dt;
+        self.log(format!("{dt} ms pass"));
+        for b in 0..self.brokers.len() {
+            let (id, up) = (self.brokers[b].id, self.brokers[b].up);
+            if !up {
+                continue;
+            }
+            if self.brokers[b].registered_at.is_none() {
+                if !self.brokers[b].registering {
+                    self.brokers[b].registering = true;
+                    self.send(id, CONTROLLER, Body::Propose { record: registration(id) });
+                }
+            } else if self.now - self.brokers[b].last_heartbeat >= HEARTBEAT_MS && self.linked(id, CONTROLLER) {
+                self.brokers[b].last_heartbeat = self.now;
+                self.controller.last_seen.insert(id, self.now);
+                if self.controller.image.brokers.get(&id).is_some_and(|r| r.fenced) {
+                    self.commit(ControllerRecord::UnfenceBroker { broker_id: id });
+                }
+            }
+            if self.rng.gen_bool(0.3) {
+                // `state::checkpoint_hw` (`Partition::checkpoint_hw`).
+                self.brokers[b].hw_checkpoint = Some(self.brokers[b].hw());
+            }
+            let now = self.instant();
+            if let Some(p) = self.brokers[b].state.shrink_proposal(Duration::from_millis(MAX_LAG_MS), now) {
+                self.propose_isr(id, p);
+            }
+            if dt >= FETCH_WAIT_MS {
+                let parked = std::mem::take(&mut self.brokers[b].parked);
+                for p in parked {
+                    self.answer_parked(b, p);
+                }
+            }
+        }
+        let expired: Vec<i32> = self
+            .controller
+            .image
+            .live_brokers()
+            .map(|r| r.broker_id)
+            .filter(|id| self.now - *self.controller.last_seen.get(id).unwrap_or(&0) > SESSION_MS)
+            .collect();
+        for broker_id in expired {
+            self.commit(ControllerRecord::FenceBroker { broker_id });
+        }
+    }
+
+    // ---- crashes
+
+    fn crash(&mut self, b: usize) {
+        let br = &mut self.brokers[b];
+        br.up = false;
+        br.pending.clear();
+        br.parked.clear();
+        br.fetcher = None;
+        let line = format!("{} crashes (log end {}, hw checkpoint {:?})", br.id, br.leo(), br.hw_checkpoint);
+        self.log(line);
+    }
+
+    /// A restart: the log, its epochs and the metadata records survive; the replica state
+    /// starts from the stored high watermark (`Partition::await_assignment`) with no leader
+    /// until this run's registration is applied.
+    fn restart(&mut self, b: usize) {
+        let br = &mut self.brokers[b];
+        br.up = true;
+        br.incarnation += 1;
+        let hw = br.hw_checkpoint.map_or(0, |h| h.min(br.leo()).max(0));
+        br.state = ReplicaState::new(br.id, hw);
+        br.registering = false;
+        br.registered_at = None;
+        br.publishing = false;
+        br.last_heartbeat = 0;
+        let line = format!("{} restarts with log end {} and hw {hw}", br.id, br.leo());
+        self.log(line);
+    }
+
+    // ---- the checks
+
+    fn check(&mut self) -> Result<(), String> {
+        // At most one leader per epoch; the served high watermark never goes back in an epoch.
+        for b in 0..self.brokers.len() {
+            let br = &self.brokers[b];
+            if !br.up || !br.state.is_leader() {
+                continue;
+            }
+            let (id, epoch, hw) = (br.id, br.state.leader_epoch, br.hw());
+            if let Some(other) = self.leaders.insert(epoch, id).filter(|o| *o != id) {
+                return Err(format!("brokers {other} and {id} both led epoch {epoch}"));
+            }
+            let served = self.brokers[b].served_hw.entry(epoch).or_insert(hw);
+            if hw < *served {
+                return Err(format!("leader {id} served high watermark {} in epoch {epoch}, now {hw}", *served));
+            }
+            *served = hw;
+            // Two leaders never serve different records below their high watermarks.
+            let log = &self.brokers[b].log;
+            for (offset, e) in log.iter().enumerate().take(hw as usize) {
+                match self.visible.get(offset) {
+                    Some(v) if v != e => {
+                        return Err(format!("leader {id} (epoch {epoch}) serves {e:?} at {offset} below its hw {hw}, where {v:?} was served"));
+                    }
+                    Some(_) => {}
+                    None => self.visible.push(*e),
+                }
+            }
+        }
+        // The current leader holds everything served, and every replica agrees with it below
+        // its own high watermark.
+        let Some(a) = self.controller.image.partition(&TOPIC, 0).cloned() else { return Err("the topic is gone".into()) };
+        let current = |b: &&Broker| b.id == a.leader && b.up && b.state.is_leader() && b.state.leader_epoch == a.leader_epoch;
+        let Some(leader) = self.brokers.iter().find(current) else {
+            return Ok(());
+        };
+        for (offset, v) in self.visible.iter().enumerate() {
+            let have = leader.log.get(offset);
+            if have != Some(v) {
+                return Err(format!(
+                    "record {v:?} at offset {offset} (below a served high watermark) is missing from leader {} of epoch {}: it has {have:?}",
+                    leader.id, a.leader_epoch
+                ));
+            }
+        }
+        for r in self.brokers.iter().filter(|b| b.up && b.id != leader.id) {
+            let hw = r.hw() as usize;
+            if let Some(offset) = (0..hw).find(|o| leader.log.get(*o) != r.log.get(*o)) {
+                return Err(format!(
+                    "replica {} disagrees with leader {} at offset {offset} below its hw {hw}: {:?} vs {:?}",
+                    r.id,
+                    leader.id,
+                    r.log.get(offset),
+                    leader.log.get(offset)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn describe(r: &ControllerRecord) -> String {
+    match r {
+        ControllerRecord::RegisterBroker(b) => format!("RegisterBroker {}", b.broker_id),
+        ControllerRecord::Topic { .. } => "Topic".into(),
+        other => format!("{other:?}").replace(&format!("topic_id: {TOPIC}, partition: 0, "), ""),
+    }
+}
+
+/// What a run did (to see that the runs exercise something).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub acked: u64,
+    pub epochs: u64,
+}
