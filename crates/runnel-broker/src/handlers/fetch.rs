@@ -74,6 +74,8 @@ struct Wanted {
     part: Result<Arc<Partition>, KafkaError>,
     /// With NOT_LEADER_OR_FOLLOWER: the leader and its epoch.
     current_leader: Option<(i32, i32)>,
+    /// The request's `current_leader_epoch` (-1: none), checked again at every read.
+    leader_epoch: i32,
 }
 
 /// Who fetches: a consumer (-1) or the follower replica with this broker id.
@@ -130,8 +132,9 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
                 }),
             };
             let mut current_leader = None;
+            let leader_epoch = if ctx.version >= 9 { p.current_leader_epoch } else { -1 };
             if let Ok(pt) = &part {
-                match pt.check_leader(if ctx.version >= 9 { p.current_leader_epoch } else { -1 }) {
+                match pt.check_leader(leader_epoch) {
                     Err(e) => {
                         if let NotServing::NotLeader { leader, leader_epoch } = e {
                             current_leader = Some((leader, leader_epoch));
@@ -147,7 +150,7 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
                 }
             }
             partition_slots.insert((slot, p.partition), wanted.len());
-            wanted.push(Wanted { topic_slot: slot, index: p.partition, fetch_offset, max_bytes, part, current_leader });
+            wanted.push(Wanted { topic_slot: slot, index: p.partition, fetch_offset, max_bytes, part, current_leader, leader_epoch });
         }
     }
     let max_bytes = req.max_bytes.max(0) as usize;
@@ -196,6 +199,16 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     FetchResponse::default().with_responses(topics)
 }
 
+/// A partition's answer without records: `e`, with the current leader where known. Kafka
+/// sends an empty (not null) aborted list when it does not read at all.
+fn refused(d: PartitionData, e: KafkaError, current: Option<(i32, i32)>) -> (PartitionData, Option<ReadSlice>) {
+    let mut d = d.with_error_code(code(e)).with_aborted_transactions(Some(Vec::new()));
+    if let Some((leader, epoch)) = current {
+        d.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
+    }
+    (d, None)
+}
+
 /// Finds what to send of every wanted partition within the limits: the partition's
 /// answer (records still empty) and the file ranges of its records. Reads only batch
 /// headers (from the page cache, normally), never record bytes, so it runs on the
@@ -215,14 +228,16 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, follower: bool, committed: bool
                 .with_records(Some(Bytes::new()));
             let part = match &w.part {
                 Ok(p) => p,
-                // Kafka sends an empty (not null) aborted list when it does not read at all.
-                Err(e) => {
-                    if let Some((leader, epoch)) = w.current_leader {
-                        d.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(epoch);
-                    }
-                    return (d.with_error_code(code(*e)).with_aborted_transactions(Some(Vec::new())), None);
-                }
+                Err(e) => return refused(d, *e, w.current_leader),
             };
+            // Leadership is checked again at every read, as Kafka does: a fetch that waited
+            // may have outlived this broker's leadership, and the log may since hold a new
+            // leader's records above a cut, which a follower still in the old epoch would
+            // take on top of records the new leader does not have.
+            if let Err(e) = part.check_leader(w.leader_epoch) {
+                let current = if let NotServing::NotLeader { leader, leader_epoch } = e { Some((leader, leader_epoch)) } else { None };
+                return refused(d, not_serving_code(e), current);
+            }
             let limit = w.max_bytes.min(remaining);
             // Before the log lock (lock order: replica state, then log).
             let hw = part.high_watermark();

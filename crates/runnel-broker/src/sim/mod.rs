@@ -76,11 +76,13 @@ pub struct Options {
     /// A deliberately broken rule, to prove the checker can fail: when a partition is left
     /// without a leader, a live replica outside the ISR is elected (unclean election).
     pub unclean_election: bool,
+    /// Most records a fetch answer carries (1 to this many, at random).
+    pub max_fetch_records: i64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { steps: 1000, unclean_election: false }
+        Self { steps: 1000, unclean_election: false, max_fetch_records: 4 }
     }
 }
 
@@ -134,6 +136,8 @@ struct Pending {
 /// it has passed the leader check and will read the log as it is when it wakes.
 #[derive(Debug, Clone)]
 struct Parked {
+    /// The fetch's `current_leader_epoch`, checked again when it reads.
+    current_epoch: i32,
     follower: i32,
     follower_inc: u64,
     gen: u64,
@@ -509,6 +513,10 @@ impl World {
         let leaders: Vec<usize> = up.iter().copied().filter(|i| self.brokers[*i].state.is_leader()).collect();
         let pool = if leaders.is_empty() { &up } else { &leaders };
         let b = pool[self.rng.gen_range(0..pool.len())];
+        self.produce_to(b);
+    }
+
+    fn produce_to(&mut self, b: usize) {
         let id = self.next_id;
         let min_insync = self.min_insync;
         let now = self.now;
@@ -582,8 +590,13 @@ impl World {
             return;
         }
         let b = ready[self.rng.gen_range(0..ready.len())];
+        self.fetch_next(b);
+    }
+
+    /// Broker `b`'s fetcher sends its next request (its log cut first, for a new epoch).
+    fn fetch_next(&mut self, b: usize) {
         let br = &mut self.brokers[b];
-        let f = br.fetcher.clone().expect("ready");
+        let Some(f) = br.fetcher.clone().filter(|f| !f.busy) else { return };
         let me = br.id;
         if !f.truncated {
             match br.epochs.latest_epoch() {
@@ -718,7 +731,7 @@ impl World {
         if let Some(p) = proposal {
             self.propose_isr(leader, p);
         }
-        let p = Parked { follower, follower_inc, gen, fetch_offset };
+        let p = Parked { current_epoch, follower, follower_inc, gen, fetch_offset };
         if fetch_offset == self.brokers[l].leo() {
             self.brokers[l].parked.push(p);
         } else {
@@ -726,14 +739,19 @@ impl World {
         }
     }
 
-    /// The read of a follower's fetch (handlers/fetch.rs `read_all`), now.
+    /// The read of a follower's fetch (handlers/fetch.rs `read_all`), now: leadership in
+    /// the fetch's epoch checked again, then the log read up to its end.
     fn answer_parked(&mut self, l: usize, p: Parked) {
         let lb = &self.brokers[l];
         let (leo, hw) = (lb.leo(), lb.hw());
-        let result = if p.fetch_offset < 0 || p.fetch_offset > leo {
+        let result = if let Err(e) = lb.state.check_leader(p.current_epoch) {
+            // Leadership checked again at the read (the fix of the scripted test
+            // `a_fetch_parked_on_a_deposed_leader_reads_nothing`).
+            FetchResult::Refused(e)
+        } else if p.fetch_offset < 0 || p.fetch_offset > leo {
             FetchResult::OutOfRange { log_start: 0, hw }
         } else {
-            let n = self.rng.gen_range(1..=4);
+            let n = self.rng.gen_range(1..=self.opts.max_fetch_records);
             let end = (p.fetch_offset + n).min(leo);
             FetchResult::Data { entries: lb.log[p.fetch_offset as usize..end as usize].to_vec(), hw }
         };
@@ -838,6 +856,14 @@ impl World {
             return;
         }
         let b = behind[self.rng.gen_range(0..behind.len())];
+        self.apply_next(b);
+    }
+
+    /// Broker `b` applies the next committed metadata record.
+    fn apply_next(&mut self, b: usize) {
+        if self.brokers[b].applied == self.controller.log.len() {
+            return;
+        }
         let index = self.brokers[b].applied + 1;
         let record = self.controller.log[index - 1].clone();
         apply(&mut self.brokers[b].image, index, &record, self.opts.unclean_election);
@@ -901,6 +927,10 @@ impl World {
     /// reach `replica.fetch.wait.max.ms`.
     fn tick(&mut self) {
         let dt = self.rng.gen_range(50..=700);
+        self.pass(dt);
+    }
+
+    fn pass(&mut self, dt: u64) {
         self.now += dt;
         self.log(format!("{dt} ms pass"));
         for b in 0..self.brokers.len() {

@@ -56,3 +56,71 @@ fn sim_finds_the_records_an_unclean_election_loses() {
     assert!(failure.what.contains("missing from leader") || failure.what.contains("disagrees"), "{failure}");
 }
 
+
+/// A scripted run: a follower's fetch parked on the leader (nothing to read yet) outlives
+/// that broker's leadership; meanwhile it has followed the new leader, cut its log and
+/// fetched the new leader's records. When the parked fetch wakes, the follower that has not
+/// heard of the new epoch must not get those records on top of its own old ones (it would
+/// then keep records the new leader cut, below its high watermark).
+#[test]
+fn a_fetch_parked_on_a_deposed_leader_reads_nothing() {
+    use super::{link, CONTROLLER, TOPIC};
+    let mut w = World::new(0, Options { max_fetch_records: 1, ..Options::default() });
+    let a = w.controller.image.partition(&TOPIC, 0).unwrap().clone();
+    let (l, n, f) = (a.replicas[0], a.replicas[1], a.replicas[2]);
+    let (li, ni, fi) = (w.idx(l), w.idx(n), w.idx(f));
+    fn deliver(w: &mut World, from: i32, to: i32) {
+        let i = w.net.iter().position(|m| m.from == from && m.to == to).unwrap_or_else(|| panic!("no message {from} -> {to}"));
+        let m = w.net.remove(i);
+        w.deliver(m);
+        w.resolve_acks();
+        w.check().unwrap_or_else(|e| panic!("{e}\n{}", w.trace.iter().cloned().collect::<Vec<_>>().join("\n")));
+    }
+    fn fetch_until(w: &mut World, b: usize, leo: i64) {
+        let (me, leader) = (w.brokers[b].id, w.brokers[b].fetcher.as_ref().unwrap().leader);
+        while w.brokers[b].leo() < leo || !w.brokers[b].fetcher.as_ref().unwrap().truncated {
+            w.fetch_next(b);
+            if w.brokers[b].fetcher.as_ref().unwrap().busy {
+                deliver(w, me, leader);
+                deliver(w, leader, me);
+            }
+        }
+    }
+    for _ in 0..5 {
+        w.produce_to(li);
+    }
+    fetch_until(&mut w, fi, 5);
+    fetch_until(&mut w, ni, 3);
+    // The follower waits on the leader at its log end.
+    w.fetch_next(fi);
+    deliver(&mut w, f, l);
+    assert_eq!(w.brokers[li].parked.len(), 1);
+    // The leader loses the controller, is fenced, and the next in the ISR leads.
+    w.cut.insert(link(l, CONTROLLER));
+    for _ in 0..5 {
+        w.pass(450);
+    }
+    assert_eq!(w.controller.image.partition(&TOPIC, 0).unwrap().leader, n, "{:?}", w.trace);
+    while w.brokers[ni].applied < w.controller.log.len() {
+        w.apply_next(ni);
+    }
+    for _ in 0..5 {
+        w.produce_to(ni);
+    }
+    // The old leader hears of it, follows, cuts its log and takes the new leader's records.
+    w.cut.clear();
+    while w.brokers[li].applied < w.controller.log.len() {
+        w.apply_next(li);
+    }
+    fetch_until(&mut w, li, 8);
+    // The parked fetch wakes; the follower (still in the old epoch) gets the answer.
+    let p = w.brokers[li].parked.remove(0);
+    w.answer_parked(li, p);
+    deliver(&mut w, l, f);
+    // It learns of the new epoch, follows the new leader and catches up.
+    while w.brokers[fi].applied < w.controller.log.len() {
+        w.apply_next(fi);
+    }
+    fetch_until(&mut w, fi, 8);
+    assert_eq!(w.brokers[fi].log, w.brokers[ni].log, "{:?}", w.trace);
+}
