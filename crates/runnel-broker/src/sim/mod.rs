@@ -33,7 +33,10 @@
 //!
 //! Found so far: a leader computed its high watermark without a follower whose ISR join it
 //! had proposed, while the controller could already count (and elect) that follower; fixed
-//! with Kafka's maximal ISR in [`ReplicaState`] (regression seeds in `tests.rs`).
+//! with Kafka's maximal ISR in [`ReplicaState`] (regression seeds in `tests.rs`). And, in a
+//! scripted run (`a_fetch_parked_on_a_deposed_leader_reads_nothing`), a follower fetch parked
+//! on a leader deposed meanwhile read the new leader's records from it; the Fetch handler
+//! now checks leadership again when it reads.
 //!
 //! On a failure the test panics with the seed, the step, the broken invariant, the last
 //! events and the command that replays it: `RUNNEL_SIM_SEED=N cargo test -p runnel-broker
