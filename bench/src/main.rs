@@ -321,7 +321,7 @@ impl Bench {
             n += 2;
         }
         if self.runs_cluster() {
-            n += 3;
+            n += 4;
         }
         n
     }
