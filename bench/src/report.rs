@@ -21,8 +21,8 @@ pub enum Group {
     Perftest,
     /// 1,000 idle partitions (RSS); restart with 1,000 × 10 segments (time to Metadata).
     Idle,
-    /// Three Runnel nodes on this machine, replication factor 3: acks=all throughput and
-    /// latency, and the leader killed while producing (Runnel only).
+    /// Three Runnel nodes on this machine, replication factor 3: acks=all throughput (100 B,
+    /// 1 MB) and latency, and the leader killed while producing (Runnel only).
     Cluster,
 }
 
