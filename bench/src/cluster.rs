@@ -254,34 +254,20 @@ impl Bench {
         let rf = NODES;
 
         let label = format!("{rf} nodes, RF={rf}: produce 100 B, acks=all, p=1, none");
-        self.progress.begin(&label);
         clients::create_replicated_topic(&bootstrap, "bench-cluster-produce", 1, rf, &[])?;
         let config = clients::producer_config(&bootstrap, "all", "none", &[]);
         let run = ProduceRun { config, topic: "bench-cluster-produce", partitions: 1, size: 100, records: self.plan.records_small, max_time: self.plan.max_time };
-        let (cpu0, t0) = (c.cpu_seconds(), Instant::now());
-        let tp = throughput::produce(&run, &self.payloads).with_context(|| label.clone())?;
-        let mut row = Row::new(Group::Cluster, label);
-        row.rec_s = Some(tp.records_per_s());
-        row.mb_s = Some(tp.mb_per_s());
-        row.result = Some(cluster_cpu(c.cpu_seconds() - cpu0, t0));
-        row.target = Some(self.half_of_single_broker(tp.records_per_s()));
-        c.check_alive()?;
+        let mut row = self.cluster_produce(&mut c, label, &run)?;
+        row.target = Some(self.half_of_single_broker(row.rec_s.unwrap_or(0.0)));
         self.push(row)?;
 
         let label = format!("{rf} nodes, RF={rf}: produce 1 MB, acks=all, p=1, none");
-        self.progress.begin(&label);
         let max = "10485760";
         clients::create_replicated_topic(&bootstrap, "bench-cluster-1mb", 1, rf, &[("max.message.bytes", max)])?;
         let config = clients::producer_config(&bootstrap, "all", "none", &[("message.max.bytes", max), ("batch.size", "8000000")]);
         let records = self.plan.large_records;
         let run = ProduceRun { config, topic: "bench-cluster-1mb", partitions: 1, size: crate::LARGE, records, max_time: self.plan.max_time };
-        let (cpu0, t0) = (c.cpu_seconds(), Instant::now());
-        let tp = throughput::produce(&run, &self.payloads).with_context(|| label.clone())?;
-        let mut row = Row::new(Group::Cluster, label);
-        row.rec_s = Some(tp.records_per_s());
-        row.mb_s = Some(tp.mb_per_s());
-        row.result = Some(cluster_cpu(c.cpu_seconds() - cpu0, t0));
-        c.check_alive()?;
+        let row = self.cluster_produce(&mut c, label, &run)?;
         self.push(row)?;
 
         let label = format!("{rf} nodes, RF={rf}: 100 B at 10,000 rec/s, acks=all, linger.ms=0, p=1");
@@ -317,6 +303,19 @@ impl Bench {
 }
 
 impl Bench {
+    /// One producer throughput run against the cluster, as a row with the cluster's CPU.
+    fn cluster_produce(&mut self, c: &mut Cluster, label: String, run: &ProduceRun<'_>) -> Result<Row> {
+        self.progress.begin(&label);
+        let (cpu0, t0) = (c.cpu_seconds(), Instant::now());
+        let tp = throughput::produce(run, &self.payloads).with_context(|| label.clone())?;
+        let mut row = Row::new(Group::Cluster, label);
+        row.rec_s = Some(tp.records_per_s());
+        row.mb_s = Some(tp.mb_per_s());
+        row.result = Some(cluster_cpu(c.cpu_seconds() - cpu0, t0));
+        c.check_alive()?;
+        Ok(row)
+    }
+
     /// The target for the acks=all RF=3 row: at least half of the single-broker
     /// acks=1 figure of the same run (judged only when the produce group ran too).
     fn half_of_single_broker(&self, rec_s: f64) -> Target {
