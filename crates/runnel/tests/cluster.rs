@@ -9,6 +9,9 @@
 //! killed carries on with the next one, its committed offsets intact.
 //! Failover (`failover.rs`): kill -9 of the active controller and a rolling restart of all
 //! three under acks=all load, no acknowledged record lost, duplicated or reordered.
+//! Network partition (`network_partition.rs`): the brokers in three network namespaces
+//! (root only; skipped elsewhere), a leader cut off acknowledges nothing, the majority
+//! elects another, and on healing the old leader is cut back to the new leader's log.
 //! Security (`security.rs`): SCRAM users replicated to every broker, listeners registered.
 //! Transactions (`transactions.rs`): a replicated `__transaction_state` whose partition
 //! leaders coordinate, markers to partitions led by other brokers (WriteTxnMarkers), a
@@ -19,6 +22,8 @@ mod common;
 mod failover;
 #[path = "cluster/groups.rs"]
 mod groups;
+#[path = "cluster/network_partition.rs"]
+mod network_partition;
 #[path = "cluster/replication.rs"]
 mod replication;
 #[path = "cluster/security.rs"]
@@ -53,18 +58,39 @@ fn start_cluster(order: [usize; 3]) -> Cluster {
 
 /// [`start_cluster`] with more broker settings (`name=value,…`).
 fn start_cluster_with(order: [usize; 3], settings: &str) -> Cluster {
+    let hosts: Vec<Host> = (0..3)
+        .map(|_| Host {
+            ip: "127.0.0.1".to_string(),
+            controller_port: std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+            wrapper: Vec::new(),
+        })
+        .collect();
+    start_cluster_on(order, settings, &hosts)
+}
+
+/// Where a node runs: the address its listeners bind (the Kafka listener on a free port),
+/// its controller listener's port, and the command its process runs under (none, or
+/// `ip netns exec NS`: a network namespace of its own).
+struct Host {
+    ip: String,
+    controller_port: u16,
+    wrapper: Vec<String>,
+}
+
+/// [`start_cluster_with`] on the given hosts, node `i + 1` on `hosts[i]`.
+fn start_cluster_on(order: [usize; 3], settings: &str, hosts: &[Host]) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> =
-        (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
-    let quorum = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect::<Vec<_>>().join(",");
+    let quorum = hosts.iter().enumerate().map(|(i, h)| format!("{}@{}:{}", i + 1, h.ip, h.controller_port)).collect::<Vec<_>>().join(",");
     let mut starting: Vec<Option<common::Starting>> = (0..3).map(|_| None).collect();
     for &i in &order {
         let data = dir.path().join(format!("node-{}", i + 1));
         let args = [
             "--node-id".to_string(),
             (i + 1).to_string(),
+            "--listen".to_string(),
+            format!("{}:0", hosts[i].ip),
             "--controller-listen".to_string(),
-            format!("127.0.0.1:{}", ports[i]),
+            format!("{}:{}", hosts[i].ip, hosts[i].controller_port),
             "--controller-quorum".to_string(),
             quorum.clone(),
             "-o".to_string(),
@@ -75,7 +101,8 @@ fn start_cluster_with(order: [usize; 3], settings: &str) -> Cluster {
             ),
         ];
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        starting[i] = Some(Broker::spawn_in(&data, &args));
+        let wrapper: Vec<&str> = hosts[i].wrapper.iter().map(String::as_str).collect();
+        starting[i] = Some(Broker::spawn_wrapped(&wrapper, &data, &args));
         std::thread::sleep(Duration::from_millis(300));
     }
     let nodes = starting.into_iter().map(|s| s.unwrap().wait()).collect();
@@ -263,6 +290,12 @@ impl Load {
 
     /// [`Load::start`] with more producer settings.
     fn start_with(bootstrap: &str, topic: &str, partitions: i32, settings: &[(&str, &str)]) -> Load {
+        Load::start_after(0, bootstrap, topic, partitions, settings)
+    }
+
+    /// [`Load::start_with`] whose first sequence number is `last + 1` (a load that follows
+    /// another: its records come after that one's in every partition).
+    fn start_after(last: u64, bootstrap: &str, topic: &str, partitions: i32, settings: &[(&str, &str)]) -> Load {
         let acked: std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, u64)>>> = Default::default();
         let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = Default::default();
         let (a, s, all, topic) = (acked.clone(), stop.clone(), bootstrap.to_string(), topic.to_string());
@@ -273,7 +306,7 @@ impl Load {
         }
         let thread = std::thread::spawn(move || {
             let producer: FutureProducer = config.create().unwrap();
-            let mut seq = 0u64;
+            let mut seq = last;
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
                 let sends: Vec<_> = (0..20)
                     .map(|_| {

@@ -15,8 +15,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::replication::replica_bytes;
 use super::{broker_ids, client, create_with, leaders, metadata, start_cluster, wait_until, Load};
 
-const TOPIC: &str = "rolling";
-const PARTITIONS: i32 = 3;
+pub(super) const TOPIC: &str = "rolling";
+pub(super) const PARTITIONS: i32 = 3;
 
 /// Each partition of `topic` as `addr` reports it: (leader, ISR sorted).
 fn partitions(addr: &str, topic: &str) -> Vec<(i32, Vec<i32>)> {
@@ -32,14 +32,14 @@ fn partitions(addr: &str, topic: &str) -> Vec<(i32, Vec<i32>)> {
         .collect()
 }
 
-fn fully_replicated(addr: &str) -> bool {
+pub(super) fn fully_replicated(addr: &str) -> bool {
     let ps = partitions(addr, TOPIC);
     ps.len() == PARTITIONS as usize && ps.iter().all(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
 }
 
 /// Every record of every partition, read from the start up to the high watermark:
 /// partition → [(offset, sequence number)].
-fn read_back(bootstrap: &str) -> BTreeMap<i32, Vec<(i64, u64)>> {
+pub(super) fn read_back(bootstrap: &str) -> BTreeMap<i32, Vec<(i64, u64)>> {
     let consumer: BaseConsumer = client(bootstrap).set("group.id", "failover-check").set("enable.auto.commit", "false").create().unwrap();
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
@@ -113,7 +113,7 @@ fn controller_failover_and_a_rolling_restart_lose_no_acknowledged_record() {
 
 /// Every acknowledged record at its offset, each record once, in the order sent; returns
 /// the records in the log.
-fn check_log(log: &BTreeMap<i32, Vec<(i64, u64)>>, acked: &[(i32, i64, u64)]) -> usize {
+pub(super) fn check_log(log: &BTreeMap<i32, Vec<(i64, u64)>>, acked: &[(i32, i64, u64)]) -> usize {
     for (p, o, seq) in acked {
         let at = log.get(p).and_then(|v| v.iter().find(|(off, _)| off == o));
         assert_eq!(at.map(|(_, s)| s), Some(seq), "acknowledged record {seq} missing at partition {p} offset {o}");

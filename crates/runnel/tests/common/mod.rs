@@ -23,6 +23,8 @@ pub struct Broker {
     pub data_dir: PathBuf,
     child: Child,
     extra: Vec<String>,
+    /// The command the process runs under (e.g. `ip netns exec NS`); empty: none.
+    wrapper: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -44,14 +46,21 @@ impl Broker {
     /// Starts a broker process without waiting for it to serve (a cluster node waits
     /// for its quorum before it prints its startup line).
     pub fn spawn_in(data_dir: &Path, extra: &[&str]) -> Starting {
-        Self::spawn_limited(data_dir, extra, None, None)
+        Self::spawn_limited(data_dir, extra, None, None, &[])
+    }
+
+    /// [`Broker::spawn_in`] with the process started by `wrapper` (a command that runs the
+    /// rest of its command line, e.g. `ip netns exec NS`: the broker in a network namespace).
+    /// The wrapper must exec the broker, so the child is the broker process itself.
+    pub fn spawn_wrapped(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Starting {
+        Self::spawn_limited(data_dir, extra, None, None, &wrapper.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 
     /// Starts a broker with a fresh temp data dir whose stderr (its log, and any panic
     /// message) goes to the file `log` instead of the test's.
     pub fn start_logging_to(extra: &[&str], log: &Path) -> Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut b = Self::spawn_limited(tmp.path(), extra, None, Some(log)).wait();
+        let mut b = Self::spawn_limited(tmp.path(), extra, None, Some(log), &[]).wait();
         b._tmp = Some(tmp);
         b
     }
@@ -59,15 +68,27 @@ impl Broker {
     /// Starts a broker on an existing data dir whose process may open at most `nofile`
     /// files (its RLIMIT_NOFILE, soft and hard; the test process keeps its own).
     pub fn start_with_fd_limit(data_dir: &Path, extra: &[&str], nofile: u64) -> Broker {
-        Self::spawn_limited(data_dir, extra, Some(nofile), None).wait()
+        Self::spawn_limited(data_dir, extra, Some(nofile), None, &[]).wait()
     }
 
-    fn spawn_limited(data_dir: &Path, extra: &[&str], nofile: Option<u64>, stderr: Option<&Path>) -> Starting {
+    fn spawn_limited(data_dir: &Path, extra: &[&str], nofile: Option<u64>, stderr: Option<&Path>, wrapper: &[String]) -> Starting {
         use std::os::unix::process::CommandExt;
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        // With Kafka's `listeners` among the settings, --listen (its shorthand) must go.
-        let listen: &[&str] = if extra.iter().any(|a| a.starts_with("listeners=") || a.contains(",listeners=")) { &[] } else { &["--listen", "127.0.0.1:0"] };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runnel"));
+        let wrapper = wrapper.to_vec();
+        // With Kafka's `listeners` among the settings, or a --listen of the caller's, ours must go.
+        let listen: &[&str] = if extra.iter().any(|a| a == "--listen" || a.starts_with("listeners=") || a.contains(",listeners=")) {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_runnel"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_runnel")),
+        };
         if let Some(n) = nofile {
             let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
             // SAFETY: setrlimit is async-signal-safe; `lim` is a plain struct copied in.
@@ -97,7 +118,7 @@ impl Broker {
             }
             for _ in lines {}
         });
-        Starting { child, data_dir: data_dir.to_path_buf(), extra, rx }
+        Starting { child, data_dir: data_dir.to_path_buf(), extra, wrapper, rx }
     }
 }
 
@@ -121,13 +142,14 @@ pub struct Starting {
     child: Child,
     data_dir: PathBuf,
     extra: Vec<String>,
+    wrapper: Vec<String>,
     rx: std::sync::mpsc::Receiver<String>,
 }
 
 impl Starting {
     /// Waits for the startup line and returns the serving broker.
     pub fn wait(self) -> Broker {
-        let Starting { child, data_dir, extra, rx } = self;
+        let Starting { child, data_dir, extra, wrapper, rx } = self;
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("broker did not print its startup line");
         let addr = line
             .split("Kafka listener on ")
@@ -151,7 +173,7 @@ impl Starting {
                     .collect()
             })
             .unwrap_or_default();
-        Broker { addr, listeners, admin_addr, data_dir, child, extra, _tmp: None }
+        Broker { addr, listeners, admin_addr, data_dir, child, extra, wrapper, _tmp: None }
     }
 }
 
@@ -187,7 +209,7 @@ impl Broker {
     /// keeping the temp dir alive.
     pub fn restart(&mut self) {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        let mut next = Broker::start_in(&self.data_dir, &extra);
+        let mut next = Broker::spawn_limited(&self.data_dir, &extra, None, None, &self.wrapper).wait();
         std::mem::swap(&mut self.addr, &mut next.addr);
         std::mem::swap(&mut self.listeners, &mut next.listeners);
         std::mem::swap(&mut self.admin_addr, &mut next.admin_addr);

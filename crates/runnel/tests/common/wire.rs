@@ -188,9 +188,15 @@ pub fn create_topic(s: &mut TcpStream, name: &str, configs: &[(&str, &str)]) {
 /// Produces `records` to partition 0 of `topic` (v9 unless said otherwise) and returns
 /// the partition response.
 pub fn produce(s: &mut TcpStream, version: i16, topic: &str, records: Vec<u8>) -> produce_response::PartitionProduceResponse {
+    produce_within(s, version, topic, records, 10_000)
+}
+
+/// [`produce`] (acks=all) that the broker must answer within `timeout_ms` (REQUEST_TIMED_OUT
+/// once the in-sync replicas have not confirmed the batch by then).
+pub fn produce_within(s: &mut TcpStream, version: i16, topic: &str, records: Vec<u8>, timeout_ms: i32) -> produce_response::PartitionProduceResponse {
     let p = produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.into()));
     let t = produce_request::TopicProduceData::default().with_name(TopicName(sb(topic))).with_partition_data(vec![p]);
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![t]);
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(timeout_ms).with_topic_data(vec![t]);
     let mut r: ProduceResponse = call(s, ApiKey::Produce, version, &req);
     r.responses.remove(0).partition_responses.remove(0)
 }
