@@ -84,11 +84,14 @@ fn start_cluster_on(order: [usize; 3], settings: &str, hosts: &[Host]) -> Cluste
     let mut starting: Vec<Option<common::Starting>> = (0..3).map(|_| None).collect();
     for &i in &order {
         let data = dir.path().join(format!("node-{}", i + 1));
+        // Kafka's `listeners` among the settings replaces --listen.
+        let listen = match settings.split(',').any(|kv| kv.starts_with("listeners=")) {
+            true => Vec::new(),
+            false => vec!["--listen".to_string(), format!("{}:0", hosts[i].ip)],
+        };
         let args = [
             "--node-id".to_string(),
             (i + 1).to_string(),
-            "--listen".to_string(),
-            format!("{}:0", hosts[i].ip),
             "--controller-listen".to_string(),
             format!("{}:{}", hosts[i].ip, hosts[i].controller_port),
             "--controller-quorum".to_string(),
@@ -100,7 +103,7 @@ fn start_cluster_on(order: [usize; 3], settings: &str, hosts: &[Host]) -> Cluste
                 if settings.is_empty() { "" } else { "," }
             ),
         ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let args: Vec<&str> = listen.iter().chain(&args).map(String::as_str).collect();
         let wrapper: Vec<&str> = hosts[i].wrapper.iter().map(String::as_str).collect();
         starting[i] = Some(Broker::spawn_wrapped(&wrapper, &data, &args));
         std::thread::sleep(Duration::from_millis(300));

@@ -8,7 +8,7 @@
 //! Where namespaces cannot be made (not root, no `ip`, EPERM) the test says so and passes.
 //!
 //! The network: namespace `rn<pid>-N` holds node N on its service address (a /32 on its
-//! loopback, from 198.18.0.0/15, RFC 2544's test range, with a block of 8 per test process)
+//! loopback, from 198.18.0.0/15, RFC 2544's test range, a block of 4 per test process)
 //! and a veth link `toM` to each other namespace M, with a /32 route over it; a fourth veth
 //! from each namespace to the root namespace (`rn<pid>rN` there, with the clients' address
 //! on it) carries this test's clients and stays up, so the test still reaches the isolated
@@ -48,7 +48,7 @@ fn ip(args: &[&str]) -> Result<(), String> {
 struct Net {
     pid: u32,
     names: Vec<String>,
-    /// Node N's address is `base + N`, the clients' `base + 4`.
+    /// Node N's address is `base + N`, the clients' `base`.
     base: u32,
 }
 
@@ -65,7 +65,7 @@ impl Net {
         for n in &names {
             let _ = ip(&["netns", "del", n]); // an earlier process with this pid
         }
-        let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + (pid % 16384) * 8;
+        let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + (pid % 32768) * 4;
         let net = Net { pid, names, base };
         for n in &net.names {
             ip(&["netns", "add", n])?;
@@ -90,7 +90,7 @@ impl Net {
     }
 
     fn join(&self) -> Result<(), String> {
-        let client = self.addr(4);
+        let client = self.addr(0);
         for n in 1..=3 {
             let (ns, node) = (self.ns(n), self.node(n));
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
