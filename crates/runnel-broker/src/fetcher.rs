@@ -26,12 +26,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use runnel_protocol::batch;
-use runnel_storage::{AppendOrigin, StorageError};
+use runnel_storage::StorageError;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::errors::KafkaError;
-use crate::partition::Partition;
+use crate::partition::{FollowerAppend, Partition};
 use crate::peer::{self, PeerError};
 use crate::state::Broker;
 
@@ -96,12 +96,12 @@ pub async fn run(broker: Arc<Broker>, part: Arc<Partition>, target: Target, canc
         correlation = correlation.wrapping_add(1);
         let round = if truncated {
             tokio::select! {
-                r = fetch_once(&broker, &part, &target, stream, correlation) => r,
+                r = fetch_once(&broker, &part, &target, stream, correlation, &cancel) => r,
                 _ = cancel.cancelled() => return,
             }
         } else {
             let cut = tokio::select! {
-                r = truncate(&broker, &part, &target, stream, correlation) => r,
+                r = truncate(&broker, &part, &target, stream, correlation, &cancel) => r,
                 _ = cancel.cancelled() => return,
             };
             cut.map(|end| {
@@ -132,7 +132,14 @@ async fn backoff(cancel: &CancellationToken) {
 }
 
 /// Cuts the log back to where it parts from the leader's; returns the new log end.
-async fn truncate(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target, stream: &mut TcpStream, correlation: i32) -> Result<i64, FetchError> {
+async fn truncate(
+    broker: &Arc<Broker>,
+    part: &Arc<Partition>,
+    target: &Target,
+    stream: &mut TcpStream,
+    correlation: i32,
+    cancel: &CancellationToken,
+) -> Result<i64, FetchError> {
     let p = part.clone();
     let latest = tokio::task::spawn_blocking(move || p.latest_epoch()).await.map_err(std::io::Error::other)?;
     let to = match latest {
@@ -160,12 +167,28 @@ async fn truncate(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target, 
             crate::replica::truncation_offset(epoch, (r.leader_epoch, r.end_offset), part.high_watermark(), |e| part.epoch_end(e).1)
         }
     };
-    let p = part.clone();
-    Ok(tokio::task::spawn_blocking(move || p.truncate_to(to)).await.map_err(std::io::Error::other)??)
+    cut(part, to, cancel).await
+}
+
+/// Cuts the log back to `to` on a blocking thread, unless the fetch is cancelled first
+/// (that thread goes on when it is: see [`append`]). Returns the new log end.
+async fn cut(part: &Arc<Partition>, to: i64, cancel: &CancellationToken) -> Result<i64, FetchError> {
+    let (p, cancel) = (part.clone(), cancel.clone());
+    tokio::task::spawn_blocking(move || p.truncate_as_follower(to, || cancel.is_cancelled()))
+        .await
+        .map_err(std::io::Error::other)??
+        .ok_or_else(|| FetchError::Protocol("the fetch was cancelled (a new leader epoch)".into()))
 }
 
 /// One fetch round trip and its append.
-async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target, stream: &mut TcpStream, correlation: i32) -> Result<(), FetchError> {
+async fn fetch_once(
+    broker: &Arc<Broker>,
+    part: &Arc<Partition>,
+    target: &Target,
+    stream: &mut TcpStream,
+    correlation: i32,
+    cancel: &CancellationToken,
+) -> Result<(), FetchError> {
     let fetch_offset = part.log().log_end_offset();
     let cfg = &broker.config;
     let wait_ms = cfg.replica_fetch_wait_max_ms();
@@ -197,8 +220,7 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
             // Our log end is outside the leader's log: below its start (start again
             // there) or above its end (cut back to its high watermark).
             let to = crate::replica::out_of_range_offset(fetch_offset, data.log_start_offset, data.high_watermark);
-            let p = part.clone();
-            tokio::task::spawn_blocking(move || p.truncate_to(to)).await.map_err(std::io::Error::other)??;
+            cut(part, to, cancel).await?;
             tracing::warn!(topic = %part.topic, partition = part.index, fetch_offset, truncated_to = to, "fetch offset out of the leader's range");
             return Ok(());
         }
@@ -208,7 +230,8 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
     if !records.is_empty() {
         let mut buf = records.to_vec();
         let p = part.clone();
-        tokio::task::spawn_blocking(move || append(&p, fetch_offset, &mut buf)).await.map_err(std::io::Error::other)??;
+        let cancel = cancel.clone();
+        tokio::task::spawn_blocking(move || append(&p, fetch_offset, &mut buf, &cancel)).await.map_err(std::io::Error::other)??;
     }
     part.follow_hw(data.high_watermark);
     Ok(())
@@ -216,7 +239,10 @@ async fn fetch_once(broker: &Arc<Broker>, part: &Arc<Partition>, target: &Target
 
 /// Appends the leader's batches at its offsets: they start at or after our log end and
 /// follow each other in order, with the gaps a compacted leader's log has kept as gaps.
-fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8]) -> Result<(), FetchError> {
+/// Runs on a blocking thread, which goes on when the fetch is cancelled: the append is
+/// refused once it is (a new leader epoch), checked under the partition's locks, so it can
+/// never land after the next fetcher has cut the log (found by the cluster simulation).
+fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8], cancel: &CancellationToken) -> Result<(), FetchError> {
     let mut next = fetch_offset;
     let mut whole = 0;
     let mut epochs = Vec::new();
@@ -235,18 +261,15 @@ fn append(part: &Partition, fetch_offset: i64, buf: &mut [u8]) -> Result<(), Fet
     if whole == 0 {
         return Ok(());
     }
-    let flush_due = {
-        let mut log = part.log();
-        if log.log_end_offset() != fetch_offset {
-            return Err(FetchError::Protocol("the log moved during the fetch".into()));
+    match part.append_as_follower(fetch_offset, &mut buf[..whole], &epochs, || cancel.is_cancelled())? {
+        FollowerAppend::Appended { flush_due } => {
+            if flush_due {
+                // `flush.messages` on a follower: fsynced without the partition's lock.
+                part.flush()?;
+            }
+            Ok(())
         }
-        log.append_as(&mut buf[..whole], AppendOrigin::Replay)?;
-        log.flush_due_by_count()
-    };
-    if flush_due {
-        // `flush.messages` on a follower: fsynced without the partition's lock.
-        part.flush()?;
+        FollowerAppend::Cancelled => Err(FetchError::Protocol("the fetch was cancelled (a new leader epoch)".into())),
+        FollowerAppend::Moved => Err(FetchError::Protocol("the log moved during the fetch".into())),
     }
-    part.record_epochs(&epochs)?;
-    Ok(())
 }

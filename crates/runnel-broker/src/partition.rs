@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use runnel_controller::types::PartitionAssignment;
 use runnel_protocol::batch::BatchHeader;
-use runnel_storage::{LeaderEpochCache, PartitionLog, StorageError};
+use runnel_storage::{AppendOrigin, LeaderEpochCache, PartitionLog, StorageError};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
@@ -43,6 +43,17 @@ pub struct Partition {
 }
 
 pub use crate::replica::{NotServing, WaitError};
+
+/// What [`Partition::append_as_follower`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerAppend {
+    /// Appended; `flush.messages` says to flush now.
+    Appended { flush_due: bool },
+    /// The fetcher was cancelled: nothing appended.
+    Cancelled,
+    /// The log end is no longer the fetch offset: nothing appended.
+    Moved,
+}
 
 impl Partition {
     pub fn new(topic: String, index: i32, mut log: PartitionLog, settings: TopicSettings) -> Self {
@@ -261,31 +272,56 @@ impl Partition {
         self.epochs().as_ref().and_then(LeaderEpochCache::latest_epoch)
     }
 
-    /// Cuts the log back to `offset` (see `PartitionLog::truncate_to`) and the leader
-    /// epochs with it (blocking I/O).
-    pub fn truncate_to(&self, offset: i64) -> Result<i64, runnel_storage::StorageError> {
+    /// Follower: cuts the log back to `offset` (see `PartitionLog::truncate_to`) and the
+    /// leader epochs with it, unless `cancelled()` (the fetcher was stopped for a new epoch:
+    /// None), checked under the locks, as for [`Self::append_as_follower`] (blocking I/O).
+    pub fn truncate_as_follower(&self, offset: i64, cancelled: impl Fn() -> bool) -> Result<Option<i64>, StorageError> {
         let _maintenance = self.maintenance();
         let mut epochs = self.epochs();
         let end = {
             let mut log = self.log();
+            if cancelled() {
+                return Ok(None);
+            }
             log.truncate_to(offset)?;
             log.log_end_offset()
         };
         if let Some(c) = epochs.as_mut() {
             c.truncate_from_end(end)?;
         }
-        Ok(end)
+        Ok(Some(end))
     }
 
-    /// A follower appended batches written in these `(leader epoch, base offset)`s.
-    pub fn record_epochs(&self, batches: &[(i32, i64)]) -> Result<(), runnel_storage::StorageError> {
+    /// Follower: appends the leader's batches `buf` (read at `fetch_offset`, written in
+    /// these `(leader epoch, base offset)`s) and records their epochs, unless `cancelled()`
+    /// (the fetcher was stopped for a new epoch) or the log end moved. Both are checked, and
+    /// the epochs recorded, under the epochs' and the log's locks, which a truncation also
+    /// takes: an append either lands before a truncation or not at all (blocking I/O).
+    pub fn append_as_follower(
+        &self,
+        fetch_offset: i64,
+        buf: &mut [u8],
+        batches: &[(i32, i64)],
+        cancelled: impl Fn() -> bool,
+    ) -> Result<FollowerAppend, StorageError> {
         let mut epochs = self.epochs();
+        let flush_due = {
+            let mut log = self.log();
+            if cancelled() {
+                return Ok(FollowerAppend::Cancelled);
+            }
+            if log.log_end_offset() != fetch_offset {
+                return Ok(FollowerAppend::Moved);
+            }
+            log.append_as(buf, AppendOrigin::Replay)?;
+            log.flush_due_by_count()
+        };
         if let Some(c) = epochs.as_mut() {
             for &(epoch, base) in batches {
                 c.assign(epoch, base)?;
             }
         }
-        Ok(())
+        Ok(FollowerAppend::Appended { flush_due })
     }
 
     /// Leader: follower `id` fetched from `fetch_offset`. Returns an ISR expansion to

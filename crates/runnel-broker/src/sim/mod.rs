@@ -14,7 +14,8 @@
 //!
 //! A seeded scheduler ([`ChaCha8Rng`]) picks each step: a produce (acks=all) to a broker
 //! that thinks it leads, a follower's next request, the delivery or loss of a message, a
-//! parked follower fetch answered, a broker applying the next metadata record, time
+//! parked follower fetch answered, a follower's append or log cut finishing on its
+//! blocking thread, a broker applying the next metadata record, time
 //! passing (heartbeats, fencing, ISR shrinks, high watermark checkpoints, acks=all
 //! timeouts), a crash or restart of a broker (its log and epochs kept, its high watermark
 //! from its last checkpoint), links cut and healed between brokers and between a broker
@@ -36,7 +37,12 @@
 //! with Kafka's maximal ISR in [`ReplicaState`] (regression seeds in `tests.rs`). And, in a
 //! scripted run (`a_fetch_parked_on_a_deposed_leader_reads_nothing`), a follower fetch parked
 //! on a leader deposed meanwhile read the new leader's records from it; the Fetch handler
-//! now checks leadership again when it reads.
+//! now checks leadership again when it reads. And a follower's append or log cut handed to
+//! a blocking thread ran even after its fetcher was cancelled for a new epoch: after the next
+//! fetcher's cut (old records kept below the high watermark) or after the broker became
+//! leader (its log cut below its high watermark); `Partition::append_as_follower` and
+//! `truncate_as_follower` now check the cancellation under the partition's locks
+//! (`Options::stale_jobs` switches the old rule back on for a test).
 //!
 //! On a failure the test panics with the seed, the step, the broken invariant, the last
 //! events and the command that replays it: `RUNNEL_SIM_SEED=N cargo test -p runnel-broker
@@ -81,11 +87,14 @@ pub struct Options {
     pub unclean_election: bool,
     /// Most records a fetch answer carries (1 to this many, at random).
     pub max_fetch_records: i64,
+    /// The old, broken rule: a follower's append or cut that was handed to a blocking
+    /// thread still runs after its fetcher is cancelled.
+    pub stale_jobs: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { steps: 1000, unclean_election: false, max_fetch_records: 4 }
+        Self { steps: 1000, unclean_election: false, max_fetch_records: 4, stale_jobs: false }
     }
 }
 
@@ -96,6 +105,8 @@ pub struct Failure {
     pub step: usize,
     pub what: String,
     pub trace: Vec<String>,
+    /// The broken rule switched on ([`Options`]), if any.
+    pub broken_rule: Option<&'static str>,
 }
 
 impl std::fmt::Display for Failure {
@@ -105,7 +116,10 @@ impl std::fmt::Display for Failure {
         for line in &self.trace {
             writeln!(f, "  {line}")?;
         }
-        write!(f, "replay: RUNNEL_SIM_SEED={} cargo test -p runnel-broker --lib sim_seeds -- --nocapture", self.seed)
+        match &self.broken_rule {
+            None => write!(f, "replay: RUNNEL_SIM_SEED={} cargo test -p runnel-broker --lib sim_seeds -- --nocapture", self.seed),
+            Some(rule) => write!(f, "(a deliberately broken rule was on: {rule})"),
+        }
     }
 }
 
@@ -133,6 +147,16 @@ struct Pending {
     offset: i64,
     id: u64,
     since: u64,
+}
+
+/// A follower's append of a fetch answer or cut of its log, handed to a blocking thread
+/// (`fetcher::append`, `fetcher::cut` under `spawn_blocking`): it runs later, and runs even
+/// if the fetcher is cancelled meanwhile (only the wait for it is dropped), so it checks
+/// the cancellation itself (`Partition::append_as_follower`, `truncate_as_follower`).
+#[derive(Debug, Clone)]
+enum Job {
+    Append { gen: u64, fetch_offset: i64, entries: Vec<Entry>, hw: i64 },
+    Cut { gen: u64, to: i64, why: String },
 }
 
 /// A follower fetch parked on the leader for lack of data (the Fetch handler's long poll);
@@ -168,6 +192,7 @@ struct Broker {
     fetcher: Option<Fetcher>,
     pending: Vec<Pending>,
     parked: Vec<Parked>,
+    appends: Vec<Job>,
     last_heartbeat: u64,
     /// Highest high watermark served as leader, per leader epoch.
     served_hw: BTreeMap<i32, i64>,
@@ -241,7 +266,7 @@ pub struct World {
     min_insync: usize,
     /// Per-seed factors (1..=3) on the events' weights for half the seeds, so seeds differ in
     /// what they stress (swarm testing): some crash often, some lose many messages.
-    swarm: [u32; 12],
+    swarm: [u32; 13],
     brokers: Vec<Broker>,
     controller: Controller,
     net: Vec<Msg>,
@@ -298,7 +323,7 @@ impl World {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let min_insync = rng.gen_range(1..=2);
         // Half the seeds weigh every event alike; the other half by per-seed factors.
-        let mut swarm = [1; 12];
+        let mut swarm = [1; 13];
         if rng.gen_bool(0.5) {
             for f in swarm.iter_mut() {
                 *f = rng.gen_range(1..=3);
@@ -341,6 +366,7 @@ impl World {
                     fetcher: None,
                     pending: Vec::new(),
                     parked: Vec::new(),
+                    appends: Vec::new(),
                     last_heartbeat: 0,
                     served_hw: BTreeMap::new(),
                 }
@@ -386,7 +412,12 @@ impl World {
     }
 
     fn failure(&self, what: String) -> Failure {
-        Failure { seed: self.seed, step: self.step, what, trace: self.trace.iter().cloned().collect() }
+        let broken_rule = match (self.opts.unclean_election, self.opts.stale_jobs) {
+            (true, _) => Some("unclean_election"),
+            (_, true) => Some("stale_jobs"),
+            _ => None,
+        };
+        Failure { seed: self.seed, step: self.step, what, trace: self.trace.iter().cloned().collect(), broken_rule }
     }
 
     fn log(&mut self, event: String) {
@@ -419,7 +450,8 @@ impl World {
     fn next_event(&mut self) {
         let down = self.brokers.iter().filter(|b| !b.up).count();
         let parked: usize = self.brokers.iter().map(|b| b.parked.len()).sum();
-        let choices: [(u32, u8); 12] = [
+        let appends: usize = self.brokers.iter().map(|b| b.appends.len()).sum();
+        let choices: [(u32, u8); 13] = [
             (14, 0),                                                 // produce
             (22, 1),                                                 // a follower's next request
             (if self.net.is_empty() { 0 } else { 28 }, 2),           // deliver a message
@@ -432,6 +464,7 @@ impl World {
             (2, 9),                                                  // a link is cut
             (if self.cut.is_empty() { 0 } else { 3 }, 10),           // links heal
             (1, 11),                                                 // controller failover
+            (if appends == 0 { 0 } else { 12 }, 12),                 // a follower's append runs
         ];
         let choices = choices.map(|(weight, kind)| (weight * self.swarm[kind as usize], kind));
         let total: u32 = choices.iter().map(|c| c.0).sum();
@@ -492,6 +525,12 @@ impl World {
                     self.cut.remove(&l);
                     self.log(format!("link {} <-> {} healed", l.0, l.1));
                 }
+            }
+            12 => {
+                let holders: Vec<usize> = (0..self.brokers.len()).filter(|i| !self.brokers[*i].appends.is_empty()).collect();
+                let b = holders[self.rng.gen_range(0..holders.len())];
+                let job = self.brokers[b].appends.remove(0);
+                self.run_job(b, job);
             }
             _ => {
                 // A new controller leader gives every broker a full session (`fence_loop`).
@@ -687,13 +726,9 @@ impl World {
                     Ok(answer) => {
                         // fetcher::truncate
                         let to = replica::truncation_offset(requested, answer, br.hw(), |e| br.epoch_end(e).1);
-                        let before = br.leo();
-                        let end = br.truncate_to(to);
-                        br.fetcher.as_mut().expect("checked").truncated = true;
-                        self.log(format!(
-                            "{} follows {} in epoch {}: epoch {requested} ends at {answer:?} there; log {before} -> {end}",
-                            m.to, f.leader, f.epoch
-                        ));
+                        br.fetcher.as_mut().expect("checked").busy = true;
+                        let why = format!("{} follows {} in epoch {}: epoch {requested} ends at {answer:?} there", m.to, f.leader, f.epoch);
+                        br.appends.push(Job::Cut { gen, to, why });
                     }
                 }
             }
@@ -777,11 +812,50 @@ impl World {
             FetchResult::Refused(e) => self.log(format!("{id} fetch from {} in epoch {}: {e:?}", f.leader, f.epoch)),
             FetchResult::OutOfRange { log_start, hw } => {
                 let to = replica::out_of_range_offset(fetch_offset, log_start, hw);
-                let end = br.truncate_to(to);
-                self.log(format!("{id} fetch at {fetch_offset} out of {}'s range: truncated to {end}", f.leader));
+                br.fetcher.as_mut().expect("checked").busy = true;
+                let why = format!("{id} fetch at {fetch_offset} out of {}'s range", f.leader);
+                br.appends.push(Job::Cut { gen, to, why });
             }
             FetchResult::Data { entries, hw } => {
+                // Handed to a blocking thread; the fetcher waits for it (still busy).
+                br.fetcher.as_mut().expect("checked").busy = true;
+                br.appends.push(Job::Append { gen, fetch_offset, entries, hw });
+            }
+        }
+    }
+
+    /// A follower's blocking job runs: `Partition::append_as_follower` or
+    /// `truncate_as_follower`, which do nothing once the fetcher is cancelled; then, if it was
+    /// not, the rest of the fetcher's step (the high watermark followed, the log cut noted).
+    fn run_job(&mut self, b: usize, job: Job) {
+        let br = &mut self.brokers[b];
+        let id = br.id;
+        let gen = match &job {
+            Job::Append { gen, .. } | Job::Cut { gen, .. } => *gen,
+        };
+        let current = br.fetcher.as_ref().is_some_and(|f| f.gen == gen);
+        if !current && !self.opts.stale_jobs {
+            self.log(format!("{id}: a job of a cancelled fetch does nothing: {job:?}"));
+            return;
+        }
+        let done = |br: &mut Broker| {
+            if let Some(f) = br.fetcher.as_mut().filter(|f| f.gen == gen) {
+                f.busy = false;
+            }
+        };
+        match job {
+            Job::Cut { to, why, .. } => {
+                let before = br.leo();
+                let end = br.truncate_to(to);
+                done(br);
+                if let Some(f) = br.fetcher.as_mut().filter(|f| f.gen == gen) {
+                    f.truncated = true;
+                }
+                self.log(format!("{why}; log {before} -> {end}{}", if current { "" } else { " (cancelled fetch)" }));
+            }
+            Job::Append { fetch_offset, entries, hw, .. } => {
                 if br.leo() != fetch_offset {
+                    done(br);
                     self.log(format!("{id}: the log moved during the fetch"));
                     return;
                 }
@@ -791,8 +865,13 @@ impl World {
                     br.epochs.assign(e.epoch, fetch_offset + i as i64);
                 }
                 let leo = br.leo();
+                if !current {
+                    self.log(format!("{id} appended {n} at {fetch_offset} from a cancelled fetch: leo {leo}"));
+                    return;
+                }
+                done(br);
                 br.state.follow_hw(hw, leo);
-                let line = format!("{id} fetched {n} from {} at {fetch_offset}: leo {leo}, leader hw {hw}, hw {}", f.leader, br.hw());
+                let line = format!("{id} fetched {n} at {fetch_offset}: leo {leo}, leader hw {hw}, hw {}", br.hw());
                 self.log(line);
             }
         }
@@ -987,6 +1066,7 @@ impl World {
         br.up = false;
         br.pending.clear();
         br.parked.clear();
+        br.appends.clear();
         br.fetcher = None;
         let line = format!("{} crashes (log end {}, hw checkpoint {:?})", br.id, br.leo(), br.hw_checkpoint);
         self.log(line);
