@@ -94,14 +94,15 @@ pub async fn run(broker: Arc<Broker>, part: Arc<Partition>, target: Target, canc
         }
         let stream = conn.as_mut().expect("connected above");
         correlation = correlation.wrapping_add(1);
+        let follow = Follow { broker: &broker, part: &part, target: &target, cancel: &cancel };
         let round = if truncated {
             tokio::select! {
-                r = fetch_once(&broker, &part, &target, stream, correlation, &cancel) => r,
+                r = fetch_once(follow, stream, correlation) => r,
                 _ = cancel.cancelled() => return,
             }
         } else {
             let cut = tokio::select! {
-                r = truncate(&broker, &part, &target, stream, correlation, &cancel) => r,
+                r = truncate(follow, stream, correlation) => r,
                 _ = cancel.cancelled() => return,
             };
             cut.map(|end| {
@@ -131,15 +132,19 @@ async fn backoff(cancel: &CancellationToken) {
     }
 }
 
+/// What one fetcher task works with: the broker, the partition, whom it follows, and the
+/// token that stops it.
+#[derive(Clone, Copy)]
+struct Follow<'a> {
+    broker: &'a Arc<Broker>,
+    part: &'a Arc<Partition>,
+    target: &'a Target,
+    cancel: &'a CancellationToken,
+}
+
 /// Cuts the log back to where it parts from the leader's; returns the new log end.
-async fn truncate(
-    broker: &Arc<Broker>,
-    part: &Arc<Partition>,
-    target: &Target,
-    stream: &mut TcpStream,
-    correlation: i32,
-    cancel: &CancellationToken,
-) -> Result<i64, FetchError> {
+async fn truncate(f: Follow<'_>, stream: &mut TcpStream, correlation: i32) -> Result<i64, FetchError> {
+    let Follow { broker, part, target, cancel } = f;
     let p = part.clone();
     let latest = tokio::task::spawn_blocking(move || p.latest_epoch()).await.map_err(std::io::Error::other)?;
     let to = match latest {
@@ -181,14 +186,8 @@ async fn cut(part: &Arc<Partition>, to: i64, cancel: &CancellationToken) -> Resu
 }
 
 /// One fetch round trip and its append.
-async fn fetch_once(
-    broker: &Arc<Broker>,
-    part: &Arc<Partition>,
-    target: &Target,
-    stream: &mut TcpStream,
-    correlation: i32,
-    cancel: &CancellationToken,
-) -> Result<(), FetchError> {
+async fn fetch_once(f: Follow<'_>, stream: &mut TcpStream, correlation: i32) -> Result<(), FetchError> {
+    let Follow { broker, part, target, cancel } = f;
     let fetch_offset = part.log().log_end_offset();
     let cfg = &broker.config;
     let wait_ms = cfg.replica_fetch_wait_max_ms();
