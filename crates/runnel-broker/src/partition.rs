@@ -16,6 +16,7 @@
 //! DeleteRecords, compaction's install, retiring a deleted partition) is serialized by
 //! the `maintenance` lock instead, always taken before the log's lock, never after.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,10 @@ pub struct Partition {
     replica: Mutex<Option<ReplicaState>>,
     /// The leader-epoch checkpoint (cluster mode; loaded with the first assignment).
     epochs: Mutex<Option<LeaderEpochCache>>,
+    /// The leader epoch this broker leads in, -1 when it does not: set with each
+    /// assignment, read under the log's lock by appends as leader (see
+    /// [`Self::append_as_leader`]).
+    leading: AtomicI32,
 }
 
 pub use crate::replica::{NotServing, WaitError};
@@ -68,6 +73,7 @@ impl Partition {
             hw_moved: Notify::new(),
             replica: Mutex::new(None),
             epochs: Mutex::new(None),
+            leading: AtomicI32::new(-1),
         }
     }
 
@@ -171,6 +177,20 @@ impl Partition {
         self.replica().as_ref().map(|r| r.check_produce(acks, min_insync)).transpose()
     }
 
+    /// Runs `append` on the log (locked) if this broker still leads in `epoch` (from
+    /// [`Self::check_produce`]; None on a single node: always). Leadership can move between
+    /// that check and the append (the append may wait for a blocking thread); checked again
+    /// under the log's lock, which the follower's cut of the log also takes, an append as
+    /// leader can never land in a follower's log (found by the cluster simulation).
+    pub fn append_as_leader<R>(&self, epoch: Option<i32>, append: impl FnOnce(&mut PartitionLog) -> R) -> Result<R, NotServing> {
+        let mut log = self.log();
+        if epoch.is_some_and(|e| self.leading.load(Ordering::SeqCst) != e) {
+            drop(log);
+            return Err(self.check_leader(-1).err().unwrap_or(NotServing::FencedEpoch));
+        }
+        Ok(append(&mut log))
+    }
+
     /// acks=all: waits until the high watermark passes `offset` (every ISR member has it).
     /// Err when leadership is lost or `timeout` passes first; Ok(false) when the ISR
     /// shrank below `min.insync.replicas` meanwhile (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
@@ -222,6 +242,7 @@ impl Partition {
         let r = guard.get_or_insert_with(|| ReplicaState::new(me, start));
         let hw = r.hw;
         let change = r.assign(a, leo, Instant::now());
+        self.leading.store(if r.is_leader() { r.leader_epoch } else { -1 }, Ordering::SeqCst);
         let moved = r.hw != hw;
         drop(guard);
         // A new leader's epoch starts at its log end (fsynced; no request waits on it).

@@ -179,7 +179,7 @@ fn append_batch(part: &Partition, records: &[Record], producer: Option<(i64, i16
     if let Some(epoch) = epoch {
         batch::set_partition_leader_epoch(&mut buf, epoch);
     }
-    let info = part.log().append_as(&mut buf, origin)?;
+    let info = part.append_as_leader(epoch, |log| log.append_as(&mut buf, origin)).map_err(|_| WriteError::NotLeader)??;
     part.on_append();
     Ok(Some(info.last_offset))
 }

@@ -306,9 +306,11 @@ fn append(broker: &Broker, part: &Partition, settings: &TopicSettings, records: 
         }
     }
     let mut write = || {
-        let mut log = part.log();
-        let info = log.append(&mut buf).map_err(ProduceError::Storage)?;
-        Ok(((info, log.log_start_offset()), log.flush_due_by_count()))
+        part.append_as_leader(epoch, |log| {
+            let info = log.append(&mut buf).map_err(ProduceError::Storage)?;
+            Ok(((info, log.log_start_offset()), log.flush_due_by_count()))
+        })
+        .map_err(ProduceError::NotServing)?
     };
     let (info, flush_due) = match txn.flatten() {
         Some(producer) => broker.txns().with_verified_partition(producer, &part.topic, part.index, write).map_err(ProduceError::Txn)??,

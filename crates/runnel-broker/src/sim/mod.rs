@@ -87,8 +87,9 @@ pub struct Options {
     pub unclean_election: bool,
     /// Most records a fetch answer carries (1 to this many, at random).
     pub max_fetch_records: i64,
-    /// The old, broken rule: a follower's append or cut that was handed to a blocking
-    /// thread still runs after its fetcher is cancelled.
+    /// The old, broken rules: a follower's append or cut that was handed to a blocking
+    /// thread still runs after its fetcher is cancelled, and a produce's append still runs
+    /// after its broker stopped leading the epoch it checked.
     pub stale_jobs: bool,
 }
 
@@ -157,6 +158,9 @@ struct Pending {
 enum Job {
     Append { gen: u64, fetch_offset: i64, entries: Vec<Entry>, hw: i64 },
     Cut { gen: u64, to: i64, why: String },
+    /// A produce's append, checked (`check_produce`) in `epoch` (handlers/produce.rs may
+    /// run it on a blocking thread).
+    Produce { epoch: i32, id: u64 },
 }
 
 /// A follower fetch parked on the leader for lack of data (the Fetch handler's long poll);
@@ -192,7 +196,7 @@ struct Broker {
     fetcher: Option<Fetcher>,
     pending: Vec<Pending>,
     parked: Vec<Parked>,
-    appends: Vec<Job>,
+    jobs: Vec<Job>,
     last_heartbeat: u64,
     /// Highest high watermark served as leader, per leader epoch.
     served_hw: BTreeMap<i32, i64>,
@@ -366,7 +370,7 @@ impl World {
                     fetcher: None,
                     pending: Vec::new(),
                     parked: Vec::new(),
-                    appends: Vec::new(),
+                    jobs: Vec::new(),
                     last_heartbeat: 0,
                     served_hw: BTreeMap::new(),
                 }
@@ -450,7 +454,7 @@ impl World {
     fn next_event(&mut self) {
         let down = self.brokers.iter().filter(|b| !b.up).count();
         let parked: usize = self.brokers.iter().map(|b| b.parked.len()).sum();
-        let appends: usize = self.brokers.iter().map(|b| b.appends.len()).sum();
+        let jobs: usize = self.brokers.iter().map(|b| b.jobs.len()).sum();
         let choices: [(u32, u8); 13] = [
             (14, 0),                                                 // produce
             (22, 1),                                                 // a follower's next request
@@ -464,7 +468,7 @@ impl World {
             (2, 9),                                                  // a link is cut
             (if self.cut.is_empty() { 0 } else { 3 }, 10),           // links heal
             (1, 11),                                                 // controller failover
-            (if appends == 0 { 0 } else { 12 }, 12),                 // a follower's append runs
+            (if jobs == 0 { 0 } else { 6 }, 12),                     // an append or a cut runs
         ];
         let choices = choices.map(|(weight, kind)| (weight * self.swarm[kind as usize], kind));
         let total: u32 = choices.iter().map(|c| c.0).sum();
@@ -527,9 +531,11 @@ impl World {
                 }
             }
             12 => {
-                let holders: Vec<usize> = (0..self.brokers.len()).filter(|i| !self.brokers[*i].appends.is_empty()).collect();
+                let holders: Vec<usize> = (0..self.brokers.len()).filter(|i| !self.brokers[*i].jobs.is_empty()).collect();
                 let b = holders[self.rng.gen_range(0..holders.len())];
-                let job = self.brokers[b].appends.remove(0);
+                // Blocking threads run in any order (a fetcher waits for its own, though).
+                let k = self.rng.gen_range(0..self.brokers[b].jobs.len());
+                let job = self.brokers[b].jobs.remove(k);
                 self.run_job(b, job);
             }
             _ => {
@@ -561,8 +567,7 @@ impl World {
     fn produce_to(&mut self, b: usize) {
         let id = self.next_id;
         let min_insync = self.min_insync;
-        let now = self.now;
-        let br = &mut self.brokers[b];
+                let br = &mut self.brokers[b];
         match br.state.check_produce(-1, min_insync) {
             Err(e) => {
                 let line = format!("produce #{id} to {}: refused {e:?}", br.id);
@@ -570,19 +575,33 @@ impl World {
             }
             Ok(epoch) => {
                 self.next_id += 1;
-                br.log.push(Entry { epoch, id });
-                let leo = br.leo();
-                // `Partition::on_append`.
-                br.state.update_hw(leo);
-                br.pending.push(Pending { offset: leo - 1, id, since: now });
-                let line = format!("produce #{id} to {}: appended at {} in epoch {epoch}, hw {}", br.id, leo - 1, br.hw());
-                self.log(line);
-                // A follower parked at the old log end wakes on the append.
-                let parked = std::mem::take(&mut self.brokers[b].parked);
-                for p in parked {
-                    self.answer_parked(b, p);
-                }
+                br.jobs.push(Job::Produce { epoch, id });
             }
+        }
+    }
+
+    /// A produce's append (`Partition::append_as_leader`: this broker must still lead in
+    /// the epoch it checked), `on_append`, then the acks=all wait.
+    fn append_as_leader(&mut self, b: usize, epoch: i32, id: u64) {
+        let now = self.now;
+        let br = &mut self.brokers[b];
+        let leads = br.state.is_leader() && br.state.leader_epoch == epoch;
+        if !leads && !self.opts.stale_jobs {
+            let line = format!("produce #{id} to {}: no longer leads epoch {epoch}, refused", br.id);
+            self.log(line);
+            return;
+        }
+        br.log.push(Entry { epoch, id });
+        let leo = br.leo();
+        // `Partition::on_append`.
+        br.state.update_hw(leo);
+        br.pending.push(Pending { offset: leo - 1, id, since: now });
+        let line = format!("produce #{id} to {}: appended at {} in epoch {epoch}, hw {}", br.id, leo - 1, br.hw());
+        self.log(line);
+        // A follower parked at the old log end wakes on the append.
+        let parked = std::mem::take(&mut self.brokers[b].parked);
+        for p in parked {
+            self.answer_parked(b, p);
         }
     }
 
@@ -728,7 +747,7 @@ impl World {
                         let to = replica::truncation_offset(requested, answer, br.hw(), |e| br.epoch_end(e).1);
                         br.fetcher.as_mut().expect("checked").busy = true;
                         let why = format!("{} follows {} in epoch {}: epoch {requested} ends at {answer:?} there", m.to, f.leader, f.epoch);
-                        br.appends.push(Job::Cut { gen, to, why });
+                        br.jobs.push(Job::Cut { gen, to, why });
                     }
                 }
             }
@@ -814,12 +833,12 @@ impl World {
                 let to = replica::out_of_range_offset(fetch_offset, log_start, hw);
                 br.fetcher.as_mut().expect("checked").busy = true;
                 let why = format!("{id} fetch at {fetch_offset} out of {}'s range", f.leader);
-                br.appends.push(Job::Cut { gen, to, why });
+                br.jobs.push(Job::Cut { gen, to, why });
             }
             FetchResult::Data { entries, hw } => {
                 // Handed to a blocking thread; the fetcher waits for it (still busy).
                 br.fetcher.as_mut().expect("checked").busy = true;
-                br.appends.push(Job::Append { gen, fetch_offset, entries, hw });
+                br.jobs.push(Job::Append { gen, fetch_offset, entries, hw });
             }
         }
     }
@@ -832,6 +851,7 @@ impl World {
         let id = br.id;
         let gen = match &job {
             Job::Append { gen, .. } | Job::Cut { gen, .. } => *gen,
+            Job::Produce { epoch, id } => return self.append_as_leader(b, *epoch, *id),
         };
         let current = br.fetcher.as_ref().is_some_and(|f| f.gen == gen);
         if !current && !self.opts.stale_jobs {
@@ -853,6 +873,7 @@ impl World {
                 }
                 self.log(format!("{why}; log {before} -> {end}{}", if current { "" } else { " (cancelled fetch)" }));
             }
+            Job::Produce { .. } => unreachable!("handled above"),
             Job::Append { fetch_offset, entries, hw, .. } => {
                 if br.leo() != fetch_offset {
                     done(br);
@@ -1066,7 +1087,7 @@ impl World {
         br.up = false;
         br.pending.clear();
         br.parked.clear();
-        br.appends.clear();
+        br.jobs.clear();
         br.fetcher = None;
         let line = format!("{} crashes (log end {}, hw checkpoint {:?})", br.id, br.leo(), br.hw_checkpoint);
         self.log(line);
