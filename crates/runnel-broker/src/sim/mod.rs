@@ -13,9 +13,10 @@
 //! function names what it mirrors).
 //!
 //! A seeded scheduler ([`ChaCha8Rng`]) picks each step: a produce (acks=all) to a broker
-//! that thinks it leads, a follower's next request, the delivery or loss of a message, a
-//! parked follower fetch answered, a follower's append or log cut finishing on its
-//! blocking thread, a broker applying the next metadata record, time
+//! that thinks it leads (checked, then appended in a later step), a follower's next
+//! request, the delivery or loss of a message, a parked follower fetch answered, an append
+//! or a follower's log cut finishing on its blocking thread (in any order), a broker
+//! applying the next metadata record, time
 //! passing (heartbeats, fencing, ISR shrinks, high watermark checkpoints, acks=all
 //! timeouts), a crash or restart of a broker (its log and epochs kept, its high watermark
 //! from its last checkpoint), links cut and healed between brokers and between a broker
@@ -42,7 +43,9 @@
 //! fetcher's cut (old records kept below the high watermark) or after the broker became
 //! leader (its log cut below its high watermark); `Partition::append_as_follower` and
 //! `truncate_as_follower` now check the cancellation under the partition's locks
-//! (`Options::stale_jobs` switches the old rule back on for a test).
+//! (`Options::stale_jobs` switches the old rule back on for a test). Likewise a produce's
+//! append, checked as leader and run later, could land in the log of a broker that had become
+//! a follower meanwhile; `Partition::append_as_leader` checks the epoch under the log's lock.
 //!
 //! On a failure the test panics with the seed, the step, the broken invariant, the last
 //! events and the command that replays it: `RUNNEL_SIM_SEED=N cargo test -p runnel-broker
@@ -1132,9 +1135,7 @@ impl World {
             let log = &self.brokers[b].log;
             for (offset, e) in log.iter().enumerate().take(hw as usize) {
                 match self.visible.get(offset) {
-                    Some(v) if v != e => {
-                        return Err(format!("leader {id} (epoch {epoch}) serves {e:?} at {offset} below its hw {hw}, where {v:?} was served"));
-                    }
+                    Some(v) if v != e => return Err(format!("leader {id} (epoch {epoch}) serves {e:?} at {offset} < hw {hw}, not {v:?}")),
                     Some(_) => {}
                     None => self.visible.push(*e),
                 }
@@ -1151,7 +1152,8 @@ impl World {
             let have = leader.log.get(offset);
             if have != Some(v) {
                 return Err(format!(
-                    "record {v:?} at offset {offset} (below a served high watermark) is missing from leader {} of epoch {}: it has {have:?}",
+                    "record {v:?} at offset {offset} (below a served high watermark) is missing from leader {} of epoch {}: \
+                     it has {have:?}",
                     leader.id, a.leader_epoch
                 ));
             }

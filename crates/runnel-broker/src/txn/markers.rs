@@ -94,7 +94,8 @@ pub fn append(b: &Broker, part: &Partition, d: &Decision) -> Result<i64, MarkerE
     if let Some(epoch) = epoch {
         batch::set_partition_leader_epoch(&mut buf, epoch);
     }
-    let appended = part.append_as_leader(epoch, |log| log.append_as(&mut buf, AppendOrigin::Coordinator)).map_err(|_| MarkerError::NotLeader)?;
+    let appended =
+        part.append_as_leader(epoch, |log| log.append_as(&mut buf, AppendOrigin::Coordinator)).map_err(|_| MarkerError::NotLeader)?;
     let info = match appended {
         Ok(info) => info,
         Err(StorageError::Producer(ProducerError::InvalidEpoch { .. })) => return Err(MarkerError::StaleProducer),
