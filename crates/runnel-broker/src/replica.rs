@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(p.expect("2 caught up").isr, vec![1, 3, 2]);
     }
 
-    /// Found by the simulation (`sim`, seeds 18, 227, 228 and 281): the controller committed a
+    /// Found by the simulation (`sim`, see its regression seeds): the controller committed a
     /// follower's join while the leader still computed the high watermark without it; the
     /// leader acknowledged records the follower lacked, then died, and the follower was
     /// elected without them.
