@@ -70,11 +70,12 @@ impl Cluster {
 
     /// Registers this broker with the controller and keeps it heartbeating.
     pub fn register(&self, endpoints: &crate::listeners::Endpoints, rack: Option<String>) {
-        let first = endpoints.first();
+        // The registration's own address is where the other brokers fetch from.
+        let inter_broker = endpoints.inter_broker();
         self.controller.run_broker(BrokerRegistration {
             broker_id: self.node_id,
-            host: first.host.clone(),
-            port: first.port,
+            host: inter_broker.host.clone(),
+            port: inter_broker.port,
             rack,
             fenced: false,
             listeners: endpoints.iter().map(|e| (e.name.to_string(), e.host.clone(), e.port)).collect(),

@@ -25,6 +25,7 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("log.max.open.segments", "0", "Most log segments held open at once (their file and, when sealed, their indexes); idle ones are closed and opened again on use, so a broker starts and serves with more segments than it may open files. 0: half the process's open-file limit (RLIMIT_NOFILE). Runnel's setting; Kafka keeps every segment open."),
     ("connections.max.idle.ms", "600000", "A connection with nothing read and nothing in flight for this long is closed, as is one whose response cannot be written for this long."),
     ("authorizer.class.name", "", "Turns ACL checks on: org.apache.kafka.metadata.authorizer.StandardAuthorizer (Kafka's name, accepted as is) or runnel. Empty: no authorizer, every request is allowed."),
+    ("inter.broker.listener.name", "", "Cluster mode: the listener the brokers reach each other on (replica fetches, transaction markers); it must be a PLAINTEXT listener, whose principal User:ANONYMOUS needs CLUSTER_ACTION on the cluster (or super.users) with the authorizer on. Empty: the first PLAINTEXT listener."),
     ("super.users", "", "Principals allowed everything whatever the ACLs, separated by ';' (e.g. User:admin;User:ops)."),
     ("admin.basic.auth.file", "", "A file holding USER:PASSWORD: the admin HTTP listener's /metrics then needs these HTTP basic credentials (/healthz and /readyz stay open)."),
     ("quota.window.num", "11", "Client quotas: how many windows a client's rate is measured over."),

@@ -29,24 +29,36 @@ pub struct Endpoint {
     pub port: i32,
 }
 
-/// The advertised endpoints of this broker, in `listeners` order (never empty).
+/// The advertised endpoints of this broker, in `listeners` order (never empty), and which
+/// one the other brokers of a cluster reach it on (the first unless said otherwise).
 #[derive(Clone, Debug)]
-pub struct Endpoints(Vec<Endpoint>);
+pub struct Endpoints(Vec<Endpoint>, usize);
 
 impl Endpoints {
     pub fn new(endpoints: Vec<Endpoint>) -> Self {
         assert!(!endpoints.is_empty(), "a broker has at least one listener");
-        Endpoints(endpoints)
+        Endpoints(endpoints, 0)
     }
 
     /// One PLAINTEXT listener at `host:port`.
     pub fn plaintext(host: &str, port: i32) -> Self {
-        Endpoints(vec![Endpoint { name: Arc::from("PLAINTEXT"), host: host.to_string(), port }])
+        Endpoints(vec![Endpoint { name: Arc::from("PLAINTEXT"), host: host.to_string(), port }], 0)
+    }
+
+    /// These endpoints with the listener named `name` (one of them) as the inter-broker one.
+    pub fn with_inter_broker(mut self, name: &str) -> Self {
+        self.1 = self.0.iter().position(|e| &*e.name == name).expect("the inter-broker listener is one of the listeners");
+        self
     }
 
     /// The first listener's endpoint (what `--advertised-listener` sets).
     pub fn first(&self) -> &Endpoint {
         &self.0[0]
+    }
+
+    /// The endpoint the other brokers of a cluster reach this one on.
+    pub fn inter_broker(&self) -> &Endpoint {
+        &self.0[self.1]
     }
 
     /// The endpoint of the listener named `name`; the first listener's if there is none.
@@ -108,6 +120,28 @@ pub fn from_config(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, ConfigErr
             Some(host_port(a).ok_or_else(|| ConfigError(format!("--advertised-listener '{a}': expected HOST:PORT")))?);
     }
     Ok(specs)
+}
+
+/// The listener the brokers of a cluster reach each other on (replica fetches, transaction
+/// markers): `inter.broker.listener.name`, else the first PLAINTEXT listener. The brokers'
+/// own client (`peer`) speaks neither TLS nor SASL, so it must be a PLAINTEXT listener; its
+/// principal, `User:ANONYMOUS`, is what those requests are authorized as (CLUSTER_ACTION on
+/// the cluster, or `super.users`). Without one, replication could not work: an error.
+pub fn inter_broker(config: &BrokerConfig, specs: &[ListenerSpec]) -> Result<Arc<str>, ConfigError> {
+    let named = config.setting("inter.broker.listener.name").trim().to_ascii_uppercase();
+    let spec = match named.as_str() {
+        "" => specs.iter().find(|s| s.protocol == SecurityProtocol::Plaintext).ok_or_else(|| {
+            ConfigError("cluster mode needs a PLAINTEXT listener for the brokers to reach each other (they speak neither TLS nor SASL among themselves); add one to listeners".into())
+        })?,
+        name => specs.iter().find(|s| &*s.name == name).ok_or_else(|| ConfigError(format!("inter.broker.listener.name: {name} is not one of the listeners")))?,
+    };
+    if spec.protocol != SecurityProtocol::Plaintext {
+        return Err(ConfigError(format!(
+            "inter.broker.listener.name: {} is not a PLAINTEXT listener (the brokers speak neither TLS nor SASL among themselves)",
+            spec.name
+        )));
+    }
+    Ok(spec.name.clone())
 }
 
 /// `listener.security.protocol.map`: NAME:PROTOCOL,…
@@ -204,5 +238,21 @@ mod tests {
             let err = from_config(&config(&settings)).unwrap_err().to_string();
             assert!(err.contains(why), "{settings:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_inter_broker_listener_is_a_plaintext_one() {
+        let listeners = ("listeners", "SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0,REPL://127.0.0.1:0");
+        let map = ("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,REPL:PLAINTEXT");
+        let pick = |extra: &[(&str, &str)]| {
+            let c = config(&[&[listeners, map], extra].concat());
+            inter_broker(&c, &from_config(&c).unwrap()).map_err(|e| e.to_string())
+        };
+        assert_eq!(pick(&[]).unwrap().as_ref(), "PLAINTEXT", "the first PLAINTEXT listener, not the first listener");
+        assert_eq!(pick(&[("inter.broker.listener.name", "repl")]).unwrap().as_ref(), "REPL");
+        assert!(pick(&[("inter.broker.listener.name", "SASL_PLAINTEXT")]).unwrap_err().contains("not a PLAINTEXT listener"));
+        assert!(pick(&[("inter.broker.listener.name", "OTHER")]).unwrap_err().contains("not one of the listeners"));
+        let c = config(&[("listeners", "SASL_PLAINTEXT://127.0.0.1:0")]);
+        assert!(inter_broker(&c, &from_config(&c).unwrap()).unwrap_err().to_string().contains("needs a PLAINTEXT listener"));
     }
 }

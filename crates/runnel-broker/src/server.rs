@@ -82,6 +82,11 @@ pub enum StartError {
 pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
     config.validate()?;
     let specs = listeners::from_config(&config)?;
+    // Cluster mode: the listener the brokers reach each other on, checked before anything binds.
+    let inter_broker = match config.controller_listen {
+        Some(_) => Some(listeners::inter_broker(&config, &specs)?),
+        None => None,
+    };
     // Each listener sees the settings with its `listener.name.NAME.` overrides (KIP-103).
     // SSL listeners check client certificates per `ssl.client.auth`; SASL_SSL listeners
     // authenticate with SASL and ask for none unless their own override says so, as Kafka's.
@@ -125,7 +130,10 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
         };
         sockets.push((socket, Arc::new(listener)));
     }
-    let endpoints = Endpoints::new(endpoints);
+    let mut endpoints = Endpoints::new(endpoints);
+    if let Some(name) = &inter_broker {
+        endpoints = endpoints.with_inter_broker(name);
+    }
     let (local_addr, advertised) = (bound[0].local_addr, bound[0].advertised.clone());
     // The admin listener comes up first, so /readyz answers 503 while the data dir opens.
     let metrics = Arc::new(Metrics::default());

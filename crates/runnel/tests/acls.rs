@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::wire::*;
 use common::Broker;
 use kafka_protocol::messages::*;
@@ -27,15 +25,7 @@ const AUTHORIZER: &str = "authorizer.class.name=org.apache.kafka.metadata.author
 
 /// Runs `runnel acl ARGS` against `b`; returns stdout, panicking with stderr on failure.
 fn acl(b: &Broker, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_runnel"))
-        .arg("acl")
-        .args(args)
-        .args(["--brokers", &b.addr])
-        .output()
-        .expect("run runnel acl");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "runnel acl {args:?} failed: {stderr}");
-    stdout.into_owned()
+    common::acl(&b.addr, args)
 }
 
 fn allow(b: &Broker, op: &str, resource: &[&str]) {
@@ -254,10 +244,7 @@ fn sasl_principals_get_their_own_acls() {
     create_topic(&mut s, "orders", &[]);
     create_topic(&mut s, "bob.events", &[]);
     let as_admin = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--brokers", admin.as_str()]);
-        let out = Command::new(env!("CARGO_BIN_EXE_runnel")).arg("acl").args(&all).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        common::acl(&admin, args);
     };
     as_admin(&["create", "--allow-principal", "User:alice", "--operation", "read", "--operation", "write", "--topic", "orders"]);
     as_admin(&["create", "--allow-principal", "User:bob", "--operation", "write", "--topic", "bob.", "--prefixed"]);

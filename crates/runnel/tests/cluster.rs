@@ -13,11 +13,15 @@
 //! (root only; skipped elsewhere), a leader cut off acknowledges nothing, the majority
 //! elects another, and on healing the old leader is cut back to the new leader's log.
 //! Security (`security.rs`): SCRAM users replicated to every broker, listeners registered.
+//! ACLs (`acls.rs`): the authorizer on, ACLs created and deleted through different brokers
+//! take effect on all; followers' fetches authorized, so acks=all keeps an ISR of 3.
 //! Transactions (`transactions.rs`): a replicated `__transaction_state` whose partition
 //! leaders coordinate, markers to partitions led by other brokers (WriteTxnMarkers), a
 //! transaction carried on after its coordinator is killed with SIGKILL.
 
 mod common;
+#[path = "cluster/acls.rs"]
+mod acls;
 #[path = "cluster/failover.rs"]
 mod failover;
 #[path = "cluster/groups.rs"]

@@ -137,6 +137,13 @@ pub fn run_broker_expecting_failure(extra: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs `runnel acl ARGS --brokers ADDR`; returns stdout, panicking with stderr on failure.
+pub fn acl(addr: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_runnel")).arg("acl").args(args).args(["--brokers", addr]).output().expect("run runnel acl");
+    assert!(out.status.success(), "runnel acl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A broker process that has not printed its startup line yet.
 pub struct Starting {
     child: Child,
