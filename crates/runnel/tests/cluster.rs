@@ -167,6 +167,29 @@ fn client(bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// The values of up to `n` records read from the start of partitions `0..partitions` of
+/// `topic` by a consumer of `config` in `group` (nothing committed), sorted; fewer if they
+/// do not come within [`TIMEOUT`].
+fn read_values(mut config: ClientConfig, group: &str, topic: &str, partitions: i32, n: usize) -> Vec<String> {
+    let consumer: BaseConsumer =
+        config.set("group.id", group).set("enable.auto.commit", "false").set("auto.offset.reset", "earliest").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while got.len() < n && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+        }
+    }
+    got.sort();
+    got
+}
+
 fn create(admin: &AdminClient<DefaultClientContext>, name: &str, partitions: i32, rf: i32) -> Result<(), RDKafkaErrorCode> {
     create_with(admin, name, partitions, rf, &[])
 }
@@ -228,26 +251,7 @@ fn three_brokers_share_one_metadata_quorum() {
         let r = FutureRecord::to("spread").partition(i % 3).key(&key).payload(&value);
         block_on(producer.send(r, TIMEOUT)).expect("produce");
     }
-    let consumer: BaseConsumer = client(&all)
-        .set("group.id", "cluster-test")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset("spread", p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut got = Vec::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while got.len() < 30 && Instant::now() < deadline {
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.expect("consume");
-            got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-        }
-    }
-    got.sort();
+    let got = read_values(client(&all), "cluster-test", "spread", 3, 30);
     let mut want: Vec<String> = (0..30).map(|i| format!("v{i}")).collect();
     want.sort();
     assert_eq!(got, want);

@@ -6,13 +6,11 @@
 //! fetches (CLUSTER_ACTION) keep acks=all writes replicated, ISR of 3.
 
 use kafka_protocol::messages::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use runnel_broker::auth::scram::ScramMechanism;
 
-use super::{client, create, leaders, metadata, start_cluster_with, wait_until};
+use super::{client, create, leaders, metadata, read_values, start_cluster_with, wait_until};
 use crate::common::kafka::{block_on, TIMEOUT};
 use crate::common::sasl::{scram_login, set_scram};
 use crate::common::{acl, wire};
@@ -103,26 +101,7 @@ fn acls_span_the_cluster_and_replication_stays_authorized() {
     }
 
     // alice reads back the six records through node 3, in her group.
-    let consumer: BaseConsumer = sasl_client(&sasl[2], "alice")
-        .set("group.id", "alice-group")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset("orders", p, Offset::Beginning).unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut got = 0;
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while got < 6 {
-        assert!(std::time::Instant::now() < deadline, "alice read {got} of 6 records");
-        if let Some(m) = consumer.poll(std::time::Duration::from_millis(200)) {
-            assert_eq!(m.expect("alice may read orders").payload(), Some(&b"alice"[..]));
-            got += 1;
-        }
-    }
+    assert_eq!(read_values(sasl_client(&sasl[2], "alice"), "alice-group", "orders", 3, 6), vec!["alice"; 6]);
 
     // DeleteAcls through node 3 takes effect on node 1.
     let deleted = acl(&plain[2], &["delete", "--allow-principal", "User:alice", "--topic", "orders"]);
