@@ -27,6 +27,7 @@
 //!   missing from the log of the current leader (the one the controller's image names, once
 //!   it acts as leader in that epoch), and two leaders never served different records below
 //!   their high watermarks;
+//! - an acknowledged record is at its acknowledged offset in the acknowledging leader's log;
 //! - at most one broker ever leads a given leader epoch;
 //! - the high watermark a leader serves never goes back within its epoch (a new leader may
 //!   start lower, as in Kafka, until its followers report: it then answers reads above it
@@ -287,6 +288,8 @@ pub struct World {
     /// Which broker led each leader epoch.
     leaders: BTreeMap<i32, i32>,
     acked: u64,
+    /// An invariant broken during a step (checked with the others after it).
+    broken: Option<String>,
     trace: VecDeque<String>,
     step: usize,
 }
@@ -396,6 +399,7 @@ impl World {
             visible: Vec::new(),
             leaders: BTreeMap::new(),
             acked: 0,
+            broken: None,
             trace: VecDeque::new(),
             step: 0,
         };
@@ -627,9 +631,9 @@ impl World {
                         let at = br.log.get(p.offset as usize).copied();
                         let id = br.id;
                         if at.map(|e| e.id) != Some(p.id) {
-                            // Caught by the checks below as well; say it here plainly.
-                            self.log(format!("produce #{} acknowledged by {id} at {}, where its log holds {at:?}", p.id, p.offset));
-                            self.brokers[b].pending.push(p);
+                            // The client is told its record is at this offset: it must be.
+                            let what = format!("produce #{} acknowledged by {id} at {}, where its log holds {at:?}", p.id, p.offset);
+                            self.broken.get_or_insert(what);
                             continue;
                         }
                         self.acked += 1;
@@ -1116,6 +1120,9 @@ impl World {
     // ---- the checks
 
     fn check(&mut self) -> Result<(), String> {
+        if let Some(what) = self.broken.take() {
+            return Err(what);
+        }
         // At most one leader per epoch; the served high watermark never goes back in an epoch.
         for b in 0..self.brokers.len() {
             let br = &self.brokers[b];
