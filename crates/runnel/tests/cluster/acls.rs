@@ -108,3 +108,18 @@ fn acls_span_the_cluster_and_replication_stays_authorized() {
     assert!(deleted.contains("write") && deleted.contains("describe"), "{deleted}");
     wait_until("the deletion reaches node 1", || topic_error_as(&sasl[0], "alice", "orders") == TOPIC_AUTHORIZATION_FAILED);
 }
+
+/// The brokers speak neither TLS nor SASL among themselves: a cluster node with no
+/// PLAINTEXT listener for them, or an `inter.broker.listener.name` naming a SASL one, refuses
+/// to start and says why (before, its followers fetched from the first listener, unanswered).
+#[test]
+fn a_cluster_node_needs_a_plaintext_inter_broker_listener() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (listen, quorum) = (format!("127.0.0.1:{port}"), format!("1@127.0.0.1:{port}"));
+    let node = ["--node-id", "1", "--controller-listen", &listen, "--controller-quorum", &quorum, "-o"];
+    let refused = crate::common::run_broker_expecting_failure(&[&node[..], &["listeners=SASL_PLAINTEXT://127.0.0.1:0"]].concat());
+    assert!(refused.contains("needs a PLAINTEXT listener"), "{refused}");
+    let settings = "listeners=SASL_PLAINTEXT://127.0.0.1:0,PLAINTEXT://127.0.0.1:0,inter.broker.listener.name=SASL_PLAINTEXT";
+    let refused = crate::common::run_broker_expecting_failure(&[&node[..], &[settings]].concat());
+    assert!(refused.contains("SASL_PLAINTEXT is not a PLAINTEXT listener"), "{refused}");
+}

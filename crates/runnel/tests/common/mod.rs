@@ -126,8 +126,12 @@ impl Broker {
 /// what it printed on stderr (the reason).
 pub fn run_broker_expecting_failure(extra: &[&str]) -> String {
     let tmp = tempfile::tempdir().expect("tempdir");
+    // With Kafka's `listeners` among the settings, --listen must go (as in `spawn_limited`).
+    let listen: &[&str] = if extra.iter().any(|a| a.starts_with("listeners=")) { &[] } else { &["--listen", "127.0.0.1:0"] };
     let out = Command::new(env!("CARGO_BIN_EXE_runnel"))
-        .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "off", "--data-dir"])
+        .arg("broker")
+        .args(listen)
+        .args(["--admin-listen", "off", "--data-dir"])
         .arg(tmp.path())
         .args(extra)
         .stdin(Stdio::null())
