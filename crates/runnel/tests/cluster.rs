@@ -12,6 +12,8 @@
 //! Network partition (`network_partition.rs`): the brokers in three network namespaces
 //! (root only; skipped elsewhere), a leader cut off acknowledges nothing, the majority
 //! elects another, and on healing the old leader is cut back to the new leader's log.
+//! Pipelining (`pipelining.rs`): one connection's acks=all produces wait for the ISR
+//! together, answered in request order.
 //! Security (`security.rs`): SCRAM users replicated to every broker, listeners registered.
 //! ACLs (`acls.rs`): the authorizer on, ACLs created and deleted through different brokers
 //! take effect on all; followers' fetches authorized, so acks=all keeps an ISR of 3.
@@ -28,6 +30,8 @@ mod failover;
 mod groups;
 #[path = "cluster/network_partition.rs"]
 mod network_partition;
+#[path = "cluster/pipelining.rs"]
+mod pipelining;
 #[path = "cluster/replication.rs"]
 mod replication;
 #[path = "cluster/security.rs"]

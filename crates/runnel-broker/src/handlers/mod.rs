@@ -2,7 +2,9 @@
 //! serves; ApiVersions is derived from it and requests outside it are refused before
 //! decoding. Never list an API here before its handler works fully.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -116,15 +118,51 @@ pub struct Ctx {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
+impl Ctx {
+    /// This request's context for a response finished after the connection has moved on
+    /// to the next requests ([`Reply::Later`]): the same request, no record sections.
+    pub fn detached(&self) -> Ctx {
+        Ctx {
+            broker: self.broker.clone(),
+            shutdown: self.shutdown.clone(),
+            version: self.version,
+            client_id: self.client_id.clone(),
+            peer: self.peer,
+            session: self.session.clone(),
+            splices: Default::default(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
 /// A records field of a response to be sent from segment files.
 pub type Splice = runnel_protocol::splice::Placeholder<runnel_storage::ReadSlice>;
 
-/// Runs the handler for one request. `None` means no response is sent (produce acks=0).
-pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
+/// A handler's answer to one request.
+pub enum Reply {
+    /// The response, or `None` when none is sent (produce acks=0).
+    Now(Option<ResponseKind>),
+    /// The request has taken effect (a produce appended), but its response is due only
+    /// when this resolves (acks=all: once the in-sync replicas have the batches, or at the
+    /// request's timeout). It borrows nothing from the connection, so the connection may
+    /// serve the next requests meanwhile; it always resolves, within the request's
+    /// `timeout_ms`.
+    Later(Pin<Box<dyn Future<Output = ResponseKind> + Send>>),
+}
+
+/// Runs the handler for one request.
+pub async fn dispatch(ctx: &Ctx, body: RequestKind) -> Reply {
+    match body {
+        RequestKind::Produce(r) => produce::handle(ctx, r).await,
+        body => Reply::Now(respond(ctx, body).await),
+    }
+}
+
+/// Runs a handler that answers when it returns. `None` means no response is sent.
+async fn respond(ctx: &Ctx, body: RequestKind) -> Option<ResponseKind> {
     Some(match body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
-        RequestKind::Produce(r) => return produce::handle(ctx, r).await.map(ResponseKind::Produce),
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(ctx, r).await),

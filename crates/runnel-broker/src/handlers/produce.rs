@@ -32,12 +32,12 @@ use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, ResponseKind};
 use runnel_metadata::acl::AclOperation;
 use runnel_protocol::batch::{self, BatchError};
 use runnel_storage::{ProducerError, StorageError};
 
-use super::{blocking, sb, Ctx};
+use super::{blocking, sb, Ctx, Reply};
 use crate::now_ms;
 use crate::partition::{NotServing, Partition, WaitError};
 use crate::state::Broker;
@@ -145,13 +145,28 @@ struct Appended {
     log_start_offset: i64,
 }
 
-pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
+/// An acks=all append waiting for the in-sync replicas: where its answer goes in the
+/// response, and the offset the high watermark must pass.
+struct Replicating {
+    topic: usize,
+    partition: usize,
+    part: std::sync::Arc<Partition>,
+    last_offset: i64,
+}
+
+/// Appends every partition's data in request order, here and now. Unless acks=all in a
+/// cluster left appends waiting for the ISR, the response is ready at once; else it is
+/// [`Reply::Later`]: every partition was appended first, then the waits run together (up
+/// to the request's `timeout_ms` from now), so the connection can serve its next requests
+/// meanwhile.
+pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     let mut responses = Vec::with_capacity(req.topic_data.len());
     // Authorization as Kafka: WRITE on the transactional id (else every partition is
     // TRANSACTIONAL_ID_AUTHORIZATION_FAILED), then WRITE on each topic.
     let txn_denied = req.transactional_id.as_ref().is_some_and(|id| !ctx.may_txn(AclOperation::Write, id));
     // Leaders named in NOT_LEADER_OR_FOLLOWER answers: their endpoints go along (v10+).
     let mut leaders: Vec<i32> = Vec::new();
+    let mut replicating: Vec<Replicating> = Vec::new();
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let topic_denied = !txn_denied && !ctx.may_topic(AclOperation::Write, &name);
@@ -182,40 +197,29 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                         let (b, p) = (ctx.broker.clone(), part.clone());
                         blocking(move || append(&b, &p, &settings, &records, epoch)).await
                     };
-                    match appended {
-                        Ok(a) if req.acks == -1 && epoch.is_some() => {
-                            let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
-                            match part.wait_replicated(a.last_offset, timeout).await {
-                                Ok(true) => Ok(a),
-                                Ok(false) => Err(ProduceError::NotEnoughReplicasAfterAppend),
-                                Err(e) => Err(ProduceError::Replication(e)),
-                            }
+                    if let Ok(a) = &appended {
+                        if req.acks == -1 && epoch.is_some() {
+                            let (topic, partition) = (responses.len(), partition_responses.len());
+                            replicating.push(Replicating { topic, partition, part, last_offset: a.last_offset });
                         }
-                        other => other,
                     }
+                    appended
                     }
                 },
             };
-            let mut r = PartitionProduceResponse::default().with_index(index);
-            match outcome {
-                Ok(a) => {
-                    r = r.with_base_offset(a.base_offset).with_log_append_time_ms(a.log_append_time).with_log_start_offset(a.log_start_offset);
-                }
+            let r = match outcome {
+                Ok(a) => PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_base_offset(a.base_offset)
+                    .with_log_append_time_ms(a.log_append_time)
+                    .with_log_start_offset(a.log_start_offset),
                 Err(e) => {
-                    let kafka = error_code(&e);
                     if matches!(e, ProduceError::Storage(ref s) if !matches!(s, StorageError::Producer(_))) {
                         tracing::error!(topic = %name, partition = index, error = %message(&e), "append failed");
                     } else {
                         tracing::debug!(topic = %name, partition = index, client_id = %ctx.client_id, error = %message(&e), "produce refused");
                     }
-                    if let ProduceError::Records(records) = &e {
-                        r.record_errors = records
-                            .iter()
-                            .map(|(i, m)| BatchIndexAndErrorMessage::default().with_batch_index(*i).with_batch_index_error_message(Some(sb(m.clone()))))
-                            .collect();
-                    }
-                    if let ProduceError::NotServing(NotServing::NotLeader { leader, leader_epoch }) = e {
-                        r.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(leader_epoch);
+                    if let ProduceError::NotServing(NotServing::NotLeader { leader, .. }) = e {
                         leaders.push(leader);
                     }
                     // Kafka reports the log start offset with a record that failed
@@ -226,22 +230,62 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Option<ProduceResponse> {
                         }
                         _ => -1,
                     };
-                    r = r.with_error_code(code(kafka)).with_error_message(Some(sb(message(&e)))).with_base_offset(-1).with_log_append_time_ms(-1).with_log_start_offset(log_start);
+                    refused(index, &e, log_start)
                 }
-            }
+            };
             partition_responses.push(r);
         }
         responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partition_responses));
     }
     if req.acks == 0 {
-        return None;
+        return Reply::Now(None);
     }
     let node_endpoints = crate::cluster::listed_brokers(&ctx.broker, &ctx.session.listener)
         .into_iter()
         .filter(|b| leaders.contains(&b.id))
         .map(|b| NodeEndpoint::default().with_node_id(BrokerId(b.id)).with_host(sb(b.host)).with_port(b.port).with_rack(b.rack.map(sb)))
         .collect();
-    Some(ProduceResponse::default().with_responses(responses).with_node_endpoints(node_endpoints))
+    let mut response = ProduceResponse::default().with_responses(responses).with_node_endpoints(node_endpoints);
+    if replicating.is_empty() {
+        return Reply::Now(Some(ResponseKind::Produce(response)));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let client_id = ctx.client_id.clone();
+    Reply::Later(Box::pin(async move {
+        // All appended already: the waits overlap, each bounded by the one deadline.
+        for w in replicating {
+            let waited = w.part.wait_replicated(w.last_offset, deadline.saturating_duration_since(tokio::time::Instant::now())).await;
+            let e = match waited {
+                Ok(true) => continue,
+                Ok(false) => ProduceError::NotEnoughReplicasAfterAppend,
+                Err(e) => ProduceError::Replication(e),
+            };
+            let t = &mut response.responses[w.topic];
+            tracing::debug!(topic = %t.name.0, partition = w.part.index, %client_id, error = %message(&e), "produce refused");
+            let r = &mut t.partition_responses[w.partition];
+            *r = refused(r.index, &e, -1);
+        }
+        ResponseKind::Produce(response)
+    }))
+}
+
+/// A partition's answer to data it refused (or could not have replicated).
+fn refused(index: i32, e: &ProduceError, log_start: i64) -> PartitionProduceResponse {
+    let mut r = PartitionProduceResponse::default().with_index(index);
+    if let ProduceError::Records(records) = e {
+        r.record_errors = records
+            .iter()
+            .map(|(i, m)| BatchIndexAndErrorMessage::default().with_batch_index(*i).with_batch_index_error_message(Some(sb(m.clone()))))
+            .collect();
+    }
+    if let ProduceError::NotServing(NotServing::NotLeader { leader, leader_epoch }) = e {
+        r.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(*leader)).with_leader_epoch(*leader_epoch);
+    }
+    r.with_error_code(code(error_code(e)))
+        .with_error_message(Some(sb(message(e))))
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(log_start)
 }
 
 /// Whether an append may run on the request's task: small, no fsync due (`flush.messages`
