@@ -584,6 +584,14 @@ fn finish(ctx: &Ctx, api_key: ApiKey, correlation_id: i32, started: Instant, req
 /// Followers' fetches are not counted (Kafka exempts replication).
 fn throttle(ctx: &Ctx, api_key: ApiKey, request_len: usize, response: Option<&mut ResponseKind>) -> std::time::Duration {
     use crate::quota::QuotaKind;
+    if !matches!(api_key, ApiKey::Produce | ApiKey::Fetch) {
+        return std::time::Duration::ZERO;
+    }
+    let view = ctx.broker.security();
+    if view.quotas.is_empty() {
+        // No quota set: nothing to count (the usual case, so no sums either).
+        return std::time::Duration::ZERO;
+    }
     let (kind, bytes) = match (api_key, &response) {
         (ApiKey::Produce, _) => (QuotaKind::Produce, request_len),
         (ApiKey::Fetch, Some(ResponseKind::Fetch(f))) => {
@@ -593,7 +601,6 @@ fn throttle(ctx: &Ctx, api_key: ApiKey, request_len: usize, response: Option<&mu
         }
         _ => return std::time::Duration::ZERO,
     };
-    let view = ctx.broker.security();
     let wait = ctx.broker.quotas().record(&view, kind, &ctx.session.principal.name, &ctx.client_id, bytes as f64);
     let ms = wait.as_millis().min(i32::MAX as u128) as i32;
     match response {

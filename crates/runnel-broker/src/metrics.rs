@@ -5,6 +5,7 @@
 //! Metrics are plain values owned by the running broker (no global registry); the admin
 //! HTTP listener renders them.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use kafka_protocol::messages::{ApiKey, ResponseKind};
@@ -28,6 +29,9 @@ pub struct Metrics {
     requests: Family<ApiLabels, Counter>,
     errors: Family<ApiLabels, Counter>,
     latency: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    /// Each API's series in the three families above, by api key: resolved on its first
+    /// request, not looked up by label on every one.
+    per_api: Box<[OnceLock<ApiSeries>]>,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     pub connections: Gauge,
@@ -43,6 +47,14 @@ pub struct Metrics {
     pub authentications: Counter,
     /// SASL authentications that failed (the connection was closed).
     pub authentication_failures: Counter,
+}
+
+/// One API's request series (shared with their families, which render them).
+struct ApiSeries {
+    requests: Counter,
+    latency: Histogram,
+    /// Made on the API's first error: an API without errors shows no error series.
+    errors: OnceLock<Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,6 +99,7 @@ impl Default for Metrics {
             requests,
             errors,
             latency,
+            per_api: (0..=ApiKey::iter().map(|k| k as i16).max().unwrap_or(0).max(0)).map(|_| OnceLock::new()).collect(),
             bytes_in,
             bytes_out,
             connections,
@@ -116,11 +129,25 @@ pub fn api_name(key: ApiKey) -> &'static str {
 impl Metrics {
     /// Records one handled request.
     pub fn request(&self, key: ApiKey, took: Duration, error: bool) {
-        let labels = ApiLabels { api: api_name(key) };
-        self.requests.get_or_create(&labels).inc();
-        self.latency.get_or_create(&labels).observe(took.as_secs_f64());
+        let labels = || ApiLabels { api: api_name(key) };
+        let Some(slot) = usize::try_from(key as i16).ok().and_then(|i| self.per_api.get(i)) else {
+            // Not reached: every key has a slot.
+            self.requests.get_or_create(&labels()).inc();
+            self.latency.get_or_create(&labels()).observe(took.as_secs_f64());
+            if error {
+                self.errors.get_or_create(&labels()).inc();
+            }
+            return;
+        };
+        let series = slot.get_or_init(|| ApiSeries {
+            requests: self.requests.get_or_create(&labels()).clone(),
+            latency: self.latency.get_or_create(&labels()).clone(),
+            errors: OnceLock::new(),
+        });
+        series.requests.inc();
+        series.latency.observe(took.as_secs_f64());
         if error {
-            self.errors.get_or_create(&labels).inc();
+            series.errors.get_or_init(|| self.errors.get_or_create(&labels()).clone()).inc();
         }
     }
 

@@ -240,11 +240,16 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     if req.acks == 0 {
         return Reply::Now(None);
     }
-    let node_endpoints = crate::cluster::listed_brokers(&ctx.broker, &ctx.session.listener)
-        .into_iter()
-        .filter(|b| leaders.contains(&b.id))
-        .map(|b| NodeEndpoint::default().with_node_id(BrokerId(b.id)).with_host(sb(b.host)).with_port(b.port).with_rack(b.rack.map(sb)))
-        .collect();
+    // The broker list is built only when an answer names another leader.
+    let node_endpoints = if leaders.is_empty() {
+        Vec::new()
+    } else {
+        crate::cluster::listed_brokers(&ctx.broker, &ctx.session.listener)
+            .into_iter()
+            .filter(|b| leaders.contains(&b.id))
+            .map(|b| NodeEndpoint::default().with_node_id(BrokerId(b.id)).with_host(sb(b.host)).with_port(b.port).with_rack(b.rack.map(sb)))
+            .collect()
+    };
     let mut response = ProduceResponse::default().with_responses(responses).with_node_endpoints(node_endpoints);
     if replicating.is_empty() {
         return Reply::Now(Some(ResponseKind::Produce(response)));
