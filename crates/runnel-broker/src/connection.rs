@@ -69,7 +69,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use runnel_protocol::splice::{splice_records, FramePart};
 use runnel_protocol::{decode_request, encode_response, encode_unsupported_api_versions, ProtocolError};
 use runnel_storage::ReadSlice;
@@ -83,6 +83,7 @@ use crate::auth::tls::TlsContext;
 use crate::auth::{SecurityProtocol, Session};
 use crate::handlers::{self, Ctx, Reply};
 use crate::limits::{BudgetShare, ConnectionSlot, Limits};
+use crate::state::SecurityView;
 use crate::metrics::{api_name, Metrics};
 use crate::state::Broker;
 use crate::transport::{self, Reader, Writer};
@@ -527,17 +528,19 @@ async fn handle(ctx: &mut Ctx, shared: &Shared, frame: Frame) -> Handled {
             }
             let (api_key, correlation_id) = (req.api_key, req.header.correlation_id);
             let started = Instant::now();
+            let exempt = quota_exempt(&req.body, ctx.version);
             let request_len = 4 + frame.bytes.len();
-            let reply = handlers::dispatch(ctx, req.body).await;
+            let (reply, busy) = crate::quota::busy(handlers::dispatch(ctx, req.body)).await;
+            let cost = Cost { request_len, busy, exempt };
             // The request's bytes go back to the budget before its response is written.
             drop(frame);
             match reply {
-                Reply::Now(response) => finish(ctx, api_key, correlation_id, started, request_len, response),
+                Reply::Now(response) => finish(ctx, api_key, correlation_id, started, cost, response),
                 Reply::Later(wait) => {
                     let ctx = ctx.detached();
                     Handled::Later(Box::pin(async move {
                         let response = wait.await;
-                        finish(&ctx, api_key, correlation_id, started, request_len, Some(response))
+                        finish(&ctx, api_key, correlation_id, started, cost, Some(response))
                     }))
                 }
             }
@@ -564,51 +567,93 @@ async fn handle(ctx: &mut Ctx, shared: &Shared, frame: Frame) -> Handled {
     }
 }
 
+/// What a request costs against the client's quotas.
+#[derive(Clone, Copy)]
+struct Cost {
+    /// Request bytes, length prefix included.
+    request_len: usize,
+    /// Time its handler spent running (not waiting).
+    busy: Duration,
+    /// Replication, markers and the requests before authentication count against no quota.
+    exempt: bool,
+}
+
+/// Kafka exempts cluster actions (followers' fetches, transaction markers) from quotas;
+/// ApiVersions and SASL come before the client has a principal.
+fn quota_exempt(body: &RequestKind, version: i16) -> bool {
+    match body {
+        RequestKind::Fetch(f) => handlers::fetch::replica_id(f, version) >= 0,
+        RequestKind::ApiVersions(_) | RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) | RequestKind::WriteTxnMarkers(_) => true,
+        _ => false,
+    }
+}
+
 /// Counts a handled request in the metrics, sets its throttle and encodes its response.
-fn finish(ctx: &Ctx, api_key: ApiKey, correlation_id: i32, started: Instant, request_len: usize, mut response: Option<ResponseKind>) -> Handled {
+fn finish(ctx: &Ctx, api_key: ApiKey, correlation_id: i32, started: Instant, cost: Cost, mut response: Option<ResponseKind>) -> Handled {
     let failed = response.as_ref().is_some_and(crate::metrics::has_error);
     ctx.metrics.request(api_key, started.elapsed(), failed);
-    let throttle = throttle(ctx, api_key, request_len, response.as_mut());
-    match response {
+    // The quotas in force, if any apply to this request (usually none: nothing to count).
+    let quotas = if cost.exempt { None } else { Some(ctx.broker.security()).filter(|v| !v.quotas.is_empty()) };
+    let throttle = quotas.as_ref().map_or(Duration::ZERO, |view| throttle(ctx, view, api_key, cost, response.as_mut()));
+    let encoding = Instant::now();
+    let handled = match response {
         None => Handled::Silent,
         Some(body) => match encode(ctx, api_key, ctx.version, correlation_id, &body) {
             Some(parts) if throttle.is_zero() => Handled::Respond(parts),
             Some(parts) => Handled::Throttled(parts, throttle),
             None => Handled::Close,
         },
+    };
+    if let Some(view) = quotas {
+        // Encoding is request time too; it counts towards the next request's throttle.
+        let share = crate::quota::request_share(encoding.elapsed());
+        ctx.broker.quotas().record(&view, crate::quota::QuotaKind::Request, &ctx.session.principal.name, &ctx.client_id, share);
     }
+    handled
 }
 
-/// Counts a Produce (request bytes) or Fetch (response bytes) against the client's quota
-/// and, when it is over, sets `throttle_time_ms` in the response; returns the throttle.
-/// Followers' fetches are not counted (Kafka exempts replication).
-fn throttle(ctx: &Ctx, api_key: ApiKey, request_len: usize, response: Option<&mut ResponseKind>) -> std::time::Duration {
+/// Counts a request against the client's quotas: its time (`request_percentage`), and the
+/// request bytes of a Produce or the response bytes of a Fetch. When it is over one, sets
+/// `throttle_time_ms` in the response (the longer throttle of the two) and returns it.
+fn throttle(ctx: &Ctx, view: &SecurityView, api_key: ApiKey, cost: Cost, response: Option<&mut ResponseKind>) -> Duration {
     use crate::quota::QuotaKind;
-    if !matches!(api_key, ApiKey::Produce | ApiKey::Fetch) {
-        return std::time::Duration::ZERO;
-    }
-    let view = ctx.broker.security();
-    if view.quotas.is_empty() {
-        // No quota set: nothing to count (the usual case, so no sums either).
-        return std::time::Duration::ZERO;
-    }
-    let (kind, bytes) = match (api_key, &response) {
-        (ApiKey::Produce, _) => (QuotaKind::Produce, request_len),
+    let (user, client) = (&ctx.session.principal.name, &ctx.client_id);
+    let quotas = ctx.broker.quotas();
+    let bytes = match (api_key, &response) {
+        (ApiKey::Produce, _) => Some((QuotaKind::Produce, cost.request_len)),
         (ApiKey::Fetch, Some(ResponseKind::Fetch(f))) => {
             let inline: usize = f.responses.iter().flat_map(|t| &t.partitions).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
             let spliced: usize = ctx.splices.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|s| s.len).sum();
-            (QuotaKind::Fetch, inline + spliced)
+            Some((QuotaKind::Fetch, inline + spliced))
         }
-        _ => return std::time::Duration::ZERO,
+        _ => None,
     };
-    let wait = ctx.broker.quotas().record(&view, kind, &ctx.session.principal.name, &ctx.client_id, bytes as f64);
-    let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-    match response {
-        Some(ResponseKind::Produce(p)) => p.throttle_time_ms = ms,
-        Some(ResponseKind::Fetch(f)) => f.throttle_time_ms = ms,
-        _ => {}
+    let by_bytes = bytes.map_or(Duration::ZERO, |(kind, n)| quotas.record(view, kind, user, client, n as f64));
+    let by_time = quotas.record(view, QuotaKind::Request, user, client, crate::quota::request_share(cost.busy));
+    let wait = by_bytes.max(by_time);
+    if let Some(r) = response {
+        set_throttle_time(r, wait.as_millis().min(i32::MAX as u128) as i32);
     }
     wait
+}
+
+/// Sets `throttle_time_ms` in a response of any API that has it.
+fn set_throttle_time(response: &mut ResponseKind, ms: i32) {
+    macro_rules! set {
+        ($($api:ident),*) => {
+            match response {
+                $(ResponseKind::$api(r) => r.throttle_time_ms = ms,)*
+                _ => {}
+            }
+        };
+    }
+    set!(
+        Produce, Fetch, ListOffsets, Metadata, OffsetCommit, OffsetFetch, FindCoordinator, JoinGroup, Heartbeat, LeaveGroup, SyncGroup,
+        DescribeGroups, ListGroups, ApiVersions, CreateTopics, DeleteTopics, DeleteRecords, InitProducerId, OffsetForLeaderEpoch,
+        AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeAcls, CreateAcls, DeleteAcls, DescribeConfigs, AlterConfigs,
+        CreatePartitions, DeleteGroups, IncrementalAlterConfigs, OffsetDelete, DescribeClientQuotas, AlterClientQuotas,
+        DescribeUserScramCredentials, AlterUserScramCredentials, DescribeCluster, DescribeProducers, DescribeTransactions, ListTransactions
+    );
 }
 
 fn encode(ctx: &Ctx, api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Option<Outgoing> {

@@ -1,5 +1,14 @@
 //! Client quotas, enforced as Kafka's ClientQuotaManager does: produce bytes (request
-//! size) and fetch bytes (response size) per second, per user and client id.
+//! size) and fetch bytes (response size) per second, and request time as a percentage of
+//! one thread (`request_percentage`, Kafka's ClientRequestQuotaManager: 100 = one thread
+//! busy all the time with this client's requests), per user and client id.
+//!
+//! Request time is the time a request's handler spends running on a thread (the sum of
+//! its polls, see [`busy`]) plus the encoding of its response; a request waiting (acks=all
+//! for the ISR, a fetch for data) costs nothing while it waits, as in Kafka, where the wait
+//! is in purgatory and not on a request thread. Replication (followers' fetches),
+//! transaction markers and the requests before authentication (ApiVersions, the SASL
+//! handshake) are exempt, as Kafka exempts cluster actions.
 //!
 //! The quota that applies to a request is found in Kafka's order, each key on its own:
 //! (user, client id), (user, default client), (user), (default user, client id), (default
@@ -16,10 +25,11 @@
 //! is bounded by the connections' users and client ids.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use runnel_metadata::quota::{QuotaEntity, CLIENT_ID, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, USER};
+use runnel_metadata::quota::{QuotaEntity, CLIENT_ID, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE, USER};
 
 use crate::state::SecurityView;
 use crate::BrokerConfig;
@@ -29,6 +39,8 @@ use crate::BrokerConfig;
 pub enum QuotaKind {
     Produce,
     Fetch,
+    /// Request time, recorded in percent-seconds (see [`request_share`]).
+    Request,
 }
 
 impl QuotaKind {
@@ -36,8 +48,30 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => CONSUMER_BYTE_RATE,
+            QuotaKind::Request => REQUEST_PERCENTAGE,
         }
     }
+}
+
+/// Thread time as what a `request_percentage` budget counts: percent of one thread for one
+/// second (Kafka's `nanosToPercentage`), so that its rate per second is the percentage.
+pub fn request_share(spent: Duration) -> f64 {
+    spent.as_secs_f64() * 100.0
+}
+
+/// Runs `f` and returns its output with the time it spent running: the sum of its polls,
+/// not the time it waited between them.
+pub async fn busy<F: Future>(f: F) -> (F::Output, Duration) {
+    let mut f = std::pin::pin!(f);
+    let mut spent = Duration::ZERO;
+    let out = std::future::poll_fn(|cx| {
+        let start = Instant::now();
+        let r = f.as_mut().poll(cx);
+        spent += start.elapsed();
+        r
+    })
+    .await;
+    (out, spent)
 }
 
 /// Sensors idle this long are forgotten.
@@ -65,8 +99,9 @@ impl Quotas {
         Self { window: Duration::from_secs(secs), samples, sensors: Mutex::new(HashMap::new()) }
     }
 
-    /// Records `bytes` for `(user, client_id)` and returns how long to throttle it (zero
-    /// when no quota applies or the rate is within it).
+    /// Records `bytes` (or, for [`QuotaKind::Request`], percent-seconds) for
+    /// `(user, client_id)` and returns how long to throttle it (zero when no quota applies
+    /// or the rate is within it).
     pub fn record(&self, view: &SecurityView, kind: QuotaKind, user: &str, client_id: &str, bytes: f64) -> Duration {
         if view.quotas.is_empty() {
             return Duration::ZERO;
@@ -190,5 +225,32 @@ mod tests {
         // 20000 B over 10 s = 2000 B/s: twice the quota, throttled for one span (10 s).
         assert!(t >= Duration::from_millis(9_900) && t <= Duration::from_millis(10_100), "{t:?}");
         assert_eq!(q.record(&v, QuotaKind::Produce, "u", "other", 1e9), Duration::ZERO, "no quota for that client");
+    }
+
+    #[test]
+    fn request_time_is_counted_as_a_share_of_one_thread() {
+        let q = Quotas { window: Duration::from_secs(1), samples: 11, sensors: Mutex::new(HashMap::new()) };
+        let mut v = SecurityView::default();
+        let mut e = QuotaEntity::new();
+        e.insert(CLIENT_ID.into(), Some("busy".into()));
+        v.quotas.entry(e).or_default().insert(REQUEST_PERCENTAGE.into(), 10.0);
+        // 10 % of a thread over the first span (10 s) is 1 s of thread time.
+        assert_eq!(q.record(&v, QuotaKind::Request, "u", "busy", request_share(Duration::from_millis(900))), Duration::ZERO);
+        let t = q.record(&v, QuotaKind::Request, "u", "busy", request_share(Duration::from_millis(1100)));
+        assert!(t >= Duration::from_millis(9_900) && t <= Duration::from_millis(10_100), "{t:?}");
+        assert_eq!(q.record(&v, QuotaKind::Produce, "u", "busy", 1e9), Duration::ZERO, "a request quota is not a byte quota");
+    }
+
+    #[test]
+    fn busy_counts_the_polls_and_not_the_waits() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let ((), spent) = rt.block_on(busy(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(30) {
+                std::hint::spin_loop();
+            }
+        }));
+        assert!(spent >= Duration::from_millis(30) && spent < Duration::from_millis(150), "{spent:?}");
     }
 }

@@ -3,7 +3,9 @@
 //! on the same broker keeps a rate many times higher; the quota is listed by `runnel quota
 //! list`, and refused values get INVALID_REQUEST. Fetch is held the same way: a consumer
 //! limited to 1 MiB/s of fetched bytes reads at that rate while an unlimited one reads the
-//! same data many times faster.
+//! same data many times faster. A client limited to 0.5 % of a broker thread
+//! (`request_percentage`) gets `throttle_time_ms` and a muted connection, and completes a
+//! fraction of the requests of an unlimited client on the same broker.
 
 mod common;
 
@@ -128,3 +130,55 @@ fn a_limited_consumer_is_held_to_its_fetch_quota_and_others_keep_their_rate() {
     assert!(free > 4.0 * QUOTA, "the unlimited consumer slowed to {free:.0} B/s");
 }
 
+
+/// Sends Metadata requests (every topic) one after the other on one connection as
+/// `client_id` for `run`. Returns the responses, and each throttled response's
+/// `throttle_time_ms` with the time until the next response arrived.
+fn metadata_flat_out(addr: &str, client_id: &str, run: Duration) -> (u64, Vec<(i32, Duration)>) {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    let mut s = common::wire::connect(addr);
+    let (start, mut answered, mut throttled) = (Instant::now(), 0u64, Vec::new());
+    let mut last: Option<(i32, Instant)> = None;
+    while start.elapsed() < run {
+        let frame = common::wire::request_as(client_id, ApiKey::Metadata, 12, answered as i32, &MetadataRequest::default());
+        std::io::Write::write_all(&mut s, &frame).expect("write Metadata");
+        let (_, r): (i32, MetadataResponse) = common::wire::parse(ApiKey::Metadata, 12, common::wire::read_frame(&mut s).expect("Metadata answer"));
+        let now = Instant::now();
+        if let Some((ms, at)) = last.take() {
+            throttled.push((ms, now - at));
+        }
+        if r.throttle_time_ms > 0 {
+            last = Some((r.throttle_time_ms, now));
+        }
+        answered += 1;
+    }
+    (answered, throttled)
+}
+
+#[test]
+fn a_client_over_its_request_time_quota_is_throttled_and_others_are_not() {
+    let b = Broker::start(&["-o", "quota.window.num=2"]);
+    for t in 0..20 {
+        common::kafka::create_topic(&b, &format!("meta-{t}"), 20, &[]);
+    }
+    let set = runnel(&b, &["quota", "set", "--client-id", "busy", "--request-percentage", "0.5"]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let listed = String::from_utf8_lossy(&runnel(&b, &["quota", "list"]).stdout).into_owned();
+    assert!(listed.contains("busy") && listed.contains("request_percentage=0.5"), "{listed}");
+
+    let run = Duration::from_secs(8);
+    let ((busy, throttled), (free, free_throttled)) = std::thread::scope(|s| {
+        let busy = s.spawn(|| metadata_flat_out(&b.addr, "busy", run));
+        let free = metadata_flat_out(&b.addr, "free", run);
+        (busy.join().unwrap(), free)
+    });
+    eprintln!("busy: {busy} answers, {} throttled; free: {free} answers", throttled.len());
+    assert!(free_throttled.is_empty(), "the unlimited client was throttled: {free_throttled:?}");
+    assert!(!throttled.is_empty(), "the limited client was never throttled ({busy} answers)");
+    // Throttled: the broker handled nothing more on that connection for the throttle time.
+    // (Summed: one gap is short by however late this thread read the throttled answer.)
+    let throttle: Duration = throttled.iter().map(|(ms, _)| Duration::from_millis(*ms as u64)).sum();
+    let gaps: Duration = throttled.iter().map(|(_, gap)| *gap).sum();
+    assert!(gaps >= throttle.mul_f64(0.9), "{} throttled answers: next answers {gaps:?} after them, throttles {throttle:?}", throttled.len());
+    assert!(free >= 5 * busy, "limited client {busy} answers, unlimited {free}");
+}

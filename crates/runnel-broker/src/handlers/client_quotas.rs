@@ -1,5 +1,5 @@
 //! DescribeClientQuotas (key 48) and AlterClientQuotas (key 49), v0–v1: client quotas
-//! (`producer_byte_rate`, `consumer_byte_rate`) of user and client-id entities, kept in the
+//! (`producer_byte_rate`, `consumer_byte_rate`, `request_percentage`) of user and client-id entities, kept in the
 //! metadata log so every broker enforces the same ones (see `crate::quota`). As Kafka:
 //! describing needs DESCRIBE_CONFIGS on the cluster, altering ALTER_CONFIGS
 //! (CLUSTER_AUTHORIZATION_FAILED); an unknown entity type or key, a negative value, or an
@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest, DescribeClientQuotasResponse,
 };
 use runnel_metadata::acl::AclOperation;
-use runnel_metadata::quota::{QuotaEntity, QuotaValue, CLIENT_ID, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, USER};
+use runnel_metadata::quota::{QuotaEntity, QuotaValue, CLIENT_ID, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE, USER};
 use runnel_metadata::MetadataRecord;
 
 use super::{blocking, sb, Ctx};
@@ -22,8 +22,8 @@ use crate::errors::{code, KafkaError};
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 1;
 
-/// The keys enforced (Kafka's `request_percentage` is not built, so it is refused).
-const KEYS: [&str; 2] = [PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE];
+/// The keys enforced.
+const KEYS: [&str; 3] = [PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, REQUEST_PERCENTAGE];
 
 /// DescribeClientQuotas match types.
 const MATCH_EXACT: i8 = 0;

@@ -79,7 +79,7 @@ struct Wanted {
 }
 
 /// Who fetches: a consumer (-1) or the follower replica with this broker id.
-fn replica_id(req: &FetchRequest, version: i16) -> i32 {
+pub(crate) fn replica_id(req: &FetchRequest, version: i16) -> i32 {
     if version >= 15 {
         req.replica_state.replica_id.0
     } else {

@@ -29,7 +29,7 @@ mod describe_groups;
 mod describe_producers;
 mod describe_transactions;
 mod end_txn;
-mod fetch;
+pub(crate) mod fetch;
 mod find_coordinator;
 mod heartbeat;
 mod init_producer_id;

@@ -35,7 +35,10 @@ enum QuotaSub {
         /// Bytes per second the entity may fetch
         #[arg(long = "consumer-byte-rate", value_name = "BYTES")]
         consumer: Option<f64>,
-        /// Remove a quota (repeatable): producer_byte_rate, consumer_byte_rate
+        /// Share of one broker thread the entity's requests may take, in percent (200 = two threads)
+        #[arg(long = "request-percentage", value_name = "PERCENT")]
+        request: Option<f64>,
+        /// Remove a quota (repeatable): producer_byte_rate, consumer_byte_rate, request_percentage
         #[arg(long)]
         delete: Vec<String>,
     },
@@ -82,18 +85,19 @@ fn s(v: impl Into<String>) -> StrBytes {
 
 pub fn run(cmd: QuotaCmd) -> Result<()> {
     match cmd.cmd {
-        QuotaSub::Set { entity, producer, consumer, delete } => set(&cmd.client, &entity, producer, consumer, &delete),
+        QuotaSub::Set { entity, producer, consumer, request, delete } => set(&cmd.client, &entity, [producer, consumer, request], &delete),
         QuotaSub::List { entity } => list(&cmd.client, &entity),
     }
 }
 
-fn set(args: &ClientArgs, entity: &Entity, producer: Option<f64>, consumer: Option<f64>, delete: &[String]) -> Result<()> {
+/// `values`: producer_byte_rate, consumer_byte_rate, request_percentage.
+fn set(args: &ClientArgs, entity: &Entity, values: [Option<f64>; 3], delete: &[String]) -> Result<()> {
     let parts = entity.parts();
     if parts.is_empty() {
         bail!("name an entity: --user, --default-user, --client-id and/or --default-client-id");
     }
     let mut ops = Vec::new();
-    for (key, v) in [("producer_byte_rate", producer), ("consumer_byte_rate", consumer)] {
+    for (key, v) in ["producer_byte_rate", "consumer_byte_rate", "request_percentage"].into_iter().zip(values) {
         if let Some(v) = v {
             ops.push(OpData::default().with_key(s(key)).with_value(v));
         }
@@ -102,7 +106,7 @@ fn set(args: &ClientArgs, entity: &Entity, producer: Option<f64>, consumer: Opti
         ops.push(OpData::default().with_key(s(key.clone())).with_remove(true));
     }
     if ops.is_empty() {
-        bail!("nothing to change: give --producer-byte-rate, --consumer-byte-rate or --delete");
+        bail!("nothing to change: give --producer-byte-rate, --consumer-byte-rate, --request-percentage or --delete");
     }
     let entry = EntryData::default()
         .with_entity(parts.iter().map(|(t, n)| EntityData::default().with_entity_type(s(*t)).with_entity_name(n.clone().map(s))).collect())

@@ -42,13 +42,18 @@ pub fn sb(s: &str) -> StrBytes {
 
 /// A request frame with its length prefix, encoded by `kafka-protocol`.
 pub fn request(key: ApiKey, version: i16, correlation_id: i32, body: &impl Encodable) -> Vec<u8> {
+    request_as("bad-input-test", key, version, correlation_id, body)
+}
+
+/// [`request`] with the client id given.
+pub fn request_as(client_id: &str, key: ApiKey, version: i16, correlation_id: i32, body: &impl Encodable) -> Vec<u8> {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(sb("bad-input-test")))
+        .with_client_id(Some(sb(client_id)))
         .encode(&mut buf, key.request_header_version(version))
         .unwrap();
     body.encode(&mut buf, version).unwrap_or_else(|e| panic!("encode {key:?} v{version}: {e}"));
