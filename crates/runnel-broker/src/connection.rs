@@ -83,9 +83,8 @@ use crate::auth::tls::TlsContext;
 use crate::auth::{SecurityProtocol, Session};
 use crate::handlers::{self, Ctx, Reply};
 use crate::limits::{BudgetShare, ConnectionSlot, Limits};
-use crate::state::SecurityView;
 use crate::metrics::{api_name, Metrics};
-use crate::state::Broker;
+use crate::state::{Broker, SecurityView};
 use crate::transport::{self, Reader, Writer};
 
 /// How far one read may go beyond the frame being read: the frames a client pipelined
