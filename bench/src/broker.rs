@@ -191,6 +191,21 @@ impl Drop for BrokerProc {
 }
 
 /// `… Kafka listener on HOST:PORT (advertised …` → `HOST:PORT`.
+/// Reads `child`'s standard output on a thread and sends what `wanted` finds in the first
+/// line it accepts; the rest of the output is drained so that the child never blocks.
+pub fn first_line(child: &mut Child, wanted: fn(&str) -> Option<String>) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+        if let Some(found) = lines.by_ref().find_map(|l| wanted(&l)) {
+            let _ = tx.send(found);
+        }
+        lines.for_each(drop);
+    });
+    rx
+}
+
 pub fn parse_listener(line: &str) -> Option<String> {
     line.split("Kafka listener on ").nth(1)?.split_whitespace().next().map(str::to_string)
 }

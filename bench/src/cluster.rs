@@ -9,7 +9,6 @@
 //! figures are those of a cluster on one host, not of three machines.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,7 +21,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::broker::{parse_listener, Kind};
+use crate::broker::{first_line, parse_listener, Kind};
 use crate::procstat::cpu_seconds;
 use crate::report::{self, Group, Row, Target};
 use crate::throughput::{self, send, ProduceRun};
@@ -69,16 +68,7 @@ impl Cluster {
                 .stderr(Stdio::from(log))
                 .spawn()
                 .with_context(|| format!("cannot start {} (cargo build --release -p runnel)", bin.display()))?;
-            let stdout = child.stdout.take().expect("piped stdout");
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-                if let Some(addr) = lines.by_ref().find_map(|l| parse_listener(&l)) {
-                    let _ = tx.send(addr);
-                }
-                lines.for_each(drop);
-            });
-            waiting.push(rx);
+            waiting.push(first_line(&mut child, parse_listener));
             nodes.push(Node { id, addr: String::new(), child });
         }
         let mut cluster = Cluster { nodes, log_dir: root.to_path_buf() };

@@ -16,6 +16,9 @@ mod perftest;
 mod procstat;
 mod report;
 mod throughput;
+mod tls;
+#[path = "../../crates/runnel/tests/common/certs.rs"]
+mod certs;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -261,6 +264,9 @@ fn measure(args: Args, kind: Kind, machine: &str) -> Result<Vec<Row>> {
     if b.runs_cluster() {
         b.cluster()?;
     }
+    if b.runs_tls() {
+        b.tls()?;
+    }
     if let Broker::Ours(broker) = &mut b.broker {
         broker.stop()?;
     }
@@ -323,6 +329,9 @@ impl Bench {
         if self.runs_cluster() {
             n += 4;
         }
+        if self.runs_tls() {
+            n += 4;
+        }
         n
     }
 
@@ -330,6 +339,11 @@ impl Bench {
     /// script runs one node; an external broker is one broker).
     fn runs_cluster(&self) -> bool {
         self.wants(Group::Cluster) && matches!(self.kind, Kind::Runnel { .. }) && self.args.brokers.is_none()
+    }
+
+    /// The TLS rows start their own Runnel broker with an SSL listener.
+    fn runs_tls(&self) -> bool {
+        self.wants(Group::Tls) && matches!(self.kind, Kind::Runnel { .. }) && self.args.brokers.is_none()
     }
 
     fn push(&mut self, row: Row) -> Result<()> {
@@ -574,7 +588,7 @@ impl Bench {
         let topic = "bench-perftest";
         clients::create_topic(self.broker.addr(), topic, 1, &[])?;
         let meter = self.meter();
-        let p = perftest::run(self.broker.addr(), topic, records, 100)?;
+        let p = perftest::run(self.broker.addr(), topic, records, 100, &[])?;
         let usage = meter.stop();
         let mut row = Row::new(Group::Perftest, label);
         row.rec_s = Some(p.records_per_s);

@@ -1,6 +1,6 @@
-//! Kafka's own producer benchmark, `kafka-producer-perf-test` (run through
-//! `scripts/apache-kafka tool`), against whichever broker is under test, and the version of
-//! the Apache Kafka that script runs.
+//! Kafka's own producer and consumer benchmarks, `kafka-producer-perf-test` and
+//! `kafka-consumer-perf-test` (run through `scripts/apache-kafka tool`), against whichever
+//! broker is under test, and the version of the Apache Kafka that script runs.
 
 use anyhow::{bail, Context, Result};
 
@@ -17,20 +17,56 @@ pub struct PerfTest {
 }
 
 /// Sends `records` records of `size` bytes as fast as the Java producer can, with its
-/// default settings, and parses the tool's summary line.
-pub fn run(addr: &str, topic: &str, records: u64, size: usize) -> Result<PerfTest> {
-    let out = std::process::Command::new(apache_kafka_script())
-        .args(["tool", "kafka-producer-perf-test", "--topic", topic])
-        .args(["--num-records", &records.to_string(), "--record-size", &size.to_string(), "--throughput", "-1"])
-        .args(["--producer-props", &format!("bootstrap.servers={addr}")])
-        .output()
-        .context("run scripts/apache-kafka tool kafka-producer-perf-test")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("kafka-producer-perf-test failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
-    }
+/// default settings and `props` (`key=value`), and parses the tool's summary line.
+pub fn run(addr: &str, topic: &str, records: u64, size: usize, props: &[String]) -> Result<PerfTest> {
+    let mut args = vec!["--topic".to_string(), topic.to_string(), "--num-records".into(), records.to_string()];
+    args.extend(["--record-size".into(), size.to_string(), "--throughput".into(), "-1".into()]);
+    args.extend(["--producer-props".into(), format!("bootstrap.servers={addr}")]);
+    args.extend(props.iter().cloned());
+    let text = tool("kafka-producer-perf-test", &args)?;
     let summary = text.lines().rev().find(|l| l.contains("records sent")).context("no summary line")?;
     parse_summary(summary).with_context(|| format!("cannot read the summary line: {summary}"))
+}
+
+/// Consumer throughput as `kafka-consumer-perf-test` reports it (fetch time only, without
+/// the group's join).
+pub struct ConsumeTest {
+    pub records_per_s: f64,
+    pub mb_per_s: f64,
+}
+
+/// Reads `records` records of `topic` from offset 0 with the Java consumer (its defaults
+/// and `props`), and parses the tool's result line.
+pub fn consume(addr: &str, topic: &str, records: u64, props: &[String]) -> Result<ConsumeTest> {
+    let mut args = vec!["--bootstrap-server".to_string(), addr.to_string(), "--topic".into(), topic.to_string()];
+    args.extend(["--num-records".into(), records.to_string(), "--timeout".into(), "60000".into(), "--hide-header".into()]);
+    for p in props {
+        args.extend(["--command-property".into(), p.clone()]);
+    }
+    let text = tool("kafka-consumer-perf-test", &args)?;
+    // start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+    // rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+    let line = text.lines().rev().find(|l| l.split(',').count() >= 10).context("no result line")?;
+    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    let consumed: f64 = fields[4].parse().with_context(|| format!("cannot read: {line}"))?;
+    if consumed < records as f64 {
+        bail!("kafka-consumer-perf-test read {consumed} of {records} records: {line}");
+    }
+    Ok(ConsumeTest { mb_per_s: fields[8].parse().with_context(|| format!("cannot read: {line}"))?, records_per_s: fields[9].parse().with_context(|| format!("cannot read: {line}"))? })
+}
+
+/// Runs one of Kafka's tools and returns its standard output.
+fn tool(name: &str, args: &[String]) -> Result<String> {
+    let out = std::process::Command::new(apache_kafka_script())
+        .args(["tool", name])
+        .args(args)
+        .output()
+        .with_context(|| format!("run scripts/apache-kafka tool {name}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("{name} failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(text)
 }
 
 /// `5000000 records sent, 812345.6 records/sec (77.47 MB/sec), 12.34 ms avg latency,

@@ -24,6 +24,9 @@ pub enum Group {
     /// Three Runnel nodes on this machine, replication factor 3: acks=all throughput (100 B,
     /// 1 MB) and latency, and the leader killed while producing (Runnel only).
     Cluster,
+    /// Kafka's perf tools (the Java client) producing and consuming 1,000 B records over a
+    /// PLAINTEXT and an SSL listener of one broker (Runnel only).
+    Tls,
 }
 
 impl Group {
@@ -37,6 +40,7 @@ impl Group {
             Group::Perftest => "perf-test",
             Group::Idle => "idle",
             Group::Cluster => "cluster",
+            Group::Tls => "tls",
         }
     }
 }
