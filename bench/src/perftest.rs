@@ -55,9 +55,18 @@ pub fn consume(addr: &str, topic: &str, records: u64, props: &[String]) -> Resul
     Ok(ConsumeTest { mb_per_s: fields[8].parse().with_context(|| format!("cannot read: {line}"))?, records_per_s: fields[9].parse().with_context(|| format!("cannot read: {line}"))? })
 }
 
-/// Runs one of Kafka's tools and returns its standard output.
+/// Runs one of Kafka's tools and returns its standard output. `scripts/apache-kafka` starts
+/// tools with the C1 compiler only (quick to start); with `security.protocol` among the
+/// arguments C2 is allowed too, as the JDK's AES-GCM and GHASH intrinsics that TLS needs are
+/// C2's (under C1 the client, not the broker, sets the pace of a TLS run).
 fn tool(name: &str, args: &[String]) -> Result<String> {
-    let out = std::process::Command::new(apache_kafka_script())
+    let tls = args.iter().any(|a| a.starts_with("security.protocol="));
+    let mut cmd = std::process::Command::new(apache_kafka_script());
+    if tls {
+        let opts = std::env::var("APACHE_KAFKA_JVM_OPTS").unwrap_or_default();
+        cmd.env("APACHE_KAFKA_JVM_OPTS", format!("{opts} -XX:TieredStopAtLevel=4"));
+    }
+    let out = cmd
         .args(["tool", name])
         .args(args)
         .output()
