@@ -270,6 +270,10 @@ impl Cluster {
                         broker.refresh_security();
                         Ok(())
                     }
+                    MetadataRecord::SetResourceConfigs { .. } => {
+                        broker.refresh_dynamic_configs();
+                        Ok(())
+                    }
                     MetadataRecord::DeleteTopic { name } => {
                         broker.remove_topic_partitions(&name)?;
                         broker.groups().remove_offsets_for_topic(&name);
@@ -280,6 +284,7 @@ impl Cluster {
             Published::Record { .. } => Ok(()),
             Published::Snapshot { .. } => {
                 broker.refresh_security();
+                broker.refresh_dynamic_configs();
                 // Reconcile with the whole image: open what is hosted here, remove topics
                 // a committed delete removed while this node was behind.
                 let (hosted, _) = self.hosted();

@@ -459,18 +459,6 @@ impl BrokerConfig {
     pub fn offset_metadata_max_bytes(&self) -> usize {
         self.int_setting("offset.metadata.max.bytes", 4096) as usize
     }
-
-    /// All settings with their effective values, for DescribeConfigs on the broker.
-    pub fn effective_settings(&self) -> Vec<(&'static str, String, bool)> {
-        let mut out: Vec<_> = BROKER_SETTINGS
-            .iter()
-            .map(|(n, d, _)| (*n, self.settings.get(*n).cloned().unwrap_or_else(|| d.to_string()), self.settings.contains_key(*n)))
-            .collect();
-        out.extend(topic_config::TOPIC_CONFIGS.iter().map(|d| {
-            (d.broker_name, self.settings.get(d.broker_name).cloned().unwrap_or_else(|| d.default.to_string()), self.settings.contains_key(d.broker_name))
-        }));
-        out
-    }
 }
 
 /// Parses Kafka's `max.connections.per.ip.overrides`: `IP:COUNT` entries separated by

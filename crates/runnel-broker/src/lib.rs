@@ -12,6 +12,7 @@ mod cluster;
 pub mod config;
 mod connection;
 mod data_dir;
+mod dynamic_config;
 mod errors;
 mod fetcher;
 mod group;

@@ -55,6 +55,9 @@ pub struct Broker {
     /// The ACLs and client quotas of the image, copied out after each change of them, so
     /// requests read them without the metadata lock (held across metadata fsyncs).
     security: RwLock<Arc<SecurityView>>,
+    /// The broker settings in effect (static, then the image's dynamic configs), copied
+    /// out after each change of the dynamic ones.
+    settings: RwLock<Arc<crate::dynamic_config::BrokerSettings>>,
     /// Client quota budgets (produce and fetch byte rates).
     quotas: crate::quota::Quotas,
     /// Topics whose partition directories are being created, or retired by a delete,
@@ -139,6 +142,7 @@ impl Broker {
         let groups = Arc::new(Coordinator::new(&config));
         let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;
         let quotas = crate::quota::Quotas::new(&config);
+        let static_settings = config.settings.clone();
         let broker = Self {
             config,
             cluster_id,
@@ -152,10 +156,12 @@ impl Broker {
             stray_dirs: sweep.stray,
             authorizer,
             security: RwLock::default(),
+            settings: RwLock::new(Arc::new(crate::dynamic_config::BrokerSettings::new(static_settings, BTreeMap::new(), BTreeMap::new()))),
             quotas,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
         };
+        broker.refresh_dynamic_configs();
         if broker.topic(OFFSETS_TOPIC).is_none() {
             // One partition unless `offsets.topic.num.partitions` is set: a single broker
             // coordinates every group either way.
@@ -191,6 +197,7 @@ impl Broker {
         let stored_hw = Mutex::new(read_stored_hw(&config.data_dir));
         let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;
         let quotas = crate::quota::Quotas::new(&config);
+        let static_settings = config.settings.clone();
         let broker = Self {
             config,
             cluster_id,
@@ -204,6 +211,7 @@ impl Broker {
             stray_dirs: 0,
             authorizer,
             security: RwLock::default(),
+            settings: RwLock::new(Arc::new(crate::dynamic_config::BrokerSettings::new(static_settings, BTreeMap::new(), BTreeMap::new()))),
             quotas,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
@@ -214,6 +222,7 @@ impl Broker {
         // Partitions created later start at their log start.
         broker.stored_hw.lock().unwrap_or_else(|p| p.into_inner()).clear();
         broker.refresh_security();
+        broker.refresh_dynamic_configs();
         c.set_publish_from(offset);
         // The group coordinator loads the `__consumer_offsets` partitions this broker
         // leads once the publisher gives them their roles (`crate::replication`).
@@ -290,6 +299,66 @@ impl Broker {
         self.commit_cluster_wide(record)?;
         self.refresh_security();
         Ok(())
+    }
+
+    /// The broker settings in effect: static settings overlaid with the dynamic configs.
+    pub fn settings(&self) -> Arc<crate::dynamic_config::BrokerSettings> {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Copies the image's dynamic broker configs (cluster-wide default and this broker's)
+    /// into the settings requests read, and re-resolves the topic settings of every open
+    /// partition when the merged values changed. Called when the broker opens and after
+    /// each record that sets them (here or, in cluster mode, by the publisher). Must not
+    /// be called under the metadata lock.
+    pub fn refresh_dynamic_configs(&self) {
+        use runnel_metadata::ConfigResource;
+        let node = self.config.node_id.to_string();
+        let (default, mine) = self.with_image(|i| (i.resource_configs(ConfigResource::Broker, ""), i.resource_configs(ConfigResource::Broker, &node)));
+        let new = Arc::new(crate::dynamic_config::BrokerSettings::new(self.config.settings.clone(), default, mine));
+        let changed = {
+            let mut current = self.settings.write().unwrap_or_else(|p| p.into_inner());
+            let changed = current.merged != new.merged;
+            *current = new;
+            changed
+        };
+        if changed {
+            for t in self.with_image(|i| i.topics().map(|t| (t.name.clone(), t.configs.clone())).collect::<Vec<_>>()) {
+                self.apply_topic_configs(&t.0, &t.1);
+            }
+        }
+    }
+
+    /// Read-modify-write of a broker's (or the cluster default's) or a group's dynamic
+    /// configs under the metadata lock (one node) or through the quorum: `edit` maps the
+    /// current configs to the new ones, or refuses (then nothing is committed). Blocking.
+    /// (Cluster mode: as for topic configs, the edit reads this broker's image, so an alter
+    /// racing through another broker can still be overwritten.)
+    pub fn update_resource_configs<E>(
+        &self,
+        resource: runnel_metadata::ConfigResource,
+        name: &str,
+        edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, E>,
+    ) -> Result<Result<(), E>, StateError> {
+        let record = |configs| MetadataRecord::SetResourceConfigs { resource, name: name.to_string(), configs };
+        if let Some(c) = self.cluster() {
+            let current = self.with_image(|i| i.resource_configs(resource, name));
+            let configs = match edit(&current) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            c.commit_topic(Uuid::nil(), record(configs), Vec::new())?;
+        } else {
+            let mut md = self.local();
+            let current = md.image().resource_configs(resource, name);
+            let configs = match edit(&current) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            md.commit(record(configs))?;
+        }
+        self.refresh_dynamic_configs();
+        Ok(Ok(()))
     }
 
     pub(crate) fn with_image<T>(&self, f: impl FnOnce(&MetadataImage) -> T) -> T {
@@ -462,7 +531,7 @@ impl Broker {
         let configs = md.image().topic(topic.0).map(|t| t.configs.clone()).unwrap_or_default();
         self.creating.lock().unwrap_or_else(|p| p.into_inner()).insert(topic.0.to_string());
         drop(md);
-        let settings = TopicSettings::resolve(&configs, &self.config.settings);
+        let settings = TopicSettings::resolve(&configs, &self.settings().merged);
         let (mut opened, mut failed) = (Vec::with_capacity(range.len()), Ok(()));
         for p in range {
             match open_partition(&self.config.data_dir, topic, p, &settings) {
@@ -480,7 +549,7 @@ impl Broker {
         let md = self.local();
         self.creating.lock().unwrap_or_else(|p| p.into_inner()).remove(topic.0);
         let configs = md.image().topic(topic.0).map(|t| t.configs.clone()).unwrap_or_default();
-        let settings = TopicSettings::resolve(&configs, &self.config.settings);
+        let settings = TopicSettings::resolve(&configs, &self.settings().merged);
         let mut map = self.partitions.write().unwrap_or_else(|p| p.into_inner());
         for (p, part) in opened {
             part.set_settings(settings.clone());
@@ -506,7 +575,7 @@ impl Broker {
 
     /// Opens (creating if needed) partitions `indexes` of topic `name`.
     pub(crate) fn open_partitions(&self, topic: &TopicRef, indexes: Vec<i32>, configs: &BTreeMap<String, String>) -> Result<(), StateError> {
-        let settings = TopicSettings::resolve(configs, &self.config.settings);
+        let settings = TopicSettings::resolve(configs, &self.settings().merged);
         self.open_new_partitions(topic, indexes, &settings)
     }
 
@@ -585,7 +654,7 @@ impl Broker {
 
     /// Applies a topic's config overrides to its open partitions.
     pub(crate) fn apply_topic_configs(&self, name: &str, configs: &BTreeMap<String, String>) {
-        let settings = TopicSettings::resolve(configs, &self.config.settings);
+        let settings = TopicSettings::resolve(configs, &self.settings().merged);
         let count = self.topic(name).map(|t| t.partitions).unwrap_or(0);
         for p in 0..count as i32 {
             if let Some(part) = self.partition(name, p) {

@@ -286,8 +286,14 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
     Topic = 1,
+    /// This broker's dynamic config (AlterConfigs on the broker's id).
+    DynamicBroker = 2,
+    /// The cluster-wide dynamic default (AlterConfigs on the broker resource "").
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+    /// A group's dynamic config (Kafka's GROUP_CONFIG).
+    Group = 8,
 }
 
 /// Resolves one config: the topic override, else the broker's setting, else the default.

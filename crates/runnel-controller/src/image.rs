@@ -77,7 +77,10 @@ impl ClusterImage {
                     MetadataRecord::ScramCredential { .. } | MetadataRecord::DeleteScramCredential { .. } => {}
                     // Not topic changes either (nil id): validated by the broker that
                     // wrote them; applying them cannot fail.
-                    MetadataRecord::CreateAcls { .. } | MetadataRecord::DeleteAcls { .. } | MetadataRecord::AlterClientQuota { .. } => {}
+                    MetadataRecord::CreateAcls { .. }
+                    | MetadataRecord::DeleteAcls { .. }
+                    | MetadataRecord::AlterClientQuota { .. }
+                    | MetadataRecord::SetResourceConfigs { .. } => {}
                 }
                 Ok(())
             }
@@ -168,7 +171,8 @@ impl ClusterImage {
                     | MetadataRecord::DeleteScramCredential { .. }
                     | MetadataRecord::CreateAcls { .. }
                     | MetadataRecord::DeleteAcls { .. }
-                    | MetadataRecord::AlterClientQuota { .. } => {}
+                    | MetadataRecord::AlterClientQuota { .. }
+                    | MetadataRecord::SetResourceConfigs { .. } => {}
                 }
                 self.topics.apply(change)
             }
@@ -228,7 +232,7 @@ impl ClusterImage {
                 }))
                 // So do the SCRAM credentials.
                 .chain(self.topics.scram_records())
-                // So do the ACLs and client quotas.
+                // So do the ACLs, client quotas and broker and group configs.
                 .chain(self.topics.security_records())
                 .collect(),
             brokers: self.brokers.values().cloned().collect(),

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::acl::AclBinding;
 use crate::quota::QuotaEntity;
-use crate::MetadataRecord;
+use crate::{ConfigResource, MetadataRecord};
 
 /// One topic as the image knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,8 @@ pub struct MetadataImage {
     acls: std::collections::BTreeSet<AclBinding>,
     /// Client quotas: entity → key → value.
     quotas: BTreeMap<QuotaEntity, BTreeMap<String, f64>>,
+    /// Dynamic configs of brokers (by id; "" the cluster-wide default) and groups.
+    resource_configs: BTreeMap<(ConfigResource, String), BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -109,7 +111,21 @@ impl MetadataImage {
                     self.quotas.remove(entity);
                 }
             }
+            MetadataRecord::SetResourceConfigs { resource, name, configs } => {
+                let key = (*resource, name.clone());
+                if configs.is_empty() {
+                    self.resource_configs.remove(&key);
+                } else {
+                    self.resource_configs.insert(key, configs.clone());
+                }
+            }
         }
+    }
+
+    /// The dynamic configs of a broker (by id, or "" for the cluster-wide default) or a
+    /// group; empty when none are set.
+    pub fn resource_configs(&self, resource: ConfigResource, name: &str) -> BTreeMap<String, String> {
+        self.resource_configs.get(&(resource, name.to_string())).cloned().unwrap_or_default()
     }
 
     /// The SCRAM credential of `user` for `mechanism` (`SCRAM-SHA-256` …).
@@ -144,7 +160,8 @@ impl MetadataImage {
         &self.quotas
     }
 
-    /// The records that recreate the ACLs and quotas (for a snapshot of the image).
+    /// The records that recreate the ACLs, quotas and broker and group configs (for a
+    /// snapshot of the image).
     pub fn security_records(&self) -> Vec<MetadataRecord> {
         let mut out = Vec::new();
         if !self.acls.is_empty() {
@@ -153,6 +170,9 @@ impl MetadataImage {
         for (entity, values) in &self.quotas {
             let ops = values.iter().map(|(k, v)| (k.clone(), Some(crate::quota::QuotaValue(*v)))).collect();
             out.push(MetadataRecord::AlterClientQuota { entity: entity.clone(), ops });
+        }
+        for ((resource, name), configs) in &self.resource_configs {
+            out.push(MetadataRecord::SetResourceConfigs { resource: *resource, name: name.clone(), configs: configs.clone() });
         }
         out
     }
@@ -200,5 +220,26 @@ mod tests {
         assert!(image.topic("a").is_none());
         assert!(image.topic_by_id(&id).is_none());
         assert!(image.was_deleted(&id));
+    }
+
+    #[test]
+    fn resource_configs_are_replaced_removed_and_survive_a_snapshot() {
+        let mut image = MetadataImage::default();
+        let set = |name: &str, kv: &[(&str, &str)]| MetadataRecord::SetResourceConfigs {
+            resource: ConfigResource::Broker,
+            name: name.into(),
+            configs: kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        image.apply(&set("", &[("log.retention.ms", "1000")]));
+        image.apply(&set("1", &[("background.threads", "9")]));
+        assert_eq!(image.resource_configs(ConfigResource::Broker, "")["log.retention.ms"], "1000");
+        assert!(image.resource_configs(ConfigResource::Group, "1").is_empty());
+        let mut copy = MetadataImage::default();
+        for r in image.security_records() {
+            copy.apply(&r);
+        }
+        assert_eq!(copy.resource_configs(ConfigResource::Broker, "1")["background.threads"], "9");
+        image.apply(&set("1", &[]));
+        assert!(image.resource_configs(ConfigResource::Broker, "1").is_empty());
     }
 }

@@ -15,7 +15,7 @@ mod records;
 pub use error::MetadataError;
 pub use image::{MetadataImage, ScramCredentialImage, TopicImage};
 pub use log::{LocalMetadataLog, MetadataLog};
-pub use records::MetadataRecord;
+pub use records::{ConfigResource, MetadataRecord};
 pub use uuid::Uuid;
 
 /// The metadata log and the image it produces, kept in step: a record is applied to the

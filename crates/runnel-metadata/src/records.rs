@@ -50,6 +50,20 @@ pub enum MetadataRecord {
     DeleteAcls { acls: Vec<AclBinding> },
     /// A client quota entity's keys are set (`Some`) or removed (`None`).
     AlterClientQuota { entity: QuotaEntity, ops: Vec<(String, Option<QuotaValue>)> },
+    /// The dynamic configs of a broker (`name` its id, or empty: the cluster-wide default)
+    /// or of a group are replaced by `configs` (Kafka's ConfigRecord for BROKER and GROUP
+    /// resources); empty `configs` removes them all.
+    SetResourceConfigs { resource: ConfigResource, name: String, configs: BTreeMap<String, String> },
+}
+
+/// A config resource other than a topic, as Kafka's ConfigResource types it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigResource {
+    /// Kafka's resource type 4: one broker by id, or the cluster-wide default (empty name).
+    Broker,
+    /// Kafka's resource type 32: a consumer group's configs (KIP-848).
+    Group,
 }
 
 impl MetadataRecord {
@@ -64,6 +78,7 @@ impl MetadataRecord {
                 | MetadataRecord::CreateAcls { .. }
                 | MetadataRecord::DeleteAcls { .. }
                 | MetadataRecord::AlterClientQuota { .. }
+                | MetadataRecord::SetResourceConfigs { .. }
         )
     }
 }

@@ -17,6 +17,8 @@
 //! Security (`security.rs`): SCRAM users replicated to every broker, listeners registered.
 //! ACLs (`acls.rs`): the authorizer on, ACLs created and deleted through different brokers
 //! take effect on all; followers' fetches authorized, so acks=all keeps an ISR of 3.
+//! Configs (`configs.rs`): dynamic broker and group configs altered through one broker are
+//! described by the others.
 //! Transactions (`transactions.rs`): a replicated `__transaction_state` whose partition
 //! leaders coordinate, markers to partitions led by other brokers (WriteTxnMarkers), a
 //! transaction carried on after its coordinator is killed with SIGKILL.
@@ -24,6 +26,8 @@
 mod common;
 #[path = "cluster/acls.rs"]
 mod acls;
+#[path = "cluster/configs.rs"]
+mod configs;
 #[path = "cluster/failover.rs"]
 mod failover;
 #[path = "cluster/groups.rs"]

@@ -1,7 +1,8 @@
 //! DescribeConfigs (key 32) v1–v4, AlterConfigs (key 33) v0–v2 and
-//! IncrementalAlterConfigs (key 44) v0–v1, for topics (resource type 2). The broker
-//! (resource type 4) can be described; its settings are read-only at run time (they come
-//! from the config file, environment and flags).
+//! IncrementalAlterConfigs (key 44) v0–v1, for topics (resource type 2), brokers (4: one
+//! broker by id, or the cluster-wide default with an empty name) and groups (32).
+//! Broker and group configs are stored in the metadata log; which broker configs are
+//! dynamic, and how values are checked, is `crate::dynamic_config`'s.
 
 use std::collections::BTreeMap;
 
@@ -15,10 +16,12 @@ use kafka_protocol::messages::{
 };
 
 use runnel_metadata::acl::AclOperation;
+use runnel_metadata::ConfigResource;
 
 use super::{blocking, sb, Ctx};
+use crate::dynamic_config::{self, BrokerConfigKind, BrokerSettings, GROUP_CONFIGS, STORED_ONLY};
 use crate::errors::{code, KafkaError};
-use crate::topic_config::{self, ConfigSource, TOPIC_CONFIGS};
+use crate::topic_config::{self, ConfigSource, ConfigType, TOPIC_CONFIGS};
 
 pub const DESCRIBE_MIN_VERSION: i16 = 1;
 pub const DESCRIBE_MAX_VERSION: i16 = 4;
@@ -29,6 +32,7 @@ pub const INCREMENTAL_MAX_VERSION: i16 = 1;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
 
 /// One effective topic config.
 pub struct Effective {
@@ -38,28 +42,48 @@ pub struct Effective {
 }
 
 /// Every topic config with its effective value and where it came from.
-pub fn effective(overrides: &BTreeMap<String, String>, broker: &BTreeMap<String, String>) -> Vec<Effective> {
+pub fn effective(overrides: &BTreeMap<String, String>, broker: &BrokerSettings) -> Vec<Effective> {
     TOPIC_CONFIGS
         .iter()
         .map(|d| {
-            let (v, source) = topic_config::resolve(d, overrides, broker);
+            let (v, source) = topic_value(d, overrides, broker);
             Effective { name: d.name, value: v.to_string(), source }
         })
         .collect()
+}
+
+/// A topic config's value and source: the topic's override, else the broker level that
+/// sets its broker name (dynamic, cluster default, static), else the built-in default.
+fn topic_value<'a>(
+    d: &'static topic_config::TopicConfigDef,
+    overrides: &'a BTreeMap<String, String>,
+    broker: &'a BrokerSettings,
+) -> (&'a str, ConfigSource) {
+    if let Some(v) = overrides.get(d.name) {
+        return (v, ConfigSource::Topic);
+    }
+    match broker.levels(d.broker_name).first() {
+        Some((source, v)) => (v, *source),
+        None => (d.default, ConfigSource::Default),
+    }
 }
 
 type Refusal = (KafkaError, String);
 
 pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let b = &ctx.broker;
+    let settings = b.settings();
     let results = req
         .resources
         .into_iter()
         .map(|r| {
             let name = r.resource_name.to_string();
-            let keys: Option<Vec<String>> = r.configuration_keys.map(|k| k.iter().map(|s| s.to_string()).collect());
+            // Null or empty: every config (as Kafka reads it).
+            let keys: Option<Vec<String>> =
+                r.configuration_keys.filter(|k| !k.is_empty()).map(|k| k.iter().map(|s| s.to_string()).collect());
             let wanted = |n: &str| keys.as_ref().is_none_or(|k| k.iter().any(|x| x == n));
             let mut out = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
+            let synonyms_wanted = req.include_synonyms;
             let configs: Result<Vec<DescribeConfigsResourceResult>, Refusal> = match r.resource_type {
                 t if unauthorized(ctx, AclOperation::DescribeConfigs, t, &name).is_some() => {
                     Err(unauthorized(ctx, AclOperation::DescribeConfigs, t, &name).expect("just checked"))
@@ -70,27 +94,61 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRespon
                         .iter()
                         .filter(|d| wanted(d.name))
                         .map(|d| {
-                            let (v, source) = topic_config::resolve(d, &t.configs, &b.config.settings);
+                            let (v, source) = topic_value(d, &t.configs, &settings);
                             let mut e = entry(ctx, d.name, v, source, false, d.config_type as i8, d.doc, req.include_documentation);
-                            if req.include_synonyms {
-                                e.synonyms = synonyms(d, &t.configs, &b.config.settings);
+                            if synonyms_wanted {
+                                e.synonyms = topic_synonyms(d, &t.configs, &settings);
                             }
                             e
                         })
                         .collect()),
                 },
-                RESOURCE_BROKER if name.is_empty() || name == b.config.node_id.to_string() => Ok(b
-                    .config
-                    .effective_settings()
+                RESOURCE_BROKER if name.is_empty() => Ok(settings
+                    .cluster_default
+                    .iter()
+                    .filter(|(n, _)| wanted(n))
+                    .map(|(n, v)| {
+                        let mut e = entry(ctx, n, v, ConfigSource::DynamicDefaultBroker, false, broker_type(n, v) as i8, "", false);
+                        if synonyms_wanted {
+                            e.synonyms = vec![synonym(n, v, ConfigSource::DynamicDefaultBroker)];
+                        }
+                        e
+                    })
+                    .collect()),
+                RESOURCE_BROKER if name == b.config.node_id.to_string() => Ok(broker_entries()
                     .into_iter()
-                    .filter(|(n, _, _)| wanted(n))
-                    .map(|(n, v, set)| {
-                        let source = if set { ConfigSource::StaticBroker } else { ConfigSource::Default };
-                        entry(ctx, n, &v, source, true, broker_setting_type(n, &v) as i8, "", false)
+                    .filter(|(n, _)| wanted(n))
+                    .map(|(n, default)| {
+                        let levels = settings.levels(n);
+                        let (value, source) = levels.first().map_or((default, ConfigSource::Default), |(s, v)| (*v, *s));
+                        let read_only = dynamic_config::broker_kind(n).effect().is_none();
+                        let mut e = entry(ctx, n, value, source, read_only, broker_type(n, value) as i8, "", false);
+                        if synonyms_wanted {
+                            e.synonyms = levels.iter().map(|(s, v)| synonym(n, v, *s)).collect();
+                            e.synonyms.push(synonym(n, default, ConfigSource::Default));
+                        }
+                        e
                     })
                     .collect()),
                 RESOURCE_BROKER => Err((KafkaError::InvalidRequest, format!("broker '{name}' is not this broker ({})", b.config.node_id))),
-                t => Err((KafkaError::InvalidRequest, format!("resource type {t} is not supported; use 2 (topic) or 4 (broker)"))),
+                RESOURCE_GROUP => {
+                    let stored = b.with_image(|i| i.resource_configs(ConfigResource::Group, &name));
+                    Ok(GROUP_CONFIGS
+                        .iter()
+                        .filter(|d| wanted(d.name))
+                        .map(|d| {
+                            let default = d.default.to_string();
+                            let (value, source) = stored.get(d.name).map_or((&default, ConfigSource::Default), |v| (v, ConfigSource::Group));
+                            let mut e = entry(ctx, d.name, value, source, false, ConfigType::Int as i8, d.doc, req.include_documentation);
+                            if synonyms_wanted {
+                                e.synonyms = stored.get(d.name).map(|v| synonym(d.name, v, ConfigSource::Group)).into_iter().collect();
+                                e.synonyms.push(synonym(d.default_name, &default, ConfigSource::Default));
+                            }
+                            e
+                        })
+                        .collect())
+                }
+                t => Err((KafkaError::InvalidRequest, format!("resource type {t} is not supported; use 2 (topic), 4 (broker) or 32 (group)"))),
             };
             match configs {
                 Ok(c) => out.configs = c,
@@ -105,11 +163,27 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRespon
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// The type of a broker setting: a topic default's own type, else read off its value.
-fn broker_setting_type(name: &str, value: &str) -> topic_config::ConfigType {
-    use topic_config::ConfigType;
-    if let Some(d) = TOPIC_CONFIGS.iter().find(|d| d.broker_name == name) {
-        return d.config_type;
+/// Every broker config DescribeConfigs lists, with its built-in default: Runnel's
+/// settings, the topic defaults, and Kafka's dynamic configs Runnel stores.
+fn broker_entries() -> Vec<(&'static str, &'static str)> {
+    crate::config::BROKER_SETTINGS
+        .iter()
+        .map(|(n, d, _)| (*n, *d))
+        .chain(TOPIC_CONFIGS.iter().map(|d| (d.broker_name, d.default)))
+        .chain(STORED_ONLY.iter().map(|d| (d.name, d.default)))
+        .collect()
+}
+
+fn synonym(name: &str, value: &str, source: ConfigSource) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default().with_name(sb(name.to_string())).with_value(Some(sb(value.to_string()))).with_source(source as i8)
+}
+
+/// The type of a broker setting: its declared type, else read off its value.
+fn broker_type(name: &str, value: &str) -> ConfigType {
+    match dynamic_config::broker_kind(name) {
+        BrokerConfigKind::TopicDefault(d) => return d.config_type,
+        BrokerConfigKind::StoredOnly(d) => return d.config_type,
+        _ => {}
     }
     match value {
         "true" | "false" => ConfigType::Boolean,
@@ -142,19 +216,21 @@ fn entry(
     e
 }
 
-fn synonyms(
+/// A topic config's synonyms, most specific first: the topic override, each broker
+/// level that sets its broker name, the built-in default.
+fn topic_synonyms(
     d: &topic_config::TopicConfigDef,
     overrides: &BTreeMap<String, String>,
-    broker: &BTreeMap<String, String>,
+    broker: &BrokerSettings,
 ) -> Vec<DescribeConfigsSynonym> {
     let mut out = Vec::new();
     if let Some(v) = overrides.get(d.name) {
-        out.push(DescribeConfigsSynonym::default().with_name(sb(d.name)).with_value(Some(sb(v.clone()))).with_source(ConfigSource::Topic as i8));
+        out.push(synonym(d.name, v, ConfigSource::Topic));
     }
-    if let Some(v) = broker.get(d.broker_name) {
-        out.push(DescribeConfigsSynonym::default().with_name(sb(d.broker_name)).with_value(Some(sb(v.clone()))).with_source(ConfigSource::StaticBroker as i8));
+    for (source, v) in broker.levels(d.broker_name) {
+        out.push(synonym(d.broker_name, v, source));
     }
-    out.push(DescribeConfigsSynonym::default().with_name(sb(d.broker_name)).with_value(Some(sb(d.default))).with_source(ConfigSource::Default as i8));
+    out.push(synonym(d.broker_name, d.default, ConfigSource::Default));
     out
 }
 
@@ -169,6 +245,9 @@ fn unauthorized(ctx: &Ctx, op: AclOperation, resource_type: i8, name: &str) -> O
         RESOURCE_BROKER if !ctx.may_cluster(op) => {
             Some((KafkaError::ClusterAuthorizationFailed, format!("not authorized to {} the cluster", verb(op))))
         }
+        RESOURCE_GROUP if !ctx.may_group(op, name) => {
+            Some((KafkaError::GroupAuthorizationFailed, format!("not authorized to {} group '{name}'", verb(op))))
+        }
         _ => None,
     }
 }
@@ -181,23 +260,90 @@ fn verb(op: AclOperation) -> &'static str {
     }
 }
 
-fn alterable_topic(ctx: &Ctx, resource_type: i8, name: &str) -> Result<BTreeMap<String, String>, Refusal> {
+/// What an alter request changes.
+enum Target {
+    Topic(String),
+    /// A broker (by id, or "" for the cluster-wide default) or a group.
+    Resource(ConfigResource, String),
+}
+
+/// Checks a resource named in an alter request: authorized, existing, and (a broker)
+/// this broker or the cluster-wide default.
+fn target(ctx: &Ctx, resource_type: i8, name: &str) -> Result<Target, Refusal> {
     unauthorized(ctx, AclOperation::AlterConfigs, resource_type, name).map_or(Ok(()), Err)?;
     match resource_type {
-        RESOURCE_TOPIC => ctx
-            .broker
-            .topic(name)
-            .map(|t| t.configs)
-            .ok_or_else(|| (KafkaError::UnknownTopicOrPartition, format!("topic '{name}' does not exist"))),
-        RESOURCE_BROKER => Err((KafkaError::InvalidRequest, "broker settings are read-only at run time: set them in the config file, RUNNEL_* environment or flags, and restart".into())),
-        t => Err((KafkaError::InvalidRequest, format!("resource type {t} is not supported; use 2 (topic)"))),
+        RESOURCE_TOPIC if ctx.broker.topic(name).is_none() => {
+            Err((KafkaError::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))
+        }
+        RESOURCE_TOPIC => Ok(Target::Topic(name.to_string())),
+        RESOURCE_BROKER if name.is_empty() || name == ctx.broker.config.node_id.to_string() => {
+            Ok(Target::Resource(ConfigResource::Broker, name.to_string()))
+        }
+        RESOURCE_BROKER => Err((
+            KafkaError::InvalidRequest,
+            format!("broker '{name}' is not this broker ({}): send a broker's configs to that broker, or use '' for every broker", ctx.broker.config.node_id),
+        )),
+        RESOURCE_GROUP if name.is_empty() => Err((KafkaError::InvalidRequest, "a group config resource needs a group id".into())),
+        RESOURCE_GROUP => Ok(Target::Resource(ConfigResource::Group, name.to_string())),
+        t => Err((KafkaError::InvalidRequest, format!("resource type {t} is not supported; use 2 (topic), 4 (broker) or 32 (group)"))),
     }
+}
+
+/// Validates and stores the configs `edit` computes for `target` (unless `validate_only`).
+async fn apply(
+    ctx: &Ctx,
+    target: Target,
+    edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    match target {
+        Target::Topic(name) => apply_topic(ctx, &name, edit, validate_only).await,
+        Target::Resource(resource, name) => apply_resource(ctx, resource, name, edit, validate_only).await,
+    }
+}
+
+/// Broker and group configs: read, edit, check and write under the metadata lock (one
+/// node) or through the quorum. Broker refusals are INVALID_REQUEST, group refusals
+/// INVALID_CONFIG, as Kafka answers them.
+async fn apply_resource(
+    ctx: &Ctx,
+    resource: ConfigResource,
+    name: String,
+    edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    let checked = move |current: &BTreeMap<String, String>| {
+        let configs = edit(current)?;
+        for (k, v) in configs.iter().filter(|(k, v)| current.get(*k) != Some(*v)) {
+            match resource {
+                ConfigResource::Broker => dynamic_config::validate_broker(k, v).map_err(|m| (KafkaError::InvalidRequest, m))?,
+                ConfigResource::Group => dynamic_config::validate_group(k, v).map_err(|m| (KafkaError::InvalidConfig, m))?,
+            }
+        }
+        Ok(configs)
+    };
+    let broker = ctx.broker.clone();
+    let n = name.clone();
+    let outcome = blocking(move || {
+        if validate_only {
+            let current = broker.with_image(|i| i.resource_configs(resource, &n));
+            return Ok(checked(&current).map(|_| ()));
+        }
+        broker.update_resource_configs(resource, &n, checked)
+    })
+    .await
+    .map_err(|e| (KafkaError::KafkaStorageError, e.to_string()))?;
+    outcome?;
+    if !validate_only {
+        tracing::info!(resource = ?resource, name = %name.escape_debug(), client_id = %ctx.client_id, "altered dynamic configs");
+    }
+    Ok(())
 }
 
 /// Computes a topic's new overrides from its current ones with `edit`, validates them,
 /// and stores them unless `validate_only`. Read, edit and write happen under the metadata
 /// lock, so concurrent alters of one topic never lose each other's changes.
-async fn apply(
+async fn apply_topic(
     ctx: &Ctx,
     name: &str,
     edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
@@ -246,13 +392,13 @@ pub async fn alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse 
     let mut responses = Vec::new();
     for r in req.resources {
         let name = r.resource_name.to_string();
-        let outcome = match alterable_topic(ctx, r.resource_type, &name) {
+        let outcome = match target(ctx, r.resource_type, &name) {
             Err(e) => Err(e),
-            Ok(_) => {
-                // AlterConfigs replaces the whole override set; a null value removes it.
+            Ok(target) => {
+                // AlterConfigs replaces the whole set of the resource; a null value removes it.
                 let configs: BTreeMap<String, String> =
                     r.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
-                apply(ctx, &name, move |_| Ok(configs), req.validate_only).await
+                apply(ctx, target, move |_| Ok(configs), req.validate_only).await
             }
         };
         let (error_code, error_message) = split(outcome);
@@ -276,13 +422,13 @@ pub async fn incremental_alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -
     let mut responses = Vec::new();
     for r in req.resources {
         let name = r.resource_name.to_string();
-        let outcome = match alterable_topic(ctx, r.resource_type, &name) {
+        let outcome = match target(ctx, r.resource_type, &name) {
             Err(e) => Err(e),
-            Ok(_) => {
+            Ok(target) => {
                 let ops: Vec<(i8, String, Option<String>)> =
                     r.configs.iter().map(|c| (c.config_operation, c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect();
-                let broker_settings = ctx.broker.config.settings.clone();
-                apply(ctx, &name, move |current| incremental(current, &ops, &broker_settings), req.validate_only).await
+                let lists = list_bases(ctx, &target, &ops);
+                apply(ctx, target, move |current| incremental(current, &ops, &lists), req.validate_only).await
             }
         };
         let (error_code, error_message) = split(outcome);
@@ -297,16 +443,40 @@ pub async fn incremental_alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-/// Applies IncrementalAlterConfigs operations (op, name, value) to a topic's `current`
-/// overrides.
+/// The list configs that `ops` name, with the value APPEND and SUBTRACT start from when
+/// the resource does not set them itself (the value a level below gives them).
+fn list_bases(ctx: &Ctx, target: &Target, ops: &[(i8, String, Option<String>)]) -> BTreeMap<String, String> {
+    let settings = ctx.broker.settings();
+    let base = |key: &str| -> Option<String> {
+        match target {
+            Target::Topic(_) => topic_config::def(key)
+                .filter(|d| d.config_type == ConfigType::List)
+                .map(|d| topic_value(d, &BTreeMap::new(), &settings).0.to_string()),
+            Target::Resource(ConfigResource::Broker, name) => {
+                let default = match dynamic_config::broker_kind(key) {
+                    BrokerConfigKind::TopicDefault(d) if d.config_type == ConfigType::List => d.default,
+                    BrokerConfigKind::StoredOnly(d) if d.config_type == ConfigType::List => d.default,
+                    _ => return None,
+                };
+                // The cluster default builds on the static setting; a broker on the cluster default.
+                let below = if name.is_empty() { settings.static_settings.get(key) } else { settings.cluster_default.get(key).or(settings.static_settings.get(key)) };
+                Some(below.map_or(default, String::as_str).to_string())
+            }
+            Target::Resource(ConfigResource::Group, _) => None,
+        }
+    };
+    ops.iter().filter_map(|(_, key, _)| base(key).map(|v| (key.clone(), v))).collect()
+}
+
+/// Applies IncrementalAlterConfigs operations (op, name, value) to a resource's `current`
+/// configs; `lists` holds the list configs among them with their inherited values.
 fn incremental(
     current: &BTreeMap<String, String>,
     ops: &[(i8, String, Option<String>)],
-    broker_settings: &BTreeMap<String, String>,
+    lists: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, Refusal> {
     let mut configs = current.clone();
     for (op, key, value) in ops {
-        let is_list = topic_config::def(key).is_some_and(|d| d.config_type == topic_config::ConfigType::List);
         match (*op, value) {
             (OP_SET, Some(v)) => {
                 configs.insert(key.clone(), v.clone());
@@ -314,12 +484,10 @@ fn incremental(
             (OP_DELETE, _) => {
                 configs.remove(key);
             }
-            (OP_APPEND | OP_SUBTRACT, Some(v)) if is_list => {
-                let current = configs.get(key).cloned().unwrap_or_else(|| {
-                    topic_config::resolve(topic_config::def(key).expect("list def"), &BTreeMap::new(), broker_settings).0.to_string()
-                });
-                let mut items: Vec<String> = current.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
-                for item in v.split(',').filter(|s| !s.is_empty()) {
+            (OP_APPEND | OP_SUBTRACT, Some(v)) if lists.contains_key(key) => {
+                let current = configs.get(key).cloned().unwrap_or_else(|| lists[key].clone());
+                let mut items: Vec<String> = current.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+                for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     if *op == OP_APPEND {
                         if !items.iter().any(|x| x == item) {
                             items.push(item.to_string());

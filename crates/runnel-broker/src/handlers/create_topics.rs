@@ -92,7 +92,7 @@ pub async fn handle(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse
                     result.topic_config_error_code = code(KafkaError::TopicAuthorizationFailed);
                 } else if ctx.version >= 5 {
                     result.configs = Some(
-                        configs::effective(&overrides, &ctx.broker.config.settings)
+                        configs::effective(&overrides, &ctx.broker.settings())
                             .into_iter()
                             .map(|e| {
                                 CreatableTopicConfigs::default()

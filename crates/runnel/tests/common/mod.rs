@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod certs;
+pub mod configs;
 pub mod kafka;
 pub mod sasl;
 pub mod wire;

@@ -1,0 +1,37 @@
+//! Dynamic broker and group configs in a cluster: they are metadata records the quorum
+//! replicates, so the cluster-wide default altered through one broker is described by
+//! every other broker (and applies to their topics), a group config set through one broker
+//! is described by another, and a broker's own config set through itself stays its own.
+
+use super::{start_cluster, wait_until};
+use crate::common::configs::*;
+
+#[test]
+fn dynamic_configs_altered_on_one_node_are_described_on_the_others() {
+    let c = start_cluster([0, 1, 2]);
+    let addrs: Vec<String> = c.nodes.iter().map(|n| n.addr.clone()).collect();
+    // The cluster-wide default through node 1.
+    assert_eq!(incremental(&addrs[0], BROKER, "", &[("log.retention.ms", SET, Some("3600000"))], false), (0, String::new()));
+    // Broker 2's own value, through broker 2 (a broker's resource goes to that broker).
+    assert_eq!(incremental(&addrs[1], BROKER, "2", &[("background.threads", SET, Some("9"))], false).0, 0);
+    // A group config through node 3.
+    assert_eq!(incremental(&addrs[2], GROUP, "g", &[("consumer.session.timeout.ms", SET, Some("50000"))], false).0, 0);
+
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = (i + 1).to_string();
+        wait_until("the default reaches every broker", || {
+            entry(&describe(addr, BROKER, &id), "log.retention.ms").is_some_and(|e| (e.0.as_str(), e.1) == ("3600000", DYNAMIC_DEFAULT_BROKER))
+        });
+        let threads = entry(&describe(addr, BROKER, &id), "background.threads").unwrap();
+        let want = if i == 1 { ("9", DYNAMIC_BROKER) } else { ("10", DEFAULT) };
+        assert_eq!((threads.0.as_str(), threads.1), want, "background.threads on broker {id}");
+        wait_until("the group config reaches every broker", || {
+            entry(&describe(addr, GROUP, "g"), "consumer.session.timeout.ms").is_some_and(|e| (e.0.as_str(), e.1) == ("50000", GROUP_CONFIG))
+        });
+        let r = describe(addr, BROKER, "");
+        assert_eq!(r.configs.len(), 1, "broker {id} describes the default level");
+    }
+    // Brokers name only themselves: another's id is refused (Kafka's admin client sends a
+    // broker's resource to that broker).
+    assert_eq!(incremental(&addrs[0], BROKER, "2", &[("background.threads", SET, Some("8"))], false).0, 42);
+}
