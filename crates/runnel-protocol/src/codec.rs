@@ -1,10 +1,11 @@
 //! Request decoding and response encoding for one frame (the 4-byte length prefix is
 //! handled by the connection, which reads it; responses are returned with their prefix).
 //!
-//! Decoding goes through `kafka-protocol`. Its decoders pre-allocate arrays from lengths
-//! read off the wire, so the binary installs [`crate::alloc::NoReserveHuge`], under which
-//! an absurd reservation costs nothing until touched; decoding then fails cleanly on the short
-//! frame. Decoding is also run under `catch_unwind` so a panic inside the crate is a
+//! Decoding goes through `kafka-protocol`, whose decoders pre-allocate arrays from lengths
+//! read off the wire. So every frame is first walked by its schema ([`crate::walk`]): a
+//! frame whose lengths claim more than it holds is refused as malformed before
+//! `kafka-protocol` sees it, and what the decoder then reserves is bounded by the frame's
+//! size. Decoding is also run under `catch_unwind` so a panic inside the crate is a
 //! malformed frame, not a dead broker.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -60,7 +61,17 @@ pub fn decode_request(
     if !supported(api_key, version) {
         return Err(ProtocolError::UnsupportedVersion { key, version });
     }
-    let malformed = |reason: String| ProtocolError::Malformed { key, version, reason };
+    crate::walk::request(&frame).map_err(|refused| ProtocolError::Malformed { key, version, reason: refused.to_string() })?;
+    decode_unwalked(frame, api_key, version)
+}
+
+/// `kafka-protocol`'s decoding of a frame of (`api_key`, `version`), without the walk:
+/// only safe on frames [`crate::walk::request`] accepted (or under
+/// [`crate::alloc::NoReserveHuge`]). Public for the tests and the fuzz target, which
+/// compare it with the walker.
+#[doc(hidden)]
+pub fn decode_unwalked(frame: Bytes, api_key: ApiKey, version: i16) -> Result<Request, ProtocolError> {
+    let malformed = |reason: String| ProtocolError::Malformed { key: api_key as i16, version, reason };
     let decoded = std::panic::catch_unwind(move || {
         let mut buf = frame;
         let header_version = api_key.request_header_version(version);
@@ -106,11 +117,11 @@ pub fn encode_unsupported_api_versions(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Decoding must turn any frame into `Ok` or `Err` — never a panic, never an abort.
-    //! These run under `alloc::NoReserveHuge` (installed for this crate's tests in lib.rs),
-    //! as the broker binary does, so frames claiming 2^31-element arrays are exercised for
-    //! real.
+    //! Frames claiming 2^31-element arrays are refused by the walker before
+    //! `kafka-protocol` reserves anything for them (see `walk::tests` for the allocation
+    //! bound).
     use super::*;
     use crate::batch::{encode_batch, NewRecord};
     use kafka_protocol::messages::*;
@@ -163,9 +174,10 @@ mod tests {
     }
 
     /// What the broker serves: a copy of `runnel_broker::handlers::SUPPORTED_APIS` (that
-    /// crate depends on this one). Keep in step; `every_served_version_has_a_valid_frame`
+    /// crate depends on this one). Keep in step (`walk::tests` checks the walker's schema
+    /// covers exactly these); `every_served_version_has_a_valid_frame`
     /// fails if a version here cannot be encoded by `kafka-protocol`.
-    const SERVED: &[(ApiKey, i16, i16)] = &[
+    pub(crate) const SERVED: &[(ApiKey, i16, i16)] = &[
         (ApiKey::Produce, 3, 11),
         (ApiKey::Fetch, 4, 16),
         (ApiKey::ListOffsets, 1, 10),
@@ -200,6 +212,10 @@ mod tests {
         (ApiKey::WriteTxnMarkers, 1, 1),
         (ApiKey::DescribeTransactions, 0, 0),
         (ApiKey::ListTransactions, 0, 1),
+        (ApiKey::SaslHandshake, 0, 1),
+        (ApiKey::SaslAuthenticate, 0, 2),
+        (ApiKey::DescribeUserScramCredentials, 0, 0),
+        (ApiKey::AlterUserScramCredentials, 0, 0),
         (ApiKey::DescribeAcls, 1, 3),
         (ApiKey::CreateAcls, 1, 3),
         (ApiKey::DeleteAcls, 1, 3),
@@ -207,11 +223,11 @@ mod tests {
         (ApiKey::AlterClientQuotas, 0, 1),
     ];
 
-    fn served(key: ApiKey, version: i16) -> bool {
+    pub(crate) fn served(key: ApiKey, version: i16) -> bool {
         SERVED.iter().any(|(k, min, max)| *k == key && (*min..=*max).contains(&version))
     }
 
-    fn served_pairs() -> Vec<(ApiKey, i16)> {
+    pub(crate) fn served_pairs() -> Vec<(ApiKey, i16)> {
         SERVED.iter().flat_map(|(k, min, max)| (*min..=*max).map(move |v| (*k, v))).collect()
     }
 
@@ -225,7 +241,7 @@ mod tests {
 
     /// A request of `key` at `version` with every array non-empty where the version
     /// allows, so mutations hit nested lengths too.
-    fn sample(key: ApiKey, version: i16) -> RequestKind {
+    pub(crate) fn sample(key: ApiKey, version: i16) -> RequestKind {
         use kafka_protocol::messages::*;
         match key {
             ApiKey::Produce => {
@@ -374,6 +390,22 @@ mod tests {
                 let entry = alter_client_quotas_request::EntryData::default().with_entity(vec![e]).with_ops(vec![o]);
                 RequestKind::AlterClientQuotas(AlterClientQuotasRequest::default().with_entries(vec![entry]))
             }
+            ApiKey::SaslHandshake => RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(sb("PLAIN"))),
+            ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0p"))),
+            ApiKey::DescribeUserScramCredentials => {
+                let u = describe_user_scram_credentials_request::UserName::default().with_name(sb("alice"));
+                RequestKind::DescribeUserScramCredentials(DescribeUserScramCredentialsRequest::default().with_users(Some(vec![u])))
+            }
+            ApiKey::AlterUserScramCredentials => {
+                let d = alter_user_scram_credentials_request::ScramCredentialDeletion::default().with_name(sb("bob")).with_mechanism(1);
+                let u = alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                    .with_name(sb("alice"))
+                    .with_mechanism(2)
+                    .with_iterations(4096)
+                    .with_salt(Bytes::from_static(b"salt"))
+                    .with_salted_password(Bytes::from_static(b"pw"));
+                RequestKind::AlterUserScramCredentials(AlterUserScramCredentialsRequest::default().with_deletions(vec![d]).with_upsertions(vec![u]))
+            }
             other => panic!("no sample for {other:?}"),
         }
     }
@@ -384,7 +416,7 @@ mod tests {
 
     /// A valid frame (no length prefix) for a served (key, version), and where its body
     /// starts.
-    fn valid_frame(key: ApiKey, version: i16) -> (Bytes, usize) {
+    pub(crate) fn valid_frame(key: ApiKey, version: i16) -> (Bytes, usize) {
         let mut buf = BytesMut::new();
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -423,10 +455,10 @@ mod tests {
     }
 
     /// A varint claiming `u32::MAX`: a compact array/string/bytes of 2^32 - 2 elements.
-    const HUGE_UVARINT: [u8; 5] = [0xff, 0xff, 0xff, 0xff, 0x0f];
-    const HUGE_I32: [u8; 4] = 0x7fff_ffffu32.to_be_bytes();
+    pub(crate) const HUGE_UVARINT: [u8; 5] = [0xff, 0xff, 0xff, 0xff, 0x0f];
+    pub(crate) const HUGE_I32: [u8; 4] = 0x7fff_ffffu32.to_be_bytes();
 
-    fn header(key: ApiKey, version: i16) -> Vec<u8> {
+    pub(crate) fn header(key: ApiKey, version: i16) -> Vec<u8> {
         let mut h = Vec::new();
         h.extend_from_slice(&(key as i16).to_be_bytes());
         h.extend_from_slice(&version.to_be_bytes());
@@ -556,7 +588,7 @@ mod tests {
 
     /// One mutation of a valid frame.
     #[derive(Debug, Clone)]
-    enum Mutation {
+    pub(crate) enum Mutation {
         Flip { at: prop::sample::Index, xor: u8 },
         Overwrite { at: prop::sample::Index, bytes: Vec<u8> },
         Insert { at: prop::sample::Index, bytes: Vec<u8> },
@@ -578,7 +610,7 @@ mod tests {
         ]
     }
 
-    fn mutation() -> impl Strategy<Value = Mutation> {
+    pub(crate) fn mutation() -> impl Strategy<Value = Mutation> {
         prop_oneof![
             3 => (any::<prop::sample::Index>(), 1u8..=255).prop_map(|(at, xor)| Mutation::Flip { at, xor }),
             3 => (any::<prop::sample::Index>(), interesting_bytes()).prop_map(|(at, bytes)| Mutation::Overwrite { at, bytes }),
@@ -589,7 +621,7 @@ mod tests {
     }
 
     /// Applies `m` to the body part (`body_at..`) of `f`, or to the header if `header`.
-    fn apply(f: &mut Vec<u8>, body_at: usize, m: &Mutation) {
+    pub(crate) fn apply(f: &mut Vec<u8>, body_at: usize, m: &Mutation) {
         if f.len() <= body_at {
             return;
         }
