@@ -6,11 +6,14 @@
 //! (`Vec::with_capacity(n)` before a single element is decoded), so a 14-byte request
 //! claiming 2^31 (or, compact, 2^32) elements asks for tens or hundreds of GiB before
 //! decoding finds the frame too short. Under the system allocator the kernel's overcommit
-//! heuristic refuses such a request and Rust aborts the process. A `MAP_NORESERVE` mapping
-//! is address space only — no page is committed until touched — so the reservation
-//! succeeds, decoding fails cleanly on the short frame, and the mapping is returned.
-//! Binaries that decode requests install it with `#[global_allocator]`; this crate's own
-//! tests run under it too.
+//! heuristic refuses such a request and Rust aborts the process. [`crate::walk`] now refuses
+//! such frames before `kafka-protocol` sees them, so the library is safe without this
+//! allocator; the broker binary still installs it as defence in depth, for a request the
+//! walker's schema might someday describe differently from the decoder (after a
+//! `kafka-protocol` upgrade, say): a `MAP_NORESERVE` mapping is address space only — no
+//! page is committed until touched — so such a reservation succeeds, decoding fails cleanly
+//! on the short frame, and the mapping is returned. The fuzz target and this crate's tests
+//! run under it too, because they also run `kafka-protocol` without the walk to compare.
 //!
 //! It does no I/O: it only asks the kernel for address space.
 //!
@@ -149,8 +152,8 @@ mod sys {
 
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests {
-    //! These run under `NoReserveHuge` as the global allocator (see lib.rs), and also call
-    //! it directly.
+    //! These run under `NoReserveHuge` (counted) as the global allocator (see lib.rs), and
+    //! also call it directly.
     use super::*;
 
     /// Resident set size of this process, in bytes.

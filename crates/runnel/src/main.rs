@@ -6,9 +6,9 @@
 
 mod cli;
 
-/// Huge blocks are reserved with `mmap(MAP_NORESERVE)` so that `kafka-protocol`'s
-/// pre-allocation from wire lengths cannot abort the process
-/// (see `runnel_protocol::alloc`).
+/// Huge blocks are reserved with `mmap(MAP_NORESERVE)`: defence in depth behind
+/// `runnel_protocol::walk`, which already refuses requests whose lengths exceed their frame
+/// before `kafka-protocol` pre-allocates from them (see `runnel_protocol::alloc`).
 #[global_allocator]
 static GLOBAL: runnel_protocol::alloc::NoReserveHuge = runnel_protocol::alloc::NoReserveHuge;
 

@@ -56,7 +56,7 @@ pub fn covered() -> impl Iterator<Item = (ApiKey, i16, i16)> {
 /// Walks a whole request frame (header and body, no length prefix). `Ok(n)`: the header and
 /// body end at byte `n` and every length in them is present in the frame.
 pub fn request(frame: &[u8]) -> Result<usize, Refused> {
-    let mut c = Cursor { buf: frame, pos: 0 };
+    let mut c = Cursor { buf: frame, pos: 0, flexible: false };
     let key = c.int(2, "request_api_key")? as i16;
     let version = c.int(2, "request_api_version")? as i16;
     let refuse = |why| Refused { at: 0, field: "request header", why };
@@ -67,11 +67,13 @@ pub fn request(frame: &[u8]) -> Result<usize, Refused> {
         return Err(refuse("unsupported header version"));
     }
     c.take(4, "correlation_id")?;
-    c.string(false, true, "client_id")?;
+    c.string(true, "client_id")?;
     if header_version >= 2 {
-        c.tags(&[], version)?;
+        c.flexible = true;
+        c.tags(&[])?;
     }
-    c.fields(&msg.fields, version, version >= msg.flexible)?;
+    c.flexible = version >= msg.flexible;
+    c.run(&msg.programs[(version - msg.min) as usize])?;
     Ok(c.pos)
 }
 
@@ -88,6 +90,8 @@ struct Message {
     /// The first flexible version (`i16::MAX`: none).
     flexible: i16,
     fields: Vec<Field>,
+    /// What the walker runs for each version, `min..=max`.
+    programs: Vec<Vec<Op>>,
 }
 
 #[derive(Debug)]
@@ -109,6 +113,57 @@ enum Kind {
     Bytes,
     Array(Box<Kind>),
     Struct(Vec<Field>),
+}
+
+/// One step of the walk of a body at one version, compiled from the fields: consecutive
+/// fixed-width fields are one `Skip`, arrays of fixed-width elements one length check, so
+/// the walk takes few steps per element.
+#[derive(Debug)]
+enum Op {
+    Skip(usize, &'static str),
+    String { nullable: bool, name: &'static str },
+    Bytes { nullable: bool, name: &'static str },
+    /// An array of fixed-width elements of this size.
+    FixedArray { size: usize, nullable: bool, name: &'static str },
+    Array { elem: Box<Op>, nullable: bool, name: &'static str },
+    Struct { body: Vec<Op>, nullable: bool, name: &'static str },
+    /// The tagged fields section: each known tag with its value's walk, or the field's name
+    /// where the tag is not valid in this version.
+    Tags(Vec<(u32, Result<Op, &'static str>)>),
+}
+
+fn compile(fields: &[Field], v: i16, flexible: bool) -> Vec<Op> {
+    let mut ops: Vec<Op> = Vec::new();
+    for f in fields.iter().filter(|f| f.tag.is_none() && f.in_version(v)) {
+        match (compile_value(&f.kind, f.nullable, v, flexible, f.name), ops.last_mut()) {
+            (Op::Skip(n, _), Some(Op::Skip(m, _))) => *m += n,
+            (op, _) => ops.push(op),
+        }
+    }
+    if flexible {
+        let known = fields
+            .iter()
+            .filter_map(|f| {
+                let op = if f.in_version(v) { Ok(compile_value(&f.kind, f.nullable, v, true, f.name)) } else { Err(f.name) };
+                Some((f.tag?, op))
+            })
+            .collect();
+        ops.push(Op::Tags(known));
+    }
+    ops
+}
+
+fn compile_value(kind: &Kind, nullable: bool, v: i16, flexible: bool, name: &'static str) -> Op {
+    match kind {
+        Kind::Fixed(n) => Op::Skip(*n, name),
+        Kind::String => Op::String { nullable, name },
+        Kind::Bytes => Op::Bytes { nullable, name },
+        Kind::Array(elem) => match &**elem {
+            Kind::Fixed(size) => Op::FixedArray { size: *size, nullable, name },
+            elem => Op::Array { elem: Box::new(compile_value(elem, false, v, flexible, name)), nullable, name },
+        },
+        Kind::Struct(fields) => Op::Struct { body: compile(fields, v, flexible), nullable, name },
+    }
 }
 
 impl Field {
@@ -157,7 +212,8 @@ fn parse(text: &'static str) -> Result<Schema, String> {
         };
         i += 1;
         let fields = parse_fields(&lines, &mut i, 1)?;
-        messages.push(Message { key, min, max, flexible, fields });
+        let programs = (min..=max).map(|v| compile(&fields, v, v >= flexible)).collect();
+        messages.push(Message { key, min, max, flexible, fields, programs });
     }
     Ok(Schema { messages })
 }
@@ -243,16 +299,20 @@ fn versions(w: &str) -> Option<(i16, i16)> {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Whether the version being walked is flexible (compact lengths, tagged fields).
+    flexible: bool,
+}
+
+#[cold]
+fn refuse(at: usize, field: &'static str, why: &'static str) -> Refused {
+    Refused { at, field, why }
 }
 
 impl<'a> Cursor<'a> {
-    fn refuse(&self, at: usize, field: &'static str, why: &'static str) -> Refused {
-        Refused { at, field, why }
-    }
-
+    #[inline]
     fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], Refused> {
         if self.buf.len() - self.pos < n {
-            return Err(self.refuse(self.pos, field, "runs past the end of the frame"));
+            return Err(refuse(self.pos, field, "runs past the end of the frame"));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -260,6 +320,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A big-endian signed integer of `n` bytes (2 or 4).
+    #[inline]
     fn int(&mut self, n: usize, field: &'static str) -> Result<i32, Refused> {
         let b = self.take(n, field)?;
         Ok(if n == 2 { i16::from_be_bytes([b[0], b[1]]) as i32 } else { i32::from_be_bytes([b[0], b[1], b[2], b[3]]) })
@@ -267,6 +328,7 @@ impl<'a> Cursor<'a> {
 
     /// An unsigned varint as `kafka-protocol` reads one: at most five bytes, the fifth
     /// taken whole (its high bits, and a continuation bit, ignored).
+    #[inline]
     fn uvarint(&mut self, field: &'static str) -> Result<u32, Refused> {
         let mut value = 0u32;
         for i in 0..5 {
@@ -282,9 +344,10 @@ impl<'a> Cursor<'a> {
     /// A length prefix: `Ok(None)` for null (refused where not nullable), else the length.
     /// Flexible: a compact (length + 1) varint, 0 for null. Otherwise an int of `width`
     /// bytes, -1 for null, other negatives refused.
-    fn length(&mut self, flexible: bool, width: usize, nullable: bool, field: &'static str) -> Result<Option<usize>, Refused> {
+    #[inline]
+    fn length(&mut self, width: usize, nullable: bool, field: &'static str) -> Result<Option<usize>, Refused> {
         let at = self.pos;
-        let n = if flexible {
+        let n = if self.flexible {
             match self.uvarint(field)? {
                 0 => None,
                 n => Some((n - 1) as usize),
@@ -293,78 +356,83 @@ impl<'a> Cursor<'a> {
             match self.int(width, field)? {
                 -1 => None,
                 n if n >= 0 => Some(n as usize),
-                _ => return Err(self.refuse(at, field, "negative length")),
+                _ => return Err(refuse(at, field, "negative length")),
             }
         };
         if n.is_none() && !nullable {
-            return Err(self.refuse(at, field, "null where the field is not nullable"));
+            return Err(refuse(at, field, "null where the field is not nullable"));
         }
         Ok(n)
     }
 
-    fn string(&mut self, flexible: bool, nullable: bool, field: &'static str) -> Result<(), Refused> {
-        if let Some(n) = self.length(flexible, 2, nullable, field)? {
+    /// A string: i16 length, or compact in flexible versions (the request header's client
+    /// id is never compact: it is read with `flexible` false).
+    fn string(&mut self, nullable: bool, field: &'static str) -> Result<(), Refused> {
+        if let Some(n) = self.length(2, nullable, field)? {
             let at = self.pos;
             let s = self.take(n, field)?;
             if std::str::from_utf8(s).is_err() {
-                return Err(self.refuse(at, field, "string is not UTF-8"));
+                return Err(refuse(at, field, "string is not UTF-8"));
             }
         }
         Ok(())
     }
 
-    fn fields(&mut self, fields: &[Field], v: i16, flexible: bool) -> Result<(), Refused> {
-        for f in fields.iter().filter(|f| f.tag.is_none() && f.in_version(v)) {
-            self.value(&f.kind, f.nullable, v, flexible, f.name)?;
-        }
-        if flexible {
-            self.tags(fields, v)?;
+    fn run(&mut self, ops: &[Op]) -> Result<(), Refused> {
+        for op in ops {
+            self.op(op)?;
         }
         Ok(())
     }
 
-    fn value(&mut self, kind: &Kind, nullable: bool, v: i16, flexible: bool, field: &'static str) -> Result<(), Refused> {
-        match kind {
-            Kind::Fixed(n) => {
-                self.take(*n, field)?;
+    fn op(&mut self, op: &Op) -> Result<(), Refused> {
+        match op {
+            Op::Skip(n, name) => {
+                self.take(*n, name)?;
             }
-            Kind::String => self.string(flexible, nullable, field)?,
-            Kind::Bytes => {
-                if let Some(n) = self.length(flexible, 4, nullable, field)? {
-                    self.take(n, field)?;
+            Op::String { nullable, name } => self.string(*nullable, name)?,
+            Op::Bytes { nullable, name } => {
+                if let Some(n) = self.length(4, *nullable, name)? {
+                    self.take(n, name)?;
                 }
             }
-            Kind::Array(elem) => {
-                if let Some(n) = self.length(flexible, 4, nullable, field)? {
+            Op::FixedArray { size, nullable, name } => {
+                if let Some(n) = self.length(4, *nullable, name)? {
+                    self.take(n.checked_mul(*size).unwrap_or(usize::MAX), name)?;
+                }
+            }
+            Op::Array { elem, nullable, name } => {
+                if let Some(n) = self.length(4, *nullable, name)? {
                     // Every element takes at least one byte, so this loop ends within the
                     // frame's length whatever `n` claims.
                     for _ in 0..n {
-                        self.value(elem, false, v, flexible, field)?;
+                        self.op(elem)?;
                     }
                 }
             }
-            Kind::Struct(fields) => {
+            Op::Struct { body, nullable, name } => {
                 // A nullable struct has a presence byte: 1 present, anything else null.
-                if nullable && self.take(1, field)?[0] != 1 {
+                if *nullable && self.take(1, name)?[0] != 1 {
                     return Ok(());
                 }
-                self.fields(fields, v, flexible)?;
+                self.run(body)?;
             }
+            Op::Tags(known) => self.tags(known)?,
         }
         Ok(())
     }
 
-    /// The tagged fields section of a flexible struct whose fields are `fields`.
-    fn tags(&mut self, fields: &[Field], v: i16) -> Result<(), Refused> {
+    /// A tagged fields section, with the struct's known tags.
+    fn tags(&mut self, known: &[(u32, Result<Op, &'static str>)]) -> Result<(), Refused> {
         let count = self.uvarint("tagged fields")?;
         // Each tagged field takes at least two bytes, so this ends within the frame.
         for _ in 0..count {
             let at = self.pos;
             let tag = self.uvarint("tag")?;
             let size = self.uvarint("tagged field size")?;
-            match fields.iter().find(|f| f.tag == Some(tag)) {
-                Some(f) if f.in_version(v) => self.value(&f.kind, f.nullable, v, true, f.name)?,
-                Some(f) => return Err(self.refuse(at, f.name, "tag not valid for this version")),
+            match known.iter().find(|(t, _)| *t == tag) {
+                Some((_, Ok(op))) => self.op(op)?,
+                Some((_, Err(name))) => return Err(refuse(at, name, "tag not valid for this version")),
                 None => {
                     self.take(size as usize, "tagged field")?;
                 }

@@ -251,3 +251,64 @@ proptest! {
         prop_assert!(largest <= bound(f.len()), "{:?} v{}: {} bytes for a {}-byte frame", key, version, largest, f.len());
     }
 }
+
+/// What the walk costs: ns per request for the walk alone, `kafka-protocol`'s decode alone,
+/// and both (`decode_request`), on Produce v9 with 1 and 100 partitions of one 1 KB-record
+/// batch each and Fetch v12 with 1 and 100 partitions. Run with
+/// `cargo test -p runnel-protocol --release --lib walk::tests::walk_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn walk_cost() {
+    use crate::batch::{encode_batch, NewRecord};
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use std::hint::black_box;
+    use std::time::Instant;
+
+    let frame = |key: ApiKey, version: i16, body: &RequestKind| {
+        let mut buf = BytesMut::new();
+        let h = RequestHeader::default().with_request_api_key(key as i16).with_request_api_version(version).with_client_id(Some(StrBytes::from_static_str("rdkafka")));
+        h.encode(&mut buf, key.request_header_version(version)).unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    };
+    let value = vec![b'x'; 1000];
+    let records: Bytes = encode_batch(0, 0, &[NewRecord { timestamp: 1, key: None, value: Some(&value), headers: &[] }]).into();
+    let produce = |n: i32| {
+        let parts = (0..n).map(|i| produce_request::PartitionProduceData::default().with_index(i).with_records(Some(records.clone()))).collect();
+        let t = produce_request::TopicProduceData::default().with_name(TopicName(StrBytes::from_static_str("bench"))).with_partition_data(parts);
+        frame(ApiKey::Produce, 9, &RequestKind::Produce(ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![t])))
+    };
+    let fetch = |n: i32| {
+        let parts = (0..n).map(|i| fetch_request::FetchPartition::default().with_partition(i).with_fetch_offset(1 << 20).with_partition_max_bytes(1 << 20)).collect();
+        let t = fetch_request::FetchTopic::default().with_topic(TopicName(StrBytes::from_static_str("bench"))).with_partitions(parts);
+        let r = FetchRequest::default().with_max_wait_ms(500).with_min_bytes(1).with_max_bytes(50 << 20).with_topics(vec![t]);
+        frame(ApiKey::Fetch, 12, &RequestKind::Fetch(r))
+    };
+    let cases = [("Produce v9, 1 partition", ApiKey::Produce, 9, produce(1)), ("Produce v9, 100 partitions", ApiKey::Produce, 9, produce(100)), ("Fetch v12, 1 partition", ApiKey::Fetch, 12, fetch(1)), ("Fetch v12, 100 partitions", ApiKey::Fetch, 12, fetch(100))];
+    for (name, key, version, f) in cases {
+        // The best of 9 runs of 5,000: the machine is shared, the minimum is the cost.
+        let rounds = 5_000;
+        let time = |run: &dyn Fn()| {
+            (0..9)
+                .map(|_| {
+                    let start = Instant::now();
+                    for _ in 0..rounds {
+                        run();
+                    }
+                    start.elapsed().as_nanos() as f64 / rounds as f64
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let walk = time(&|| {
+            black_box(request(black_box(&f)).unwrap());
+        });
+        let decode = time(&|| {
+            black_box(decode_unwalked(black_box(f.clone()), key, version).unwrap());
+        });
+        let both = time(&|| {
+            black_box(decode_request(black_box(f.clone()), served).unwrap());
+        });
+        eprintln!("{name} ({} B): walk {walk:.0} ns, decode {decode:.0} ns, walk + decode {both:.0} ns", f.len());
+    }
+}
