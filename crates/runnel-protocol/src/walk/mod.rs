@@ -398,7 +398,7 @@ impl<'a> Cursor<'a> {
             }
             Op::FixedArray { size, nullable, name } => {
                 if let Some(n) = self.length(4, *nullable, name)? {
-                    self.take(n.checked_mul(*size).unwrap_or(usize::MAX), name)?;
+                    self.take(n.saturating_mul(*size), name)?;
                 }
             }
             Op::Array { elem, nullable, name } => {
