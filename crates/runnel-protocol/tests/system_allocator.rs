@@ -47,3 +47,27 @@ fn hostile_frames_of_every_covered_version_stay_within_a_small_multiple_of_the_f
     }
     assert!(frames > 10_000, "{frames} frames");
 }
+
+/// A dense valid request: DescribeGroups v5 naming 100,000 empty groups, one byte each on
+/// the wire and a 32-byte `StrBytes` each once decoded, so `kafka-protocol` rightly
+/// reserves 32 bytes per frame byte (a string array of one-byte compact strings is the
+/// densest element the served requests have): the factor behind the bound above (64, twice
+/// that).
+#[test]
+fn a_dense_valid_frame_reserves_32_bytes_per_frame_byte() {
+    let n = 100_000u32;
+    let mut f = vec![0, 15, 0, 5, 0, 0, 0, 1, 0xff, 0xff, 0]; // DescribeGroups v5, null client id, no tags
+    let mut count = n + 1;
+    while count >= 0x80 {
+        f.push(count as u8 | 0x80);
+        count >>= 7;
+    }
+    f.push(count as u8);
+    f.extend(std::iter::repeat_n(1u8, n as usize)); // n compact empty strings
+    f.extend_from_slice(&[0, 0]); // include_authorized_operations, no tags
+    let len = f.len();
+    let (r, largest) = largest_allocation_during(|| decode_request(Bytes::from(f), walk::covers));
+    assert!(r.is_ok(), "{:?}", r.err());
+    assert_eq!(largest, 32 * n as usize, "for a {len}-byte frame");
+    assert!(largest <= 64 * len + 4096);
+}
