@@ -45,7 +45,8 @@ pub fn retention_pass(broker: &Broker) {
 
 /// Forgets producers idle for `producer.id.expiration.ms` in every partition.
 pub fn producer_expiry_pass(broker: &Broker) {
-    let (now, ttl) = (now_ms(), broker.config.producer_id_expiration_ms());
+    // Dynamic: the value in effect now (static, or set by AlterConfigs).
+    let (now, ttl) = (now_ms(), broker.effective_config().producer_id_expiration_ms());
     for part in broker.all_partitions() {
         let n = part.log().remove_expired_producers(now, ttl);
         if n > 0 {

@@ -210,7 +210,7 @@ impl BrokerConfig {
         self.int_setting("replica.fetch.max.bytes", 1048576) as usize
     }
 
-    fn check_broker_setting(&self, name: &str, value: &str) -> Result<(), ConfigError> {
+    pub(crate) fn check_broker_setting(&self, name: &str, value: &str) -> Result<(), ConfigError> {
         let bad = |why: &str| ConfigError(format!("{name}={value}: {why}"));
         match name {
             "auto.create.topics.enable" | "allow.everyone.if.no.acl.found" => value.parse::<bool>().map(|_| ()).map_err(|_| bad("expected true or false")),

@@ -18,7 +18,7 @@ use crate::topic_config::{self, ConfigType, MAX_VALUE_LEN, TOPIC_CONFIGS};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
     /// Applied at once: the topic defaults (`log.retention.ms` …) of every partition
-    /// without a topic override.
+    /// without a topic override, and the broker settings in [`RUNNEL_DYNAMIC`].
     Applied,
     /// Kafka accepts it dynamically, Runnel has no such mechanism (Kerberos, Java thread
     /// pools): stored, described, and otherwise without effect.
@@ -53,12 +53,33 @@ pub const STORED_ONLY: &[StoredDef] = &[
     StoredDef { name: "log.cleaner.threads", default: "1", config_type: ConfigType::Int, min: Some(0) },
 ];
 
+/// Kafka's read-only broker configs that Runnel sets another way (flags such as
+/// `--data-dir`, `--node-id`, `--controller-quorum`): refused as read-only, as Kafka
+/// refuses them, rather than as unknown.
+const KAFKA_READ_ONLY: &[&str] = &[
+    "broker.id",
+    "node.id",
+    "log.dir",
+    "log.dirs",
+    "process.roles",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "controller.listener.names",
+    "metadata.log.dir",
+];
+
+/// Runnel's own broker settings (of [`BROKER_SETTINGS`]) that are dynamic in Kafka and
+/// that Runnel reads afresh at each use, so a dynamic value applies at once.
+pub const RUNNEL_DYNAMIC: &[&str] = &["producer.id.expiration.ms"];
+
 /// What a broker config name is, for a dynamic update.
 pub enum BrokerConfigKind {
     /// A topic default (`log.segment.bytes` …): dynamic, applied at once.
     TopicDefault(&'static topic_config::TopicConfigDef),
     /// Dynamic in Kafka, stored only in Runnel.
     StoredOnly(&'static StoredDef),
+    /// One of Runnel's settings that applies at once ([`RUNNEL_DYNAMIC`]).
+    Setting,
     /// A setting Runnel reads once at start (Kafka's read-only configs, and the dynamic
     /// ones Runnel cannot change while running yet).
     ReadOnly,
@@ -70,7 +91,10 @@ pub fn broker_kind(name: &str) -> BrokerConfigKind {
         BrokerConfigKind::TopicDefault(d)
     } else if let Some(d) = STORED_ONLY.iter().find(|d| d.name == name) {
         BrokerConfigKind::StoredOnly(d)
+    } else if RUNNEL_DYNAMIC.contains(&name) {
+        BrokerConfigKind::Setting
     } else if BROKER_SETTINGS.iter().any(|(n, _, _)| *n == name)
+        || KAFKA_READ_ONLY.contains(&name)
         || name.strip_prefix("listener.name.").and_then(|r| r.split_once('.')).is_some_and(|(_, s)| PER_LISTENER.contains(&s))
     {
         BrokerConfigKind::ReadOnly
@@ -82,7 +106,7 @@ pub fn broker_kind(name: &str) -> BrokerConfigKind {
 impl BrokerConfigKind {
     pub fn effect(&self) -> Option<Effect> {
         match self {
-            BrokerConfigKind::TopicDefault(_) => Some(Effect::Applied),
+            BrokerConfigKind::TopicDefault(_) | BrokerConfigKind::Setting => Some(Effect::Applied),
             BrokerConfigKind::StoredOnly(_) => Some(Effect::StoredOnly),
             _ => None,
         }
@@ -100,6 +124,9 @@ pub fn validate_broker(name: &str, value: &str) -> Result<(), String> {
             topic_config::validate(d.name, value).map_err(|e| format!("Invalid value {value} for configuration {name}: {e}"))
         }
         BrokerConfigKind::StoredOnly(d) => check_typed(name, value, d.config_type, d.min),
+        BrokerConfigKind::Setting => crate::config::BrokerConfig::default()
+            .check_broker_setting(name, value)
+            .map_err(|e| format!("Invalid value {value} for configuration {name}: {}", e.0)),
         BrokerConfigKind::ReadOnly => Err(format!(
             "Cannot update these configs dynamically: [{name}] (Runnel reads it at start: set it in the config file, RUNNEL_* environment or flags, and restart)"
         )),
@@ -272,9 +299,12 @@ mod tests {
         assert!(validate_broker("background.threads", "x").unwrap_err().ends_with("Not a number of type INT"));
         assert!(validate_broker("num.partitions", "3").unwrap_err().starts_with("Cannot update these configs dynamically: [num.partitions]"));
         assert!(validate_broker("listener.name.sasl_ssl.ssl.keystore.location", "/k").unwrap_err().starts_with("Cannot update"));
+        assert!(validate_broker("log.dirs", "/x").unwrap_err().starts_with("Cannot update these configs dynamically: [log.dirs]"));
         assert_eq!(validate_broker("foo.bar", "1").unwrap_err(), "Unknown broker config name: foo.bar");
         assert_eq!(broker_kind("log.segment.bytes").effect(), Some(Effect::Applied));
         assert_eq!(broker_kind("num.io.threads").effect(), Some(Effect::StoredOnly));
+        assert_eq!(broker_kind("producer.id.expiration.ms").effect(), Some(Effect::Applied));
+        assert!(validate_broker("producer.id.expiration.ms", "0").unwrap_err().starts_with("Invalid value 0 for configuration producer.id.expiration.ms"));
     }
 
     #[test]

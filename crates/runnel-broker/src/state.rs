@@ -306,6 +306,14 @@ impl Broker {
         self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The broker config with the dynamic configs in effect in place of the static ones,
+    /// for settings read afresh at each use (`dynamic_config::RUNNEL_DYNAMIC`).
+    pub fn effective_config(&self) -> crate::config::BrokerConfig {
+        let mut c = self.config.clone();
+        c.settings = self.settings().merged.clone();
+        c
+    }
+
     /// Copies the image's dynamic broker configs (cluster-wide default and this broker's)
     /// into the settings requests read, and re-resolves the topic settings of every open
     /// partition when the merged values changed. Called when the broker opens and after

@@ -2,7 +2,8 @@
 //! them: AlterConfigs and IncrementalAlterConfigs on BROKER resources (this broker's id,
 //! and the cluster-wide default ""), DescribeConfigs with each source (dynamic broker,
 //! dynamic default, static, default), read-only flags and synonyms; a dynamic topic
-//! default that takes effect on a live topic at once; GROUP resources (KIP-848);
+//! default that takes effect on a live topic at once, as does a dynamic
+//! `producer.id.expiration.ms`; GROUP resources (KIP-848);
 //! refusals with Kafka's codes and messages; validate_only; and all of it kept over a
 //! restart (it is in the metadata log).
 
@@ -110,6 +111,7 @@ fn bad_broker_configs_are_refused_as_kafka_refuses_them() {
         ("message.max.bytes", "-5", "Invalid value -5 for configuration message.max.bytes"),
         ("num.partitions", "3", "Cannot update these configs dynamically: [num.partitions]"),
         ("group.min.session.timeout.ms", "100", "Cannot update these configs dynamically"),
+        ("log.dirs", "/x", "Cannot update these configs dynamically: [log.dirs]"),
         ("foo.bar", "1", "Unknown broker config name: foo.bar"),
     ];
     for (name, value, message) in cases {
@@ -169,4 +171,31 @@ fn group_configs_are_stored_checked_and_described() {
     assert_eq!(entry(&describe(&addr, GROUP, "g2"), "consumer.heartbeat.interval.ms").unwrap().0, "6000");
     assert_eq!(incremental(&addr, GROUP, "g1", &[("consumer.session.timeout.ms", DELETE, None)], false).0, 0);
     assert_eq!(entry(&describe(&addr, GROUP, "g1"), "consumer.session.timeout.ms").unwrap().1, DEFAULT);
+}
+
+/// `producer.id.expiration.ms` is read afresh by each expiry pass: a dynamic value makes an
+/// idle idempotent producer forgotten without a restart.
+#[test]
+fn a_dynamic_producer_id_expiration_applies_at_the_next_pass() {
+    use kafka_protocol::messages::{describe_producers_request::TopicRequest, DescribeProducersRequest, TopicName};
+    let b = Broker::start(&["-o", "producer.id.expiration.check.interval.ms=100"]);
+    create_topic(&b, "idem", 1, &[]);
+    let p = producer(&b, &[("enable.idempotence", "true")]);
+    assert_eq!(block_on(send_one(&p, FutureRecord::to("idem").payload(&b"x"[..]))), (0, 0));
+    let producers = || {
+        let t = TopicRequest::default().with_name(TopicName(common::wire::sb("idem"))).with_partition_indexes(vec![0]);
+        request(&b, &DescribeProducersRequest::default().with_topics(vec![t]), 0).topics[0].partitions[0].active_producers.len()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(producers(), 1, "kept under the static default (one day)");
+    assert_eq!(incremental(&b.addr, BROKER, "1", &[("producer.id.expiration.ms", SET, Some("0"))], false).0, INVALID_REQUEST);
+    assert_eq!(incremental(&b.addr, BROKER, "1", &[("producer.id.expiration.ms", SET, Some("200"))], false).0, 0);
+    let r = describe(&b.addr, BROKER, "1");
+    let (value, source, read_only, _) = entry(&r, "producer.id.expiration.ms").unwrap();
+    assert_eq!((value.as_str(), source, read_only), ("200", DYNAMIC_BROKER, false));
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while producers() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the idle producer was not forgotten under the dynamic value");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -1,7 +1,8 @@
 //! Dynamic broker and group configs in a cluster: they are metadata records the quorum
 //! replicates, so the cluster-wide default altered through one broker is described by
 //! every other broker (and applies to their topics), a group config set through one broker
-//! is described by another, and a broker's own config set through itself stays its own.
+//! is described by another, a broker's own config set through itself stays its own, and a
+//! node killed and restarted describes them all again.
 
 use super::{start_cluster, wait_until};
 use crate::common::configs::*;
@@ -31,7 +32,19 @@ fn dynamic_configs_altered_on_one_node_are_described_on_the_others() {
         let r = describe(addr, BROKER, "");
         assert_eq!(r.configs.len(), 1, "broker {id} describes the default level");
     }
+    // Kept by the quorum: a node killed and restarted describes them again.
+    let mut c = c;
+    c.nodes[1].kill9();
+    c.nodes[1].restart();
+    let addr = c.nodes[1].addr.clone();
+    wait_until("broker 2 describes its configs after a restart", || {
+        let r = describe(&addr, BROKER, "2");
+        r.error_code == 0
+            && entry(&r, "log.retention.ms").is_some_and(|e| (e.0.as_str(), e.1) == ("3600000", DYNAMIC_DEFAULT_BROKER))
+            && entry(&r, "background.threads").is_some_and(|e| (e.0.as_str(), e.1) == ("9", DYNAMIC_BROKER))
+    });
+    assert_eq!(entry(&describe(&addr, GROUP, "g"), "consumer.session.timeout.ms").unwrap().0, "50000");
     // Brokers name only themselves: another's id is refused (Kafka's admin client sends a
     // broker's resource to that broker).
-    assert_eq!(incremental(&addrs[0], BROKER, "2", &[("background.threads", SET, Some("8"))], false).0, 42);
+    assert_eq!(incremental(&c.nodes[0].addr, BROKER, "2", &[("background.threads", SET, Some("8"))], false).0, 42);
 }
