@@ -121,7 +121,12 @@ pub fn consume_range(b: &Broker, topic: &str, partition: i32, from: i64, until: 
 
 /// Like [`consume_range`] for several partitions at once: partition → (from, until).
 pub fn consume_ranges(b: &Broker, topic: &str, ranges: &BTreeMap<i32, (i64, i64)>) -> BTreeMap<i32, Vec<Rec>> {
-    let c = consumer(b, &[]);
+    consume_ranges_with(b, topic, ranges, &[])
+}
+
+/// [`consume_ranges`] with a consumer given `extra` settings.
+fn consume_ranges_with(b: &Broker, topic: &str, ranges: &BTreeMap<i32, (i64, i64)>, extra: &[(&str, &str)]) -> BTreeMap<i32, Vec<Rec>> {
+    let c = consumer(b, extra);
     let mut tpl = TopicPartitionList::new();
     let mut out: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
     for (&p, &(from, until)) in ranges {
@@ -172,6 +177,15 @@ pub fn watermarks(b: &Broker, topic: &str, partition: i32) -> (i64, i64) {
 pub fn consume_all(b: &Broker, topic: &str, partition: i32) -> Vec<Rec> {
     let (lo, hi) = watermarks(b, topic, partition);
     consume_range(b, topic, partition, lo, hi)
+}
+
+/// Like [`consume_all`], for a log whose start may move while it is read (retention of a
+/// `compact,delete` topic deletes the segments compaction emptied): a fetch below the new
+/// log start goes on from it (`auto.offset.reset=earliest`) instead of failing.
+pub fn consume_all_from_moving_start(b: &Broker, topic: &str, partition: i32) -> Vec<Rec> {
+    let (lo, hi) = watermarks(b, topic, partition);
+    let ranges = BTreeMap::from([(partition, (lo, hi))]);
+    consume_ranges_with(b, topic, &ranges, &[("auto.offset.reset", "earliest")]).remove(&partition).unwrap_or_default()
 }
 
 /// Sends every record without waiting in between (so librdkafka batches them), then
