@@ -16,6 +16,8 @@ pub const BROKER_SETTINGS: &[(&str, &str, &str)] = &[
     ("replica.fetch.wait.max.ms", "500", "Cluster mode: how long a follower's fetch waits at the leader for new data."),
     ("replica.high.watermark.checkpoint.interval.ms", "5000", "Cluster mode: how often each replica's high watermark is written to replication-offset-checkpoint in the data dir (also at a clean stop; read at start)."),
     ("replica.fetch.max.bytes", "1048576", "Cluster mode: bytes a follower asks for per partition and fetch (the first batch comes whole)."),
+    ("max.incremental.fetch.session.cache.slots", "1000", "Most incremental fetch sessions (KIP-227) the broker keeps, for all clients and followers together; 0 turns fetch sessions off (every fetch is then answered in full)."),
+    ("min.incremental.fetch.session.eviction.ms", "120000", "A fetch session unused for this long may be evicted by any new one; a younger one only by a more valuable one (a follower's over a consumer's, then more partitions)."),
     ("socket.request.max.bytes", "104857600", "Largest request frame; a larger one closes the connection. Also the most one connection reads ahead of its answers."),
     ("queued.max.request.bytes", "536870912", "Bytes of requests read and not yet handled, over all connections together; past it the broker stops reading until handled requests free some (-1: no limit; Kafka's default is -1)."),
     ("max.connections", "10000", "Most client connections open at once; the listener stops accepting meanwhile (Kafka's default is 2147483647; keep it below the open-file limit)."),
@@ -243,6 +245,10 @@ impl BrokerConfig {
                 Ok(n) if n >= 0 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 0 (0: half the open-file limit)")),
             },
+            "max.incremental.fetch.session.cache.slots" | "min.incremental.fetch.session.eviction.ms" => match value.parse::<i32>() {
+                Ok(n) if n >= 0 => Ok(()),
+                _ => Err(bad("expected a whole number ≥ 0")),
+            },
             "max.connections" | "connections.max.idle.ms" | "max.broker.partitions" => match value.parse::<i32>() {
                 Ok(n) if n >= 1 => Ok(()),
                 _ => Err(bad("expected a whole number ≥ 1")),
@@ -352,6 +358,14 @@ impl BrokerConfig {
     /// `max.connections.per.ip.overrides`, validated at start.
     pub fn max_connections_per_ip_overrides(&self) -> std::collections::HashMap<std::net::IpAddr, usize> {
         parse_ip_overrides(self.setting("max.connections.per.ip.overrides")).unwrap_or_default()
+    }
+
+    /// `max.incremental.fetch.session.cache.slots` and
+    /// `min.incremental.fetch.session.eviction.ms`: the fetch session cache.
+    pub fn fetch_session_cache(&self) -> crate::fetch_session::FetchSessionCache {
+        let slots = self.int_setting("max.incremental.fetch.session.cache.slots", 1000).max(0) as usize;
+        let eviction = self.int_setting("min.incremental.fetch.session.eviction.ms", 120_000).max(0) as u64;
+        crate::fetch_session::FetchSessionCache::new(slots, std::time::Duration::from_millis(eviction))
     }
 
     pub fn max_broker_partitions(&self) -> u64 {

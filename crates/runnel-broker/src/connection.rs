@@ -213,6 +213,7 @@ impl Connection<'_> {
             session: Arc::new(session.clone()),
             splices: Default::default(),
             metrics: shared.metrics.clone(),
+            fetch_sessions: Default::default(),
         };
         let mut session_ends: Option<Instant> = None;
         // Responses owed, in request order: acks=all produces waiting for the ISR, and the

@@ -14,6 +14,7 @@ mod connection;
 mod data_dir;
 mod dynamic_config;
 mod errors;
+mod fetch_session;
 mod fetcher;
 mod group;
 mod handlers;

@@ -184,6 +184,7 @@ impl Metrics {
             register_partitions(&mut scrape, b);
             register_groups(&mut scrape, b);
             register_transactions(&mut scrape, b);
+            register_fetch_sessions(&mut scrape, b);
         }
         let encoded = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
             .and_then(|_| prometheus_client::encoding::text::encode_registry(&mut out, &scrape));
@@ -343,6 +344,29 @@ fn register_transactions(registry: &mut Registry, b: &Broker) {
     let open = Gauge::<i64>::default();
     open.set(b.txns().open_transactions() as i64);
     registry.register("open_transactions", "Transactions ongoing or being completed (this broker is their coordinator)", open);
+}
+
+/// The fetch session cache (KIP-227): sessions and partitions cached now, and counts of
+/// sessions created, incremental fetches served and refused, and evictions.
+fn register_fetch_sessions(registry: &mut Registry, b: &Broker) {
+    let cache = b.fetch_sessions();
+    let (sessions, partitions) = cache.sizes();
+    for (name, help, v) in [
+        ("fetch_sessions", "Incremental fetch sessions cached (max.incremental.fetch.session.cache.slots)", sessions),
+        ("fetch_session_partitions", "Partitions held by all cached fetch sessions", partitions),
+    ] {
+        let g = Gauge::<i64>::default();
+        g.set(v as i64);
+        registry.register(name, help, g);
+    }
+    for (name, help, c) in [
+        ("fetch_sessions_created", "Full fetches that created a fetch session", &cache.created),
+        ("fetch_session_incremental_requests", "Incremental fetches served from a session", &cache.incremental),
+        ("fetch_session_errors", "Incremental fetches refused (session not found, wrong epoch, topic id use changed)", &cache.refused),
+        ("fetch_session_evictions", "Fetch sessions evicted to make room for a new one", &cache.evictions),
+    ] {
+        registry.register(name, help, c.clone());
+    }
 }
 
 /// Whether a response carries an error code (top level or in any partition or resource).

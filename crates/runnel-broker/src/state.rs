@@ -64,6 +64,8 @@ pub struct Broker {
     /// outside the metadata lock (one node): a create, delete or partition increase of
     /// such a topic waits until they are in place (or renamed away).
     creating: Mutex<HashSet<String>>,
+    /// Incremental fetch sessions (KIP-227), of consumers and followers.
+    fetch_sessions: crate::fetch_session::FetchSessionCache,
 }
 
 /// How many producer ids a broker reserves with one metadata record (Kafka's block size).
@@ -143,6 +145,7 @@ impl Broker {
         let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;
         let quotas = crate::quota::Quotas::new(&config);
         let static_settings = config.settings.clone();
+        let fetch_sessions = config.fetch_session_cache();
         let broker = Self {
             config,
             cluster_id,
@@ -160,6 +163,7 @@ impl Broker {
             quotas,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
+            fetch_sessions,
         };
         broker.refresh_dynamic_configs();
         if broker.topic(OFFSETS_TOPIC).is_none() {
@@ -198,6 +202,7 @@ impl Broker {
         let authorizer = crate::authorizer::Authorizer::from_config(&config).map_err(|e| StateError::Config(e.to_string()))?;
         let quotas = crate::quota::Quotas::new(&config);
         let static_settings = config.settings.clone();
+        let fetch_sessions = config.fetch_session_cache();
         let broker = Self {
             config,
             cluster_id,
@@ -215,6 +220,7 @@ impl Broker {
             quotas,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
+            fetch_sessions,
         };
         for (name, (topic_id, parts, configs)) in &hosted {
             broker.open_partitions(&(name, *topic_id), parts.clone(), configs)?;
@@ -454,6 +460,16 @@ impl Broker {
     /// One topic by its id, without copying the whole image.
     pub fn topic_by_id(&self, id: &Uuid) -> Option<TopicImage> {
         self.with_image(|i| i.topic_by_id(id).cloned())
+    }
+
+    /// The fetch session cache.
+    pub(crate) fn fetch_sessions(&self) -> &crate::fetch_session::FetchSessionCache {
+        &self.fetch_sessions
+    }
+
+    /// A topic's name by its id, without copying its image.
+    pub fn topic_name_by_id(&self, id: &Uuid) -> Option<String> {
+        self.with_image(|i| i.topic_by_id(id).map(|t| t.name.clone()))
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {

@@ -1,5 +1,18 @@
-//! Fetch (key 1) v4–v16, sessionless (we never create a fetch session, so clients send
-//! full requests; session_id 0 in every response). Topics by name, or by topic id (v13+).
+//! Fetch (key 1) v4–v16. Topics by name, or by topic id (v13+).
+//!
+//! Fetch sessions (KIP-227, v7+; the cache is `crate::fetch_session`): a full fetch with
+//! epoch 0 is answered in full and creates a session when the cache has room (its id in
+//! the answer; 0 when none was made), closing the session it names if any; epoch -1 closes
+//! it and makes none. An incremental fetch (session id, epoch n) updates the session with
+//! the partitions it names and the ones it forgets (`forgotten_topics_data`), reads every
+//! partition of the session, and answers only those with records, an error, or a high
+//! watermark, last stable offset or log start offset that moved. Refused as a whole, with
+//! no partitions: an unknown session (FETCH_SESSION_ID_NOT_FOUND), an epoch other than
+//! the session's next (INVALID_FETCH_SESSION_EPOCH), names where the session has topic
+//! ids or the reverse (FETCH_SESSION_TOPIC_ID_ERROR). Partition errors
+//! (NOT_LEADER_OR_FOLLOWER after a leader change …) are always sent and re-send the
+//! partition once they clear, as in Kafka; the fetcher then moves the partition to its
+//! new leader and forgets it here.
 //!
 //! A partition named more than once is answered once (the last entry's offset and limits
 //! count), as Kafka merges its fetch map; so is a topic named more than once.
@@ -30,7 +43,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,6 +59,7 @@ use runnel_metadata::acl::AclOperation;
 
 use super::Ctx;
 use crate::errors::{code, KafkaError};
+use crate::fetch_session::{Answered, Params, PartitionKey, Session, TopicKey, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID};
 use crate::partition::{NotServing, Partition};
 
 pub const MIN_VERSION: i16 = 4;
@@ -57,25 +71,35 @@ const READ_COMMITTED: i8 = 1;
 /// Topic ids are used from this version on (KIP-516).
 const TOPIC_ID_VERSION: i16 = 13;
 
-/// A topic as the request names it: by name before v13, by id from v13.
-#[derive(PartialEq, Eq, Hash)]
-enum TopicKey {
-    Name(kafka_protocol::protocol::StrBytes),
-    Id(Uuid),
-}
+/// Fetch sessions (KIP-227) from this version on.
+const SESSION_VERSION: i16 = 7;
 
-/// One partition of the request, resolved.
+/// One partition of the request (or of its session), resolved.
 struct Wanted {
+    key: PartitionKey,
     topic_slot: usize,
-    index: i32,
-    fetch_offset: i64,
-    max_bytes: usize,
+    params: Params,
     /// The error to answer when the partition does not exist or is not served here.
     part: Result<Arc<Partition>, KafkaError>,
     /// With NOT_LEADER_OR_FOLLOWER: the leader and its epoch.
     current_leader: Option<(i32, i32)>,
-    /// The request's `current_leader_epoch` (-1: none), checked again at every read.
-    leader_epoch: i32,
+}
+
+/// A topic of the request, looked up once.
+struct TopicSlot {
+    slot: usize,
+    name: Option<String>,
+    denied: bool,
+}
+
+/// How the request stands to fetch sessions (KIP-227, Fetch v7+).
+enum Mode {
+    /// No session: epoch -1 (or before v7), or no session is kept.
+    Sessionless,
+    /// Epoch 0: answered in full, and a session is created if the cache has room.
+    Full,
+    /// An incremental fetch in this session, which must still be at `epoch` when answered.
+    Incremental { session: Arc<Mutex<Session>>, epoch: i32 },
 }
 
 /// Who fetches: a consumer (-1) or the follower replica with this broker id.
@@ -100,59 +124,59 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let use_ids = ctx.version >= TOPIC_ID_VERSION;
     let replica = replica_id(&req, ctx.version);
     let follower = replica >= 0;
-    // Followers need CLUSTER_ACTION on the cluster, consumers READ on each topic.
-    let cluster_action = follower && ctx.may_cluster(AclOperation::ClusterAction);
-    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    let mut wanted: Vec<Wanted> = Vec::new();
-    // A topic or partition named more than once is merged, as Kafka's fetch map does: one
-    // answer, at its first place, with the last entry's offset and limit.
-    let mut topic_slots: HashMap<TopicKey, usize> = HashMap::new();
-    let mut partition_slots: HashMap<(usize, i32), usize> = HashMap::new();
-    for t in req.topics {
-        let key = if use_ids { TopicKey::Id(t.topic_id) } else { TopicKey::Name(t.topic.0.clone()) };
-        let slot = *topic_slots.entry(key).or_insert_with(|| {
-            topics.push(FetchableTopicResponse::default().with_topic(if use_ids { TopicName::default() } else { t.topic.clone() }).with_topic_id(t.topic_id));
-            topics.len() - 1
-        });
-        let name = if use_ids { ctx.broker.topic_by_id(&t.topic_id).map(|ti| ti.name) } else { Some(t.topic.0.to_string()) };
-        let denied = name.as_deref().is_some_and(|n| if follower { !cluster_action } else { !ctx.may_topic(AclOperation::Read, n) });
-        for p in t.partitions {
-            let (fetch_offset, max_bytes) = (p.fetch_offset, p.partition_max_bytes.max(0) as usize);
-            if let Some(&i) = partition_slots.get(&(slot, p.partition)) {
-                wanted[i].fetch_offset = fetch_offset;
-                wanted[i].max_bytes = max_bytes;
-                continue;
-            }
-            let mut part = match &name {
-                _ if denied => Err(KafkaError::TopicAuthorizationFailed),
-                None => Err(KafkaError::UnknownTopicId),
-                Some(n) => ctx.broker.partition(n, p.partition).ok_or_else(|| match ctx.broker.offline_reason(n, p.partition) {
-                    Some(_) => KafkaError::KafkaStorageError,
-                    None => KafkaError::UnknownTopicOrPartition,
-                }),
-            };
-            let mut current_leader = None;
+    let topic_key = |name: &TopicName, id: Uuid| if use_ids { TopicKey::Id(id) } else { TopicKey::Name(name.0.clone()) };
+    // The partitions the request names, each once: a partition named more than once is
+    // merged, as Kafka's fetch map does (one answer, at its first place, with the last
+    // entry's offset and limit).
+    let mut named: Vec<(PartitionKey, Params)> = Vec::new();
+    let mut named_slots: HashMap<PartitionKey, usize> = HashMap::new();
+    for t in &req.topics {
+        let topic = topic_key(&t.topic, t.topic_id);
+        for p in &t.partitions {
             let leader_epoch = if ctx.version >= 9 { p.current_leader_epoch } else { -1 };
-            if let Ok(pt) = &part {
-                match pt.check_leader(leader_epoch) {
-                    Err(e) => {
-                        if let NotServing::NotLeader { leader, leader_epoch } = e {
-                            current_leader = Some((leader, leader_epoch));
-                        }
-                        part = Err(not_serving_code(e));
-                    }
-                    Ok(_) if follower => {
-                        if let Some(change) = pt.follower_fetched(replica, fetch_offset) {
-                            crate::replication::propose_isr(&ctx.broker, pt.clone(), change);
-                        }
-                    }
-                    Ok(_) => {}
+            let params = Params { fetch_offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize, leader_epoch };
+            let key = (topic.clone(), p.partition);
+            match named_slots.get(&key) {
+                Some(&i) => named[i].1 = params,
+                None => {
+                    named_slots.insert(key.clone(), named.len());
+                    named.push((key, params));
                 }
             }
-            partition_slots.insert((slot, p.partition), wanted.len());
-            wanted.push(Wanted { topic_slot: slot, index: p.partition, fetch_offset, max_bytes, part, current_leader, leader_epoch });
         }
     }
+    let cache = ctx.broker.fetch_sessions();
+    let (session_id, epoch) = if ctx.version >= SESSION_VERSION { (req.session_id, req.session_epoch) } else { (INVALID_SESSION_ID, FINAL_EPOCH) };
+    let mode = if epoch == INITIAL_EPOCH || epoch == FINAL_EPOCH {
+        // A full fetch closes the session it names.
+        cache.remove(session_id);
+        if epoch == INITIAL_EPOCH { Mode::Full } else { Mode::Sessionless }
+    } else {
+        let updated = cache.incremental(session_id, epoch, use_ids, std::time::Instant::now(), |s| {
+            for (key, params) in &named {
+                s.upsert(key.clone(), *params);
+            }
+            for f in &req.forgotten_topics_data {
+                let topic = topic_key(&f.topic, f.topic_id);
+                for &p in &f.partitions {
+                    s.forget(&(topic.clone(), p));
+                }
+            }
+        });
+        match updated {
+            Err(e) => return session_error(e.kafka(), INVALID_SESSION_ID),
+            // Nothing left in the session: it is closed, the request answered as it is.
+            Ok(None) => Mode::Sessionless,
+            Ok(Some(session)) => {
+                let s = lock(&session);
+                named = s.partitions().map(|(k, p)| (k.clone(), p)).collect();
+                let epoch = s.epoch();
+                drop(s);
+                Mode::Incremental { session, epoch }
+            }
+        }
+    };
+    let wanted = resolve(ctx, named, replica);
     let max_bytes = req.max_bytes.max(0) as usize;
     let committed = req.isolation_level == READ_COMMITTED;
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -185,8 +209,43 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
             break read_all(&wanted, max_bytes, follower, committed);
         }
     };
+    let answered = |r: &PartitionData| Answered {
+        high_watermark: r.high_watermark,
+        last_stable_offset: r.last_stable_offset,
+        log_start_offset: r.log_start_offset,
+    };
+    // Which answers are sent: all, except in an incremental fetch those that tell the
+    // fetcher nothing new.
+    let mut response_session = INVALID_SESSION_ID;
+    let mut send = vec![true; wanted.len()];
+    match mode {
+        Mode::Sessionless => {}
+        Mode::Full => {
+            let parts = wanted.iter().zip(&results).map(|(w, (r, _))| (w.key.clone(), w.params, answered(r)));
+            response_session = cache.create(std::time::Instant::now(), follower, use_ids, parts);
+            if response_session != INVALID_SESSION_ID {
+                ctx.fetch_sessions.created(cache, response_session);
+            }
+        }
+        Mode::Incremental { session, epoch } => {
+            let mut s = lock(&session);
+            // Another request of this session was answered meanwhile (a duplicate).
+            if s.epoch() != epoch {
+                return session_error(KafkaError::InvalidFetchSessionEpoch, s.id());
+            }
+            response_session = s.id();
+            for ((w, (r, slice)), send) in wanted.iter().zip(&results).zip(&mut send) {
+                let has_records = slice.as_ref().is_some_and(|s| !s.is_empty());
+                *send = s.answer(&w.key, answered(r), has_records, r.error_code != 0);
+            }
+        }
+    }
+    let mut topics = topic_slots(&wanted);
     let mut splices = Vec::new();
-    for (w, (mut r, slice)) in wanted.iter().zip(results) {
+    for ((w, (mut r, slice)), send) in wanted.iter().zip(results).zip(send) {
+        if !send {
+            continue;
+        }
         if let Some(slice) = slice.filter(|s| !s.is_empty()) {
             let token = placeholder_token(splices.len());
             r.records = Some(Bytes::copy_from_slice(&token));
@@ -194,8 +253,83 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         }
         topics[w.topic_slot].partitions.push(r);
     }
+    topics.retain(|t| !t.partitions.is_empty());
     *ctx.splices.lock().unwrap_or_else(|p| p.into_inner()) = splices;
-    FetchResponse::default().with_responses(topics)
+    FetchResponse::default().with_responses(topics).with_session_id(response_session)
+}
+
+/// The answer to a fetch refused as a whole for its session.
+fn session_error(e: KafkaError, session_id: i32) -> FetchResponse {
+    FetchResponse::default().with_error_code(code(e)).with_session_id(session_id)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Looks up each partition: its topic (once per topic), the ACL, whether it is served
+/// here and led at the fetcher's epoch. A follower's fetch offset is taken as its log
+/// end for every partition it fetches (those of its session included).
+fn resolve(ctx: &Ctx, named: Vec<(PartitionKey, Params)>, replica: i32) -> Vec<Wanted> {
+    let follower = replica >= 0;
+    // Followers need CLUSTER_ACTION on the cluster, consumers READ on each topic.
+    let cluster_action = follower && ctx.may_cluster(AclOperation::ClusterAction);
+    let mut topics: HashMap<TopicKey, TopicSlot> = HashMap::new();
+    let mut wanted = Vec::with_capacity(named.len());
+    for (key, params) in named {
+        let next_slot = topics.len();
+        let topic = topics.entry(key.0.clone()).or_insert_with(|| {
+            let name = match &key.0 {
+                TopicKey::Name(n) => Some(n.to_string()),
+                TopicKey::Id(id) => ctx.broker.topic_name_by_id(id),
+            };
+            let denied = name.as_deref().is_some_and(|n| if follower { !cluster_action } else { !ctx.may_topic(AclOperation::Read, n) });
+            TopicSlot { slot: next_slot, name, denied }
+        });
+        let index = key.1;
+        let mut part = match &topic.name {
+            _ if topic.denied => Err(KafkaError::TopicAuthorizationFailed),
+            None => Err(KafkaError::UnknownTopicId),
+            Some(n) => ctx.broker.partition(n, index).ok_or_else(|| match ctx.broker.offline_reason(n, index) {
+                Some(_) => KafkaError::KafkaStorageError,
+                None => KafkaError::UnknownTopicOrPartition,
+            }),
+        };
+        let mut current_leader = None;
+        if let Ok(pt) = &part {
+            match pt.check_leader(params.leader_epoch) {
+                Err(e) => {
+                    if let NotServing::NotLeader { leader, leader_epoch } = e {
+                        current_leader = Some((leader, leader_epoch));
+                    }
+                    part = Err(not_serving_code(e));
+                }
+                Ok(_) if follower => {
+                    if let Some(change) = pt.follower_fetched(replica, params.fetch_offset) {
+                        crate::replication::propose_isr(&ctx.broker, pt.clone(), change);
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        wanted.push(Wanted { key, topic_slot: topic.slot, params, part, current_leader });
+    }
+    wanted
+}
+
+/// One empty answer per topic of `wanted`, in the order the topics first come.
+fn topic_slots(wanted: &[Wanted]) -> Vec<FetchableTopicResponse> {
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for w in wanted {
+        if w.topic_slot == topics.len() {
+            let t = FetchableTopicResponse::default();
+            topics.push(match &w.key.0 {
+                TopicKey::Name(n) => t.with_topic(TopicName(n.clone())),
+                TopicKey::Id(id) => t.with_topic_id(*id),
+            });
+        }
+    }
+    topics
 }
 
 /// A partition's answer without records: `e`, with the current leader where known. Kafka
@@ -232,7 +366,7 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, follower: bool, committed: bool
         .iter()
         .map(|w| {
             let mut d = PartitionData::default()
-                .with_partition_index(w.index)
+                .with_partition_index(w.key.1)
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
@@ -246,11 +380,11 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, follower: bool, committed: bool
             // may have outlived this broker's leadership, and the log may since hold a new
             // leader's records above a cut, which a follower still in the old epoch would
             // take on top of records the new leader does not have.
-            if let Err(e) = part.check_leader(w.leader_epoch) {
+            if let Err(e) = part.check_leader(w.params.leader_epoch) {
                 let current = if let NotServing::NotLeader { leader, leader_epoch } = e { Some((leader, leader_epoch)) } else { None };
                 return refused(d, not_serving_code(e), current);
             }
-            let limit = w.max_bytes.min(remaining);
+            let limit = w.params.max_bytes.min(remaining);
             // Before the log lock (lock order: replica state, then log).
             let hw = part.high_watermark();
             let log = part.log();
@@ -259,12 +393,12 @@ fn read_all(wanted: &[Wanted], max_bytes: usize, follower: bool, committed: bool
             // with read_committed below the last stable offset too.
             let stable = log.last_stable_offset().min(hw);
             let upper = if follower { i64::MAX } else if committed { stable } else { hw };
-            match log.read_for_fetch(w.fetch_offset, limit, min_one, upper) {
+            match log.read_for_fetch(w.params.fetch_offset, limit, min_one, upper) {
                 Ok(slice) => {
                     // As Kafka: the offsets are sent only with a successful read (-1 on errors).
                     d = d.with_high_watermark(hw).with_last_stable_offset(stable).with_log_start_offset(start);
                     if committed && !follower {
-                        let aborted = log.aborted_transactions(w.fetch_offset, upper).into_iter().map(|t| {
+                        let aborted = log.aborted_transactions(w.params.fetch_offset, upper).into_iter().map(|t| {
                             AbortedTransaction::default().with_producer_id(ProducerId(t.producer_id)).with_first_offset(t.first_offset)
                         });
                         d = d.with_aborted_transactions(Some(aborted.collect()));

@@ -116,6 +116,8 @@ pub struct Ctx {
     /// (Fetch's zero-copy path): placeholders in the encoded body, in order.
     pub splices: std::sync::Mutex<Vec<Splice>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The fetch sessions this connection created (bounded per connection).
+    pub fetch_sessions: crate::fetch_session::ConnectionSessions,
 }
 
 impl Ctx {
@@ -131,6 +133,7 @@ impl Ctx {
             session: self.session.clone(),
             splices: Default::default(),
             metrics: self.metrics.clone(),
+            fetch_sessions: Default::default(),
         }
     }
 }
