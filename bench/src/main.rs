@@ -15,6 +15,7 @@ mod limits;
 mod perftest;
 mod procstat;
 mod report;
+mod sessions;
 mod throughput;
 mod tls;
 #[path = "../../crates/runnel/tests/common/certs.rs"]
@@ -267,6 +268,9 @@ fn measure(args: Args, kind: Kind, machine: &str) -> Result<Vec<Row>> {
     if b.runs_tls() {
         b.tls()?;
     }
+    if b.runs_own(Group::Sessions) {
+        b.sessions()?;
+    }
     if let Broker::Ours(broker) = &mut b.broker {
         broker.stop()?;
     }
@@ -332,6 +336,9 @@ impl Bench {
         if self.runs_tls() {
             n += 4;
         }
+        if self.runs_own(Group::Sessions) {
+            n += 6;
+        }
         n
     }
 
@@ -344,6 +351,11 @@ impl Bench {
     /// The TLS rows start their own Runnel broker with an SSL listener.
     fn runs_tls(&self) -> bool {
         self.wants(Group::Tls) && matches!(self.kind, Kind::Runnel { .. }) && self.args.brokers.is_none()
+    }
+
+    /// Groups that start their own Runnel broker run on Runnel only, without --brokers.
+    fn runs_own(&self, g: Group) -> bool {
+        self.wants(g) && matches!(self.kind, Kind::Runnel { .. }) && self.args.brokers.is_none()
     }
 
     fn push(&mut self, row: Row) -> Result<()> {

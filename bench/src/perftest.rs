@@ -19,8 +19,13 @@ pub struct PerfTest {
 /// Sends `records` records of `size` bytes as fast as the Java producer can, with its
 /// default settings and `props` (`key=value`), and parses the tool's summary line.
 pub fn run(addr: &str, topic: &str, records: u64, size: usize, props: &[String]) -> Result<PerfTest> {
+    run_at(addr, topic, records, size, -1, props)
+}
+
+/// [`run`] at `throughput` records/s at most (-1: as fast as it can).
+pub fn run_at(addr: &str, topic: &str, records: u64, size: usize, throughput: i64, props: &[String]) -> Result<PerfTest> {
     let mut args = vec!["--topic".to_string(), topic.to_string(), "--num-records".into(), records.to_string()];
-    args.extend(["--record-size".into(), size.to_string(), "--throughput".into(), "-1".into()]);
+    args.extend(["--record-size".into(), size.to_string(), "--throughput".into(), throughput.to_string()]);
     args.extend(["--producer-props".into(), format!("bootstrap.servers={addr}")]);
     args.extend(props.iter().cloned());
     let text = tool("kafka-producer-perf-test", &args)?;

@@ -27,6 +27,9 @@ pub enum Group {
     /// Kafka's perf tools (the Java client) producing and consuming 1,000 B records over a
     /// PLAINTEXT and an SSL listener of one broker (Runnel only).
     Tls,
+    /// Incremental fetch sessions: a Java consumer tailing 1,000 partitions, with sessions
+    /// off (cache slots 0) and on, alternated (Runnel only).
+    Sessions,
 }
 
 impl Group {
@@ -41,6 +44,7 @@ impl Group {
             Group::Idle => "idle",
             Group::Cluster => "cluster",
             Group::Tls => "tls",
+            Group::Sessions => "sessions",
         }
     }
 }
@@ -120,7 +124,7 @@ impl Row {
             opt(self.result.clone()),
             opt(broker.map(|b| format!("{:.2}", b.cpu_s))),
             opt(self.broker_us_per_request().map(|us| format!("{us:.0}"))),
-            opt(self.usage.map(|u| format!("{:.2}", u.client_cpu_s))),
+            opt(self.usage.map(|u| u.client_cpu_s).filter(|c| c.is_finite()).map(|c| format!("{c:.2}"))),
             opt(broker.map(|b| format!("{:.0}", b.rss as f64 / 1e6))),
             opt(broker.map(|b| format!("{:.0}", b.peak as f64 / 1e6))),
             opt(self.target.as_ref().map(|t| t.text.clone())),

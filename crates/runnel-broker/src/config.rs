@@ -365,7 +365,7 @@ impl BrokerConfig {
     pub fn fetch_session_cache(&self) -> crate::fetch_session::FetchSessionCache {
         let slots = self.int_setting("max.incremental.fetch.session.cache.slots", 1000).max(0) as usize;
         let eviction = self.int_setting("min.incremental.fetch.session.eviction.ms", 120_000).max(0) as u64;
-        crate::fetch_session::FetchSessionCache::new(slots, std::time::Duration::from_millis(eviction))
+        crate::fetch_session::FetchSessionCache::new(slots, std::time::Duration::from_millis(eviction), self.max_broker_partitions() as usize)
     }
 
     pub fn max_broker_partitions(&self) -> u64 {

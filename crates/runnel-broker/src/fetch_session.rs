@@ -12,8 +12,10 @@
 //! response's byte limit is shared out in turn (Kafka does the same).
 //!
 //! Bounded: at most `max.incremental.fetch.session.cache.slots` sessions (Kafka's
-//! default, 1,000) on the whole broker, and at most [`SESSIONS_PER_CONNECTION`] created
-//! by one connection (its oldest goes when it makes another). A new session takes a full
+//! default, 1,000) on the whole broker, at most [`SESSIONS_PER_CONNECTION`] created by
+//! one connection (its oldest goes when it makes another), and at most
+//! `max.broker.partitions` partitions in one session (a larger one is not kept: Kafka has
+//! no such bound, but a session naming more partitions than the broker holds is bogus). A new session takes a full
 //! cache's slot as Kafka's `FetchSessionCache.tryEvict` does: a session unused for
 //! `min.incremental.fetch.session.eviction.ms` goes first; otherwise the least valuable
 //! one, if the new one is worth more — a follower's (privileged) session is worth more
@@ -212,6 +214,9 @@ struct Inner {
 /// The broker's fetch sessions.
 pub struct FetchSessionCache {
     slots: usize,
+    /// Most partitions one session may hold (`max.broker.partitions`: a session naming more
+    /// than the broker holds is bogus); a larger one is not created, or is closed.
+    max_partitions: usize,
     eviction: Duration,
     inner: Mutex<Inner>,
     /// Sessions evicted to make room for another.
@@ -249,9 +254,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl FetchSessionCache {
     /// A cache of at most `slots` sessions (0: fetch sessions are off); a session unused
     /// for `eviction` may be evicted by any other.
-    pub fn new(slots: usize, eviction: Duration) -> Self {
+    pub fn new(slots: usize, eviction: Duration, max_partitions: usize) -> Self {
         FetchSessionCache {
             slots,
+            max_partitions,
             eviction,
             inner: Mutex::default(),
             evictions: Counter::default(),
@@ -285,7 +291,7 @@ impl FetchSessionCache {
     ) -> i32 {
         let size = parts.len();
         let mut inner = lock(&self.inner);
-        if self.slots == 0 || (inner.sessions.len() >= self.slots && !self.try_evict(&mut inner, privileged, size, now)) {
+        if self.slots == 0 || size > self.max_partitions || (inner.sessions.len() >= self.slots && !self.try_evict(&mut inner, privileged, size, now)) {
             return INVALID_SESSION_ID;
         }
         let id = loop {
@@ -311,7 +317,8 @@ impl FetchSessionCache {
     /// Finds session `id` for an incremental fetch at `epoch`, applies `update` to it
     /// (the partitions the request names and forgets), and moves it to the next epoch.
     /// Returns the session, or None when the update left it empty (it is then removed,
-    /// and the fetch is answered outside any session, as Kafka does).
+    /// and the fetch is answered outside any session, as Kafka does) or with more than
+    /// `max_partitions` (removed too: the fetcher starts over and is answered in full).
     pub fn incremental(
         &self,
         id: i32,
@@ -333,9 +340,9 @@ impl FetchSessionCache {
             }
             update(&mut session);
             session.epoch = next_epoch(session.epoch);
-            let empty = session.parts.is_empty();
+            let close = session.parts.is_empty() || session.parts.len() > self.max_partitions;
             drop(session);
-            Ok((shared, empty))
+            Ok((shared, close))
         })();
         match result {
             Err(e) => {
@@ -444,7 +451,7 @@ mod tests {
 
     #[test]
     fn incremental_epochs_and_errors() {
-        let cache = FetchSessionCache::new(10, Duration::from_secs(120));
+        let cache = FetchSessionCache::new(10, Duration::from_secs(120), 4);
         let now = Instant::now();
         let id = cache.create(now, false, false, parts(3));
         assert_ne!(id, INVALID_SESSION_ID);
@@ -461,9 +468,17 @@ mod tests {
         assert_eq!(order, vec![1, 2, 5]);
         assert_eq!(lock(&s).epoch(), 2);
         assert_eq!(cache.sizes(), (1, 3));
+        assert_eq!(cache.create(now, false, false, parts(5)), INVALID_SESSION_ID, "more partitions than a session may hold");
+        let grown = cache.incremental(id, 2, false, now, |s| {
+            for p in 10..12 {
+                s.upsert(key(p), params(0));
+            }
+        });
+        assert!(matches!(grown, Ok(None)), "a session grown past the bound is closed");
+        let id = cache.create(now, false, false, parts(3));
         // Forgetting everything closes the session.
-        let closed = cache.incremental(id, 2, false, now, |s| {
-            for p in [1, 2, 5] {
+        let closed = cache.incremental(id, 1, false, now, |s| {
+            for p in [0, 1, 2] {
                 s.forget(&key(p));
             }
         });
@@ -490,7 +505,7 @@ mod tests {
     #[test]
     fn eviction_prefers_stale_then_privileged_then_larger() {
         let eviction = Duration::from_secs(120);
-        let cache = FetchSessionCache::new(2, eviction);
+        let cache = FetchSessionCache::new(2, eviction, 100);
         let t0 = Instant::now();
         let small = cache.create(t0, false, false, parts(1));
         let large = cache.create(t0, false, false, parts(5));
@@ -518,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_connection_holds_a_bounded_number() {
-        let cache = FetchSessionCache::new(100, Duration::from_secs(120));
+        let cache = FetchSessionCache::new(100, Duration::from_secs(120), 100);
         let conn = ConnectionSessions::default();
         let now = Instant::now();
         let ids: Vec<i32> = (0..SESSIONS_PER_CONNECTION + 2).map(|_| cache.create(now, false, false, parts(1))).collect();
@@ -532,7 +547,7 @@ mod tests {
 
     #[test]
     fn no_slots_no_sessions() {
-        let cache = FetchSessionCache::new(0, Duration::from_secs(120));
+        let cache = FetchSessionCache::new(0, Duration::from_secs(120), 100);
         assert_eq!(cache.create(Instant::now(), true, false, parts(1)), INVALID_SESSION_ID);
     }
 }

@@ -459,6 +459,27 @@ fn runnel_answers_as_apache_kafka_does() {
         r
     });
 
+    // Fetch sessions (KIP-227): a full fetch opens one; an incremental fetch with nothing
+    // new is answered no partition; the wrong epoch and an unknown session are refused;
+    // epoch -1 closes it.
+    let session = |mut r: FetchRequest, id: i32, epoch: i32, topics: bool| {
+        r.session_id = id;
+        r.session_epoch = epoch;
+        if !topics {
+            r.topics.clear();
+        }
+        r
+    };
+    let at_end = || fetch_req(TOPIC, 0, 5, 1 << 20, 1 << 20);
+    let [r, k] = d.step("fetch-session-open", 12, session(at_end(), 0, 0, true));
+    assert!(r.session_id != 0 && k.session_id != 0, "both brokers open a session: {} / {}", r.session_id, k.session_id);
+    let ids = [r.session_id, k.session_id];
+    d.step_each("fetch-session-incremental", 12, |i| session(at_end(), ids[i], 1, false));
+    d.step_each("fetch-session-wrong-epoch", 12, |i| session(at_end(), ids[i], 7, false));
+    d.step("fetch-session-unknown", 12, session(at_end(), 0x7fff_fff0, 1, false));
+    d.step_each("fetch-session-close", 12, |i| session(at_end(), ids[i], -1, true));
+    d.step_each("fetch-session-after-close", 12, |i| session(at_end(), ids[i], 2, false));
+
     // ListOffsets with timestamps.
     d.step("list-offsets-earliest", 7, list_offsets_req(TOPIC, &[-2]));
     d.step("list-offsets-latest", 7, list_offsets_req(TOPIC, &[-1]));

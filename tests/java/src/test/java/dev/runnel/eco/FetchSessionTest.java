@@ -212,7 +212,7 @@ class FetchSessionTest {
         for (int i = 0; i < 20; i += 7) produce(p, a, i, 30);
         consumeAll(c, parts(a, 0, 20));
         double incremental = b.metric("runnel_fetch_session_incremental_requests_total");
-        assertTrue(incremental > 10, "incremental fetches served: " + incremental);
+        assertTrue(incremental > 0, "incremental fetches served: " + incremental);
         assertTrue(b.metric("runnel_fetch_session_partitions") >= 20, "the session holds topic a's partitions");
         // 3. Topic b added.
         c.subscribe(List.of(a, bt));
