@@ -23,6 +23,8 @@ import (
 var (
 	bootstrap string
 	isRunnel  bool
+	// adminAddr is Runnel's admin HTTP listener (/metrics); empty on Apache Kafka.
+	adminAddr string
 	repo      = func() string { d, _ := filepath.Abs("../.."); return d }()
 )
 
@@ -49,7 +51,10 @@ func startBroker() (func(), error) {
 	}
 }
 
-var listenerRE = regexp.MustCompile(`Kafka listener on (\S+):(\d+) `)
+var (
+	listenerRE = regexp.MustCompile(`Kafka listener on (\S+):(\d+) `)
+	adminRE    = regexp.MustCompile(`admin on ([0-9.]+:\d+)`)
+)
 
 func startRunnel() (func(), error) {
 	bin := os.Getenv("RUNNEL_BIN")
@@ -88,6 +93,9 @@ func startRunnel() (func(), error) {
 		return nil, fmt.Errorf("unexpected startup line %q; stderr: %s", line, log)
 	}
 	bootstrap = m[1] + ":" + m[2]
+	if a := adminRE.FindStringSubmatch(line); a != nil {
+		adminAddr = a[1]
+	}
 	go func() { _, _ = r.WriteTo(devNull{}) }()
 	return func() {
 		cmd.Process.Signal(syscall.SIGTERM)
