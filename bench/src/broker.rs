@@ -206,6 +206,46 @@ pub fn first_line(child: &mut Child, wanted: fn(&str) -> Option<String>) -> std:
     rx
 }
 
+/// A `runnel broker` a group of the bench starts for itself (`BIN broker --data-dir
+/// ROOT/data ARGS`, its log in ROOT/broker.log), with its startup line. Dropping it kills it.
+pub struct OwnBroker {
+    pub child: Child,
+    pub line: String,
+}
+
+impl OwnBroker {
+    pub fn start(bin: &Path, root: &Path, args: &[String]) -> Result<OwnBroker> {
+        std::fs::create_dir_all(root)?;
+        let mut child = Command::new(bin)
+            .arg("broker")
+            .arg("--data-dir")
+            .arg(root.join("data"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(root.join("broker.log"))?))
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let rx = first_line(&mut child, |l| l.contains("listeners [").then(|| l.to_string()));
+        let line = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| anyhow!("the broker printed no startup line; see {}/broker.log", root.display()))?;
+        Ok(OwnBroker { child, line })
+    }
+
+    /// The word of the startup line after `marker` (e.g. `admin on `).
+    pub fn after(&self, marker: &str) -> Result<String> {
+        let word = self.line.split(marker).nth(1).and_then(|r| r.split([' ', ',', ')']).next());
+        word.map(str::to_string).ok_or_else(|| anyhow!("no `{marker}` in: {}", self.line))
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn parse_listener(line: &str) -> Option<String> {
     line.split("Kafka listener on ").nth(1)?.split_whitespace().next().map(str::to_string)
 }

@@ -9,12 +9,11 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 
-use crate::broker::{first_line, Kind};
+use crate::broker::{Kind, OwnBroker};
 use crate::procstat::{Meter, RunUsage};
 use crate::report::{self, Group, Row};
 use crate::{clients, perftest, Bench};
@@ -28,31 +27,18 @@ const ROUNDS: usize = 3;
 
 /// A `runnel broker` with its admin listener, for one run. Dropping it kills it.
 struct SessionBroker {
-    child: Child,
+    proc: OwnBroker,
     addr: String,
     admin: String,
 }
 
 impl SessionBroker {
     fn start(bin: &Path, root: &Path, slots: u32) -> Result<SessionBroker> {
-        std::fs::create_dir_all(root)?;
-        let mut child = Command::new(bin)
-            .args(["broker", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(root.join("data"))
-            .args(["-o", "group.initial.rebalance.delay.ms=0", "-o"])
-            .arg(format!("max.incremental.fetch.session.cache.slots={slots}"))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(root.join("broker.log"))?))
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let rx = first_line(&mut child, |l| l.contains("Kafka listener on ").then(|| l.to_string()));
-        let line = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| anyhow!("the broker printed no startup line; see {}/broker.log", root.display()))?;
-        let after = |marker: &str| line.split(marker).nth(1).and_then(|r| r.split([' ', ',', ')']).next()).map(str::to_string);
-        let addr = after("Kafka listener on ").ok_or_else(|| anyhow!("no listener in: {line}"))?;
-        let admin = after("admin on ").ok_or_else(|| anyhow!("no admin listener in: {line}"))?;
-        Ok(SessionBroker { child, addr, admin })
+        let args = ["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "-o", "group.initial.rebalance.delay.ms=0", "-o"];
+        let mut args: Vec<String> = args.into_iter().map(String::from).collect();
+        args.push(format!("max.incremental.fetch.session.cache.slots={slots}"));
+        let proc = OwnBroker::start(bin, root, &args)?;
+        Ok(SessionBroker { addr: proc.after("Kafka listener on ")?, admin: proc.after("admin on ")?, proc })
     }
 
     /// One sample of `/metrics` (0 when absent).
@@ -63,13 +49,6 @@ impl SessionBroker {
         let mut text = String::new();
         s.read_to_string(&mut text)?;
         Ok(text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0))
-    }
-}
-
-impl Drop for SessionBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -93,7 +72,7 @@ impl Bench {
                 self.progress.begin(&label);
                 let records = RATE * SECONDS;
                 let (fetches0, incremental0) = (b.metric("runnel_requests_total{api=\"Fetch\"}")?, b.metric("runnel_fetch_session_incremental_requests_total")?);
-                let meter = Meter::start(b.child.id());
+                let meter = Meter::start(b.proc.child.id());
                 let addr = b.addr.clone();
                 let consumer = std::thread::spawn(move || perftest::consume(&addr, topic, records, &[]));
                 // The consumer joins its group and starts polling the empty partitions.

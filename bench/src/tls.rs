@@ -5,12 +5,11 @@
 //! and written from user space (Runnel has no kTLS), which is the difference these rows show.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 
-use crate::broker::{first_line, Kind};
+use crate::broker::{Kind, OwnBroker};
 use crate::procstat::cpu_seconds;
 use crate::report::{self, Group, Row};
 use crate::{certs, clients, perftest, Bench};
@@ -20,7 +19,7 @@ const SIZE: usize = 1000;
 
 /// A `runnel broker` with a PLAINTEXT and an SSL listener. Dropping it kills it.
 struct TlsBroker {
-    child: Child,
+    proc: OwnBroker,
     plaintext: String,
     ssl: String,
     /// The CA certificate (a PEM truststore) the clients trust.
@@ -31,20 +30,11 @@ impl TlsBroker {
     fn start(bin: &Path, root: &Path) -> Result<TlsBroker> {
         std::fs::create_dir_all(root)?;
         let c = certs::make(&root.join("certs"));
-        let mut child = Command::new(bin)
-            .args(["broker", "--admin-listen", "off", "--data-dir"])
-            .arg(root.join("data"))
-            .args(["-o", "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0", "-o", "ssl.keystore.type=PEM"])
-            .arg("-o")
-            .arg(format!("ssl.keystore.location={}", c.keystore.display()))
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(root.join("broker.log"))?))
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let rx = first_line(&mut child, |l| l.contains("listeners [").then(|| l.to_string()));
-        let line = rx.recv_timeout(Duration::from_secs(60)).map_err(|_| anyhow!("the TLS broker printed no startup line; see {}/broker.log", root.display()))?;
+        let args = ["--admin-listen", "off", "-o", "listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0", "-o", "ssl.keystore.type=PEM", "-o"];
+        let mut args: Vec<String> = args.into_iter().map(String::from).collect();
+        args.push(format!("ssl.keystore.location={}", c.keystore.display()));
+        let proc = OwnBroker::start(bin, root, &args)?;
+        let line = &proc.line;
         let listener = |name: &str| {
             line.split("listeners [")
                 .nth(1)
@@ -52,14 +42,7 @@ impl TlsBroker {
                 .and_then(|list| list.split_whitespace().find_map(|l| l.strip_prefix(&format!("{name}://")).map(str::to_string)))
                 .ok_or_else(|| anyhow!("no {name} listener in: {line}"))
         };
-        Ok(TlsBroker { plaintext: listener("PLAINTEXT")?, ssl: listener("SSL")?, ca: c.ca, child })
-    }
-}
-
-impl Drop for TlsBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Ok(TlsBroker { plaintext: listener("PLAINTEXT")?, ssl: listener("SSL")?, ca: c.ca, proc })
     }
 }
 
@@ -81,7 +64,7 @@ impl Bench {
 
             let label = format!("kafka-producer-perf-test over {name}, {} × 1,000 B", report::thousands(records));
             self.progress.begin(&label);
-            let (cpu0, t0) = (cpu_seconds(b.child.id()).unwrap_or(0.0), Instant::now());
+            let (cpu0, t0) = (cpu_seconds(b.proc.child.id()).unwrap_or(0.0), Instant::now());
             let p = perftest::run(addr, &topic, records, SIZE, props)?;
             let mut row = Row::new(Group::Tls, label);
             row.rec_s = Some(p.records_per_s);
@@ -91,7 +74,7 @@ impl Bench {
 
             let label = format!("kafka-consumer-perf-test over {name}, {} × 1,000 B from offset 0", report::thousands(records));
             self.progress.begin(&label);
-            let (cpu0, t0) = (cpu_seconds(b.child.id()).unwrap_or(0.0), Instant::now());
+            let (cpu0, t0) = (cpu_seconds(b.proc.child.id()).unwrap_or(0.0), Instant::now());
             let c = perftest::consume(addr, &topic, records, props)?;
             let mut row = Row::new(Group::Tls, label);
             row.rec_s = Some(c.records_per_s);
@@ -105,6 +88,6 @@ impl Bench {
 
 /// The broker's CPU since `(cpu0, t0)`, in cores.
 fn cores(b: &TlsBroker, cpu0: f64, t0: Instant) -> String {
-    let cpu = cpu_seconds(b.child.id()).unwrap_or(cpu0) - cpu0;
+    let cpu = cpu_seconds(b.proc.child.id()).unwrap_or(cpu0) - cpu0;
     format!("{:.2} cores", cpu / t0.elapsed().as_secs_f64())
 }
