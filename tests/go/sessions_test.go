@@ -40,12 +40,16 @@ func key(topic string, p int32) string { return fmt.Sprintf("%s/%d", topic, p) }
 
 func (c *sessionCheck) produce(cl *kgo.Client, topic string, p int32, n int) {
 	k := key(topic, p)
-	var recs []*kgo.Record
-	for i := 0; i < n; i++ {
-		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("%s#%d", k, c.produced[k]+i))})
-	}
-	if err := cl.ProduceSync(ctx(c.t), recs...).FirstErr(); err != nil {
-		c.t.Fatal(err)
+	// In batches of 10 records: a partition's records then take several fetches of
+	// FetchMaxPartitionBytes (only the first batch is always sent whole).
+	for sent := 0; sent < n; sent += 10 {
+		var recs []*kgo.Record
+		for i := sent; i < n && i < sent+10; i++ {
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("%s#%d", k, c.produced[k]+i))})
+		}
+		if err := cl.ProduceSync(ctx(c.t), recs...).FirstErr(); err != nil {
+			c.t.Fatal(err)
+		}
 	}
 	c.produced[k] += n
 }
@@ -107,7 +111,7 @@ func TestFranzFetchSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	cons, err := kgo.NewClient(franzOpts(kgo.ConsumeTopics(a), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxPartitionBytes(2048))...)
+	cons, err := kgo.NewClient(franzOpts(kgo.ConsumeTopics(a), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxPartitionBytes(1024))...)
 	if err != nil {
 		t.Fatal(err)
 	}
