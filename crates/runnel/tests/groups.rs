@@ -676,3 +676,93 @@ fn deleting_a_topic_deletes_its_committed_offsets() {
     assert_eq!(fetch_all_offsets(&b, "g-both"), vec![("stays".to_string(), 0, 3)]);
     assert!(!list_group_ids(&b).contains(&"g-doomed".to_string()));
 }
+
+/// librdkafka's 0081 (DescribeConsumerGroups): static members (6 s sessions: the test asks
+/// for 5 s but its `test_create_consumer` sets 6 s; librdkafka's default heartbeats and auto
+/// commit) each consume their group's records and close without leaving; one session
+/// timeout after the last close every group must be Empty and deletable. The close commits
+/// offsets, which extends the session (Kafka's rule), so the margin is only the time from
+/// that commit to the end of the close; the raw test below pins that race exactly.
+#[test]
+fn closed_static_members_expire_and_their_groups_can_be_deleted() {
+    let b = Broker::start(&["-o", "group.initial.rebalance.delay.ms=0"]);
+    create_topic(&b, "expire", 2, &[]);
+    let p = producer(&b, &[]);
+    block_on(send_all(&p, (0..100).map(|i| FutureRecord::to("expire").key(&b"k"[..]).payload(if i % 2 == 0 { &b"a"[..] } else { &b"b"[..] }))));
+    let groups: Vec<String> = (0..3).map(|i| format!("g-expire-{i}")).collect();
+    let consumers: Vec<BaseConsumer> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let c: BaseConsumer = config(
+                &b,
+                &[
+                    ("group.id", g),
+                    ("group.instance.id", &format!("inst-{i}")),
+                    ("session.timeout.ms", "6000"),
+                    ("auto.offset.reset", "earliest"),
+                ],
+                &[],
+            )
+            .create()
+            .expect("consumer");
+            c.subscribe(&["expire"]).expect("subscribe");
+            let (mut n, mut err) = (0, None);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while n < 100 {
+                assert!(Instant::now() < deadline, "{g}: consumed {n} of 100; {err:?}");
+                match c.poll(Duration::from_millis(100)) {
+                    Some(Ok(_)) => n += 1,
+                    Some(Err(e)) => err = Some(e),
+                    None => {}
+                }
+            }
+            c
+        })
+        .collect();
+    let described = request(&b, &DescribeGroupsRequest::default().with_groups(groups.iter().map(|g| GroupId(sb(g))).collect()), 5);
+    assert!(described.groups.iter().all(|g| g.group_state.as_str() == "Stable" && g.members.len() == 1), "{described:?}");
+    let mut closed = Instant::now();
+    for c in consumers {
+        drop(c);
+        closed = Instant::now();
+    }
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(closed.elapsed()));
+    let del = request(&b, &DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| GroupId(sb(g))).collect()), 2);
+    let d = request(&b, &DescribeGroupsRequest::default().with_groups(groups.iter().map(|g| GroupId(sb(g))).collect()), 5);
+    let states: Vec<(&str, usize)> = d.groups.iter().map(|g| (g.group_state.as_str(), g.members.len())).collect();
+    assert!(del.results.iter().all(|r| r.error_code == 0), "DeleteGroups {:?} {} s after the last close; groups then: {states:?}", del.results.iter().map(|r| r.error_code).collect::<Vec<_>>(), closed.elapsed().as_secs_f32());
+}
+
+/// A static member's session ends at its last heartbeat plus its session timeout, for
+/// every request after that instant, whenever the coordinator's timer task gets to run:
+/// DeleteGroups sent just after the deadline (as librdkafka's 0081 does) finds the
+/// groups Empty.
+#[test]
+fn raw_requests_after_a_session_deadline_see_the_member_expired() {
+    let b = start();
+    let session = 1000;
+    for round in 0..10 {
+        let groups: Vec<String> = (0..3).map(|i| format!("g-deadline-{round}-{i}")).collect();
+        let mut members = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            let instance = format!("inst-{i}");
+            let j = request(&b, &join_req(g, "", Some(&instance), session), V_JOIN);
+            assert_eq!(j.error_code, 0);
+            let member = j.member_id.to_string();
+            let s = request(&b, &sync(g, &member, j.generation_id).with_group_instance_id(Some(sb(&instance))), 3);
+            assert_eq!(s.error_code, 0);
+            members.push((member, j.generation_id));
+        }
+        // The last contact of each member: the broker set its deadline before answering.
+        let mut last = Instant::now();
+        for (g, (member, generation)) in groups.iter().zip(&members) {
+            assert_eq!(heartbeat(&b, g, member, *generation), 0);
+            last = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(session as u64).saturating_sub(last.elapsed()));
+        let del = request(&b, &DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| GroupId(sb(g))).collect()), 2);
+        let codes: Vec<i16> = del.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, vec![0; 3], "round {round}: DeleteGroups {:?} after the last heartbeat", last.elapsed());
+    }
+}

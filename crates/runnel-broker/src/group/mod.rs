@@ -4,7 +4,8 @@
 //! behind its own lock, validates what is common to all requests (group id, session
 //! timeout range), writes every change to `__consumer_offsets` before it is visible
 //! (offsets once the in-sync replicas have them), and runs the timers (sessions, join and
-//! sync phases, offset retention) from one background task.
+//! sync phases, offset retention) from one background task; a request that reads a
+//! group's state first runs that group's timers that are due.
 //!
 //! Submodules: `state` (a group's state machine), `member`, `offsets` (committed offsets
 //! and their expiry), `persist` (records in `__consumer_offsets`, replay), `shards`
@@ -346,7 +347,8 @@ impl Coordinator {
     /// A group as DescribeGroups shows it (None: no such group here).
     pub fn describe(&self, group_id: &str) -> Result<Option<GroupSummary>, KafkaError> {
         let shard = self.shard(group_id)?;
-        let groups = shard.lock();
+        let mut groups = shard.lock();
+        self.run_due_timers(&shard, &mut groups, group_id, Instant::now());
         let Some(g) = groups.get(group_id) else { return Ok(None) };
         let stable = g.state == GroupState::Stable;
         let protocol = if stable { g.protocol.clone().unwrap_or_default() } else { String::new() };
@@ -394,6 +396,7 @@ impl Coordinator {
             Err(e) => return Some(e),
         };
         let mut groups = shard.lock();
+        self.run_due_timers(&shard, &mut groups, group_id, Instant::now());
         let Some(g) = groups.get_mut(group_id) else { return Some(KafkaError::GroupIdNotFound) };
         match g.state {
             GroupState::Dead => return Some(KafkaError::GroupIdNotFound),
@@ -426,6 +429,7 @@ impl Coordinator {
         }
         let shard = self.shard(group_id)?;
         let mut groups = shard.lock();
+        self.run_due_timers(&shard, &mut groups, group_id, Instant::now());
         let Some(g) = groups.get_mut(group_id) else { return Err(KafkaError::GroupIdNotFound) };
         if g.state == GroupState::Dead {
             return Err(KafkaError::GroupIdNotFound);
@@ -513,6 +517,20 @@ impl Coordinator {
         removed
     }
 
+    /// Runs `id`'s timers that are due at `now` (sessions, rebalance phases). The timer task
+    /// does so at each deadline, and so does every request that reads a group's state
+    /// (DescribeGroups, DeleteGroups, OffsetDelete) before reading it: however late the
+    /// timer task runs on a loaded machine, a request after a member's session deadline
+    /// never finds that member in the group.
+    fn run_due_timers(&self, shard: &Shard, groups: &mut HashMap<String, Group>, id: &str, now: Instant) {
+        if let Some(g) = groups.get_mut(id) {
+            if g.next_deadline().is_some_and(|d| d <= now) {
+                g.tick(now, self.settings.initial_delay_ms);
+            }
+        }
+        self.settle(shard, groups, id);
+    }
+
     /// Runs every due timer of every loaded partition; returns when to run again.
     fn tick(&self) -> Option<Instant> {
         let now = Instant::now();
@@ -521,12 +539,7 @@ impl Coordinator {
             let mut groups = shard.lock();
             let ids: Vec<String> = groups.keys().cloned().collect();
             for id in ids {
-                if let Some(g) = groups.get_mut(&id) {
-                    if g.next_deadline().is_some_and(|d| d <= now) {
-                        g.tick(now, self.settings.initial_delay_ms);
-                    }
-                }
-                self.settle(&shard, &mut groups, &id);
+                self.run_due_timers(&shard, &mut groups, &id, now);
                 if let Some(d) = groups.get(&id).and_then(Group::next_deadline) {
                     next = Some(next.map_or(d, |n| n.min(d)));
                 }
