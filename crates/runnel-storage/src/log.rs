@@ -467,7 +467,7 @@ impl PartitionLog {
         } else {
             let i = self.segment_for(upper);
             let seg = &self.segments[i];
-            (i, seg.find_batch(upper)?.map_or(seg.size(), |(pos, _)| pos))
+            (i, seg.find_position(upper)?.unwrap_or(seg.size()))
         };
         let mut total: u64 = 0;
         let max = max_bytes as u64;
@@ -485,8 +485,8 @@ impl PartitionLog {
                 seg.size()
             };
             let start = if i == first {
-                match seg.find_batch(offset)? {
-                    Some((pos, _)) => pos,
+                match seg.find_position(offset)? {
+                    Some(pos) => pos,
                     None => continue,
                 }
             } else {

@@ -112,7 +112,17 @@ pub(crate) struct Segment {
     torn: bool,
     /// Aborted transactions whose marker is in this segment (`.txnindex`).
     txn_index: TxnIndex,
+    /// The active segment's latest batches, `(last offset, position)` in append order: a
+    /// consumer at the tail asks for an offset appended moments ago, found here without
+    /// reading headers from the file one by one from the last index entry (a `pread` each,
+    /// up to `index.interval.bytes` / 61 of them). At most [`RECENT_BATCHES`]; empty when
+    /// sealed, loaded or cut.
+    recent: std::collections::VecDeque<(i64, u32)>,
 }
+
+/// How many of the latest batches the active segment remembers the positions of (16 bytes
+/// each): more than one default `index.interval.bytes` of the smallest batches.
+pub(crate) const RECENT_BATCHES: usize = 128;
 
 fn handles_for(dir: &Path, base_offset: i64, files: &Arc<OpenFiles>) -> Arc<Handles> {
     let path = |ext| segment_path(dir, base_offset, ext);
@@ -155,6 +165,7 @@ impl Segment {
             first_append: None,
             torn: false,
             txn_index: TxnIndex::default(),
+            recent: Default::default(),
         })
     }
 
@@ -205,6 +216,7 @@ impl Segment {
             first_append,
             torn: false,
             txn_index: TxnIndex::default(),
+            recent: Default::default(),
         };
         let outcome = if trusted && seg.indexes_match_log()? {
             LoadOutcome::Clean
@@ -398,6 +410,7 @@ impl Segment {
             let indexes = SealedIndexes { offsets: self.offset_index.take_entries(), times: self.time_index.take_entries() };
             self.handles.set_indexes(indexes);
             self.sealed = true;
+            self.recent = Default::default();
         }
     }
 
@@ -498,6 +511,13 @@ impl Segment {
         if let Some((h, _)) = batches.last() {
             self.next_offset = h.last_offset() + 1;
         }
+        for (h, range) in batches.iter().rev().take(RECENT_BATCHES).rev() {
+            if self.recent.len() == RECENT_BATCHES {
+                self.recent.pop_front();
+            }
+            // `can_address` keeps positions within u32.
+            self.recent.push_back((h.last_offset(), (start + range.start as u64) as u32));
+        }
         self.first_append.get_or_insert_with(SystemTime::now);
         self.handles.set_dirty(true);
         Ok(())
@@ -549,6 +569,9 @@ impl Segment {
         if offset < self.base_offset || offset >= self.next_offset {
             return Ok(None);
         }
+        if let Some(pos) = self.recent_position(offset) {
+            return Ok(Some((pos, self.read_header(pos)?)));
+        }
         let rel = (offset - self.base_offset) as u32;
         let mut pos = self.offset_floor(rel).map_or(0, |e| u64::from(e.position));
         while pos < self.size {
@@ -559,6 +582,31 @@ impl Segment {
             pos += h.total_len() as u64;
         }
         Ok(None)
+    }
+
+    /// Position of the batch containing `offset`, if stored here: from the latest batches
+    /// without reading the file, else as [`Self::find_batch`] finds it.
+    pub fn find_position(&self, offset: i64) -> Result<Option<u64>, StorageError> {
+        if offset < self.base_offset || offset >= self.next_offset {
+            return Ok(None);
+        }
+        match self.recent_position(offset) {
+            Some(pos) => Ok(Some(pos)),
+            None => Ok(self.find_batch(offset)?.map(|(pos, _)| pos)),
+        }
+    }
+
+    /// The position of the first batch whose last offset is at least `offset` (as
+    /// [`Self::find_batch`] finds it), if that is one of the latest batches: certain when
+    /// `offset` is at least the oldest remembered batch's last offset, since every batch
+    /// before that one ends below it.
+    fn recent_position(&self, offset: i64) -> Option<u64> {
+        let &(oldest_last, _) = self.recent.front()?;
+        if offset < oldest_last {
+            return None;
+        }
+        let i = self.recent.partition_point(|&(last, _)| last < offset);
+        self.recent.get(i).map(|&(_, pos)| u64::from(pos))
     }
 
     /// The last batch boundary in `(from, limit]` known from the offset index, if any:
@@ -583,6 +631,7 @@ impl Segment {
             _ => (0, self.base_offset),
         };
         let log = self.file()?;
+        self.recent.clear();
         fsio::set_len(&log, pos)?;
         let keep = self
             .offset_index

@@ -136,3 +136,47 @@ fn a_sealed_segment_closed_by_the_cache_answers_the_same() {
     seg.truncate_to(14).unwrap();
     assert_eq!((seg.next_offset(), seg.offset_index.entries().len(), seg.time_index.entries().len()), (13, 0, 1));
 }
+
+/// The positions of the latest batches answer exactly as the file scan does (a segment
+/// loaded from the same files has none remembered), for every offset, with more batches
+/// than are remembered, several batches in one append, and after a cut.
+#[test]
+fn remembered_batch_positions_answer_as_the_file_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = OpenFiles::new(16);
+    let mut seg = Segment::create(dir.path(), 0, &files).unwrap();
+    let mut next = 0;
+    let mut sizes = (1..=7).cycle();
+    let check = |seg: &Segment| {
+        let (scanned, _) = Segment::load(dir.path(), 0, true, 4096, &OpenFiles::new(16)).unwrap();
+        assert!(scanned.recent.is_empty());
+        let mut hits = 0;
+        for offset in 0..seg.next_offset() + 2 {
+            let found = seg.find_batch(offset).unwrap().map(|(p, h)| (p, h.base_offset));
+            assert_eq!(found, scanned.find_batch(offset).unwrap().map(|(p, h)| (p, h.base_offset)), "offset {offset}");
+            assert_eq!(seg.find_position(offset).unwrap(), found.map(|(p, _)| p), "offset {offset}");
+            hits += usize::from(seg.recent_position(offset).is_some());
+        }
+        hits
+    };
+    for _ in 0..(RECENT_BATCHES + 40) {
+        let n = sizes.next().unwrap();
+        append(&mut seg, next, n, 1000 + next);
+        next += n as i64;
+    }
+    // Two batches in one append.
+    let mut two = batch_at(next, 3, 5000);
+    two.extend(batch_at(next + 3, 2, 5003));
+    let metas: Vec<_> = batch::batches(&two).map(Result::unwrap).collect();
+    seg.append(&two, &metas, 4096).unwrap();
+    assert_eq!(seg.recent.len(), RECENT_BATCHES);
+    let hits = check(&seg);
+    assert!(hits > RECENT_BATCHES, "the latest batches are found without a scan ({hits} offsets)");
+    // A cut forgets them; later appends are remembered again.
+    seg.truncate_to(next - 10).unwrap();
+    assert!(seg.recent.is_empty());
+    let end = seg.next_offset();
+    append(&mut seg, end, 4, 9000);
+    assert_eq!(seg.recent.len(), 1);
+    check(&seg);
+}
