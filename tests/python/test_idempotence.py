@@ -100,11 +100,20 @@ def disturb(proxy, broker, stop, progress, calm_after=15.0):
     cuts stop (a producing run takes about that long): a client whose every connection
     dies within 0.4 s may never finish its ProducerId handshake, which would test the
     client's luck rather than the broker, and records still unacknowledged then must
-    still be written exactly once."""
+    still be written exactly once. For the same reason the cuts pause while no record has
+    been acknowledged for 5 s, until one is: librdkafka drops every broker it learned when
+    all its connections are down (re-bootstrap), and on a slow machine may not get from the
+    bootstrap connection to its first produce within 0.4 s, before or after the restart."""
     restarted_at = None
+    acked, acked_at = progress(), time.monotonic()
     while not stop.is_set():
         time.sleep(0.4)
-        if restarted_at is not None and time.monotonic() - restarted_at > calm_after:
+        now = time.monotonic()
+        if progress() != acked:
+            acked, acked_at = progress(), now
+        if restarted_at is not None and now - restarted_at > calm_after:
+            continue
+        if now - acked_at > 5.0:
             continue
         proxy.cut()
         if restarted_at is None and progress() > N // 3:
