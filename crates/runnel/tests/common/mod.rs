@@ -161,8 +161,20 @@ pub struct Starting {
 impl Starting {
     /// Waits for the startup line and returns the serving broker.
     pub fn wait(self) -> Broker {
-        let Starting { child, data_dir, extra, wrapper, rx } = self;
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("broker did not print its startup line");
+        self.wait_for_start().unwrap_or_else(|e| panic!("broker did not print its startup line: {e}"))
+    }
+
+    /// [`Starting::wait`], or why no startup line came (the process is gone then).
+    pub fn wait_for_start(self) -> Result<Broker, std::sync::mpsc::RecvTimeoutError> {
+        let Starting { mut child, data_dir, extra, wrapper, rx } = self;
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        };
         let addr = line
             .split("Kafka listener on ")
             .nth(1)
@@ -185,7 +197,7 @@ impl Starting {
                     .collect()
             })
             .unwrap_or_default();
-        Broker { addr, listeners, admin_addr, data_dir, child, extra, wrapper, _tmp: None }
+        Ok(Broker { addr, listeners, admin_addr, data_dir, child, extra, wrapper, _tmp: None })
     }
 }
 
@@ -219,9 +231,31 @@ impl Broker {
 
     /// Starts a new broker process on the same data dir (after `kill9` or `stop`),
     /// keeping the temp dir alive.
+    ///
+    /// The new process binds the same ports again. Tests run side by side, and another
+    /// test's outgoing connection may hold one of them as its local port for a moment
+    /// ("Address already in use"): for that reason only, the start is tried again, up to 20
+    /// times a quarter of a second apart. Its stderr goes to `<data dir>.restart.log`.
     pub fn restart(&mut self) {
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
-        let mut next = Broker::spawn_limited(&self.data_dir, &extra, None, None, &self.wrapper).wait();
+        let log = PathBuf::from(format!("{}.restart.log", self.data_dir.display()));
+        let mut attempt = 0;
+        let mut next = loop {
+            match Broker::spawn_limited(&self.data_dir, &extra, None, Some(&log), &self.wrapper).wait_for_start() {
+                Ok(b) => break b,
+                Err(e) => {
+                    let reason = std::fs::read_to_string(&log).unwrap_or_default();
+                    attempt += 1;
+                    if attempt < 20 && reason.contains("Address already in use") {
+                        eprintln!("restart attempt {attempt}: {}", reason.trim());
+                        std::thread::sleep(Duration::from_millis(250));
+                        continue;
+                    }
+                    panic!("broker did not restart ({e}); its stderr:\n{reason}");
+                }
+            }
+        };
+        eprintln!("restarted broker's stderr: {}", log.display());
         std::mem::swap(&mut self.addr, &mut next.addr);
         std::mem::swap(&mut self.listeners, &mut next.listeners);
         std::mem::swap(&mut self.admin_addr, &mut next.admin_addr);
