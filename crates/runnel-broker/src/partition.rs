@@ -45,6 +45,9 @@ pub struct Partition {
     /// assignment, read under the log's lock by appends as leader (see
     /// [`Self::append_as_leader`]).
     leading: AtomicI32,
+    /// Held by the produce path's flush for `flush.messages` while it runs, so that the
+    /// appends made meanwhile wait for it and then flush only if still due (group commit).
+    flush_gate: tokio::sync::Mutex<()>,
 }
 
 pub use crate::replica::{NotServing, WaitError};
@@ -74,6 +77,7 @@ impl Partition {
             replica: Mutex::new(None),
             epochs: Mutex::new(None),
             leading: AtomicI32::new(-1),
+            flush_gate: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -87,8 +91,24 @@ impl Partition {
     /// fsyncs. Blocking: call it off the async workers.
     pub fn flush(&self) -> Result<(), StorageError> {
         let job = self.log().begin_flush()?;
+        failpoint_flush_delay();
         let ran = job.run();
         self.log().finish_flush(job, ran)
+    }
+
+    /// After an append that reached `flush.messages`: flushes on the blocking pool, once a
+    /// flush of the produce path already under way has ended, and only if the count is still
+    /// reached then (the appends made during one fsync share the next). The append's answer
+    /// waits for this; the log's lock is free meanwhile, so appends and fetches go on, and
+    /// the fetches see the data at once, as in Kafka (the high watermark does not wait for
+    /// fsyncs).
+    pub async fn flush_if_due(self: std::sync::Arc<Self>) -> Result<(), StorageError> {
+        let _gate = self.flush_gate.lock().await;
+        if !self.log().flush_due_by_count() {
+            return Ok(());
+        }
+        let p = self.clone();
+        crate::handlers::blocking(move || p.flush()).await
     }
 
     /// [`flush`](Self::flush) if `flush.ms` has passed with data unflushed.
@@ -449,5 +469,17 @@ mod tests {
         assert_eq!(restarted_leader(dir.path(), None).high_watermark(), 0, "no checkpoint: from the log start");
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(restarted_leader(dir.path(), Some(50)).high_watermark(), 10, "capped at the log end");
+    }
+}
+
+/// `RUNNEL_FAILPOINT_FLUSH_DELAY_MS`: tests make each fsync of a partition's log take this
+/// much longer (read once). Unset in production: one cached lookup per flush.
+fn failpoint_flush_delay() {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| {
+        std::env::var("RUNNEL_FAILPOINT_FLUSH_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+    });
+    if let Some(d) = delay {
+        std::thread::sleep(*d);
     }
 }

@@ -143,22 +143,37 @@ struct Appended {
     last_offset: i64,
     log_append_time: i64,
     log_start_offset: i64,
+    /// `flush.messages` reached: the answer waits for a flush ([`Partition::flush_if_due`]).
+    flush_due: bool,
+}
+
+/// Where a partition's answer goes in the response.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    topic: usize,
+    partition: usize,
 }
 
 /// An acks=all append waiting for the in-sync replicas: where its answer goes in the
 /// response, and the offset the high watermark must pass.
 struct Replicating {
-    topic: usize,
-    partition: usize,
+    slot: Slot,
     part: std::sync::Arc<Partition>,
     last_offset: i64,
 }
 
-/// Appends every partition's data in request order, here and now. Unless acks=all in a
-/// cluster left appends waiting for the ISR, the response is ready at once; else it is
-/// [`Reply::Later`]: every partition was appended first, then the waits run together (up
-/// to the request's `timeout_ms` from now), so the connection can serve its next requests
-/// meanwhile.
+/// An append that reached `flush.messages`: its flush, started at once on its own task (it
+/// runs even if the answer is never sent: acks=0, a closed connection).
+struct Flushing {
+    slot: Slot,
+    flush: tokio::task::JoinHandle<Result<(), StorageError>>,
+}
+
+/// Appends every partition's data in request order, here and now. Unless an append reached
+/// `flush.messages` or acks=all in a cluster left appends waiting for the ISR, the
+/// response is ready at once; else it is [`Reply::Later`]: every partition was appended
+/// first, then the waits run together (the ISR's up to the request's `timeout_ms` from
+/// now), so the connection can serve its next requests meanwhile.
 pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     let mut responses = Vec::with_capacity(req.topic_data.len());
     // Authorization as Kafka: WRITE on the transactional id (else every partition is
@@ -167,6 +182,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
     // Leaders named in NOT_LEADER_OR_FOLLOWER answers: their endpoints go along (v10+).
     let mut leaders: Vec<i32> = Vec::new();
     let mut replicating: Vec<Replicating> = Vec::new();
+    let mut flushing: Vec<Flushing> = Vec::new();
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let topic_denied = !txn_denied && !ctx.may_topic(AclOperation::Write, &name);
@@ -186,10 +202,10 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                     Err(e) => Err(ProduceError::NotServing(e)),
                     Ok(epoch) => {
                     let records = pd.records.unwrap_or_default();
-                    // A small append without fsync is a copy into the page cache: done
-                    // here, it saves two thread hand-offs per request (the latency tail at
-                    // high request rates). Large appends and appends that may fsync go to
-                    // the blocking pool so they never stall this runtime worker.
+                    // A small append is a copy into the page cache: done here, it saves two
+                    // thread hand-offs per request (the latency tail at high request rates).
+                    // Large appends and those that decompress go to the blocking pool so
+                    // they never stall this runtime worker; a flush runs after, below.
                     let settings = part.settings();
                     let appended = if runs_inline(&settings, &records) {
                         append(&ctx.broker, &part, &settings, &records, epoch)
@@ -198,9 +214,12 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
                         blocking(move || append(&b, &p, &settings, &records, epoch)).await
                     };
                     if let Ok(a) = &appended {
+                        let slot = Slot { topic: responses.len(), partition: partition_responses.len() };
+                        if a.flush_due {
+                            flushing.push(Flushing { slot, flush: tokio::spawn(part.clone().flush_if_due()) });
+                        }
                         if req.acks == -1 && epoch.is_some() {
-                            let (topic, partition) = (responses.len(), partition_responses.len());
-                            replicating.push(Replicating { topic, partition, part, last_offset: a.last_offset });
+                            replicating.push(Replicating { slot, part, last_offset: a.last_offset });
                         }
                     }
                     appended
@@ -251,23 +270,37 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> Reply {
             .collect()
     };
     let mut response = ProduceResponse::default().with_responses(responses).with_node_endpoints(node_endpoints);
-    if replicating.is_empty() {
+    if replicating.is_empty() && flushing.is_empty() {
         return Reply::Now(Some(ResponseKind::Produce(response)));
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
     let client_id = ctx.client_id.clone();
     Reply::Later(Box::pin(async move {
-        // All appended already: the waits overlap, each bounded by the one deadline.
-        for w in replicating {
+        // All appended already and the flushes started: the waits overlap, the ISR's each
+        // bounded by the one deadline. A failed flush is the partition's answer.
+        let mut failed = Vec::new();
+        for f in flushing {
+            let e = match f.flush.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => ProduceError::Storage(e),
+                Err(_) => ProduceError::Storage(StorageError::Offline("the flush task ended abnormally".into())),
+            };
+            let t = &mut response.responses[f.slot.topic];
+            tracing::error!(topic = %t.name.0, error = %message(&e), "flush after append failed");
+            let r = &mut t.partition_responses[f.slot.partition];
+            *r = refused(r.index, &e, -1);
+            failed.push(f.slot);
+        }
+        for w in replicating.into_iter().filter(|w| !failed.contains(&w.slot)) {
             let waited = w.part.wait_replicated(w.last_offset, deadline.saturating_duration_since(tokio::time::Instant::now())).await;
             let e = match waited {
                 Ok(true) => continue,
                 Ok(false) => ProduceError::NotEnoughReplicasAfterAppend,
                 Err(e) => ProduceError::Replication(e),
             };
-            let t = &mut response.responses[w.topic];
+            let t = &mut response.responses[w.slot.topic];
             tracing::debug!(topic = %t.name.0, partition = w.part.index, %client_id, error = %message(&e), "produce refused");
-            let r = &mut t.partition_responses[w.partition];
+            let r = &mut t.partition_responses[w.slot.partition];
             *r = refused(r.index, &e, -1);
         }
         ResponseKind::Produce(response)
@@ -293,15 +326,17 @@ fn refused(index: i32, e: &ProduceError, log_start: i64) -> PartitionProduceResp
         .with_log_start_offset(log_start)
 }
 
-/// Whether an append may run on the request's task: small, no fsync due (`flush.messages`
-/// never), no decompression (a compacted topic's key check, a recompression), and not
-/// transactional.
+/// Whether an append may run on the request's task: small, no decompression (a
+/// compacted topic's key check of a compressed batch, a recompression), and not
+/// transactional. (An fsync for `flush.messages` never runs in the append: see
+/// [`Partition::flush_if_due`].)
 fn runs_inline(settings: &TopicSettings, records: &[u8]) -> bool {
     records.len() < INLINE_APPEND_MAX
-        && !batch::BatchHeader::parse(records).is_ok_and(|h| h.is_transactional())
-        && settings.log.flush_messages == runnel_storage::LogConfig::default().flush_messages
         && settings.compression.is_none()
-        && !settings.compact
+        && batch::batches(records).all(|b| {
+            // A malformed batch is refused by the validation, cheaply, here.
+            b.map_or(true, |(h, _)| !h.is_transactional() && (!settings.compact || h.compression().is_ok_and(|c| c == batch::Compression::None)))
+        })
 }
 
 /// Validates all batches, then appends them in one write (on the request's task or a
@@ -365,11 +400,6 @@ fn append(broker: &Broker, part: &Partition, settings: &TopicSettings, records: 
         Some(producer) => broker.txns().with_verified_partition(producer, &part.topic, part.index, write).map_err(ProduceError::Txn)??,
         None => write()?,
     };
-    if flush_due {
-        // `flush.messages` reached: durable before it is acknowledged, fsynced without
-        // the partition's lock (never inline: `runs_inline` sends these to a blocking thread).
-        part.flush().map_err(ProduceError::Storage)?;
-    }
     if !info.0.duplicate {
         part.on_append();
     }
@@ -382,6 +412,7 @@ fn append(broker: &Broker, part: &Partition, settings: &TopicSettings, records: 
             (true, true) => info.0.max_timestamp,
         },
         log_start_offset: info.1,
+        flush_due,
     })
 }
 
@@ -415,7 +446,21 @@ mod tests {
         let settings = TopicSettings::resolve(&Default::default(), &Default::default());
         assert!(runs_inline(&settings, &[0; 1000]));
         assert!(!runs_inline(&settings, &vec![0; INLINE_APPEND_MAX]));
+        // A compacted topic's key check of an uncompressed batch is a walk of its records:
+        // inline; a compressed batch is decompressed for it: not inline.
         let compact = [("cleanup.policy".to_string(), "compact".to_string())].into_iter().collect();
-        assert!(!runs_inline(&TopicSettings::resolve(&compact, &Default::default()), &[0; 1000]));
+        let compact = TopicSettings::resolve(&compact, &Default::default());
+        let record = batch::NewRecord { key: Some(b"k"), value: Some(b"v"), ..Default::default() };
+        assert!(runs_inline(&compact, &batch::encode_batch(0, 0, &[record])));
+        let lz4 = batch::compress(batch::Compression::Lz4, &batch::encode_batch(0, 0, &[record])[batch::BATCH_HEADER_LEN..]).unwrap();
+        let mut compressed = batch::encode_batch(0, 0, &[record]);
+        compressed.truncate(batch::BATCH_HEADER_LEN);
+        compressed.extend_from_slice(&lz4);
+        let attributes = batch::Compression::Lz4.code();
+        compressed[21..23].copy_from_slice(&attributes.to_be_bytes());
+        assert!(!runs_inline(&compact, &compressed));
+        // flush.messages no longer keeps an append off the request's task: the flush runs after it.
+        let flushed = [("flush.messages".to_string(), "1".to_string())].into_iter().collect();
+        assert!(runs_inline(&TopicSettings::resolve(&flushed, &Default::default()), &batch::encode_batch(0, 0, &[record])));
     }
 }
