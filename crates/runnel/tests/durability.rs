@@ -269,3 +269,45 @@ fn records_acknowledged_before_a_mid_stream_sigkill_survive() {
         }
     }
 }
+
+/// `flush.messages`: the append that reaches the count is acknowledged only once its
+/// fsync is done (each fsync is made 1.5 s slower here), the appends before it at once;
+/// and the fsync holds no reader up: a consumer reads that record before its
+/// acknowledgement.
+#[test]
+fn flush_messages_acknowledges_after_the_fsync_which_blocks_no_reader() {
+    use std::time::{Duration, Instant};
+    let delay = Duration::from_millis(1500);
+    let b = Broker::start_with_env(&[], &[("RUNNEL_FAILPOINT_FLUSH_DELAY_MS", "1500")]);
+    create_topic(&b, "synced", 1, &[("flush.messages", "3")]);
+    let p = producer(&b, &[("acks", "1"), ("linger.ms", "0")]);
+    // A long poll: woken by the append, not ended by its time.
+    let c = consumer(&b, &[("fetch.wait.max.ms", "10000")]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("synced", 0, rdkafka::Offset::Offset(0)).unwrap();
+    c.assign(&tpl).unwrap();
+    for i in 0..2 {
+        let sent = Instant::now();
+        block_on(p.send(FutureRecord::<(), _>::to("synced").payload(&format!("v{i}")), TIMEOUT)).expect("produce");
+        assert!(sent.elapsed() < delay, "record {i} is below flush.messages: acknowledged without a flush ({:?})", sent.elapsed());
+    }
+    // The third reaches flush.messages.
+    let start = Instant::now();
+    let third = p.send(FutureRecord::<(), _>::to("synced").payload("v2"), TIMEOUT);
+    let (read, read_at, (third, acked)) = std::thread::scope(|scope| {
+        let ack = scope.spawn(move || (block_on(third).expect("produce v2"), start.elapsed()));
+        let mut read = Vec::new();
+        while read.len() < 3 {
+            assert!(start.elapsed() < Duration::from_secs(20), "read only {read:?}");
+            if let Some(m) = c.poll(Duration::from_millis(50)) {
+                let m = m.expect("fetch");
+                read.push(String::from_utf8(rdkafka::Message::payload(&m).unwrap().to_vec()).unwrap());
+            }
+        }
+        (read, start.elapsed(), ack.join().unwrap())
+    });
+    assert_eq!(read, ["v0", "v1", "v2"]);
+    assert_eq!(third.offset, 2);
+    assert!(acked >= delay, "the record reaching flush.messages was acknowledged after {acked:?}, before its fsync");
+    assert!(read_at < acked, "the consumer waited for the fsync: read at {read_at:?}, acknowledged at {acked:?}");
+}

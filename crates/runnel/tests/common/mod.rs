@@ -47,21 +47,21 @@ impl Broker {
     /// Starts a broker process without waiting for it to serve (a cluster node waits
     /// for its quorum before it prints its startup line).
     pub fn spawn_in(data_dir: &Path, extra: &[&str]) -> Starting {
-        Self::spawn_limited(data_dir, extra, None, None, &[])
+        Self::spawn_limited(data_dir, extra, None, None, &[], &[])
     }
 
     /// [`Broker::spawn_in`] with the process started by `wrapper` (a command that runs the
     /// rest of its command line, e.g. `ip netns exec NS`: the broker in a network namespace).
     /// The wrapper must exec the broker, so the child is the broker process itself.
     pub fn spawn_wrapped(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Starting {
-        Self::spawn_limited(data_dir, extra, None, None, &wrapper.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        Self::spawn_limited(data_dir, extra, None, None, &wrapper.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &[])
     }
 
     /// Starts a broker with a fresh temp data dir whose stderr (its log, and any panic
     /// message) goes to the file `log` instead of the test's.
     pub fn start_logging_to(extra: &[&str], log: &Path) -> Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut b = Self::spawn_limited(tmp.path(), extra, None, Some(log), &[]).wait();
+        let mut b = Self::spawn_limited(tmp.path(), extra, None, Some(log), &[], &[]).wait();
         b._tmp = Some(tmp);
         b
     }
@@ -69,10 +69,19 @@ impl Broker {
     /// Starts a broker on an existing data dir whose process may open at most `nofile`
     /// files (its RLIMIT_NOFILE, soft and hard; the test process keeps its own).
     pub fn start_with_fd_limit(data_dir: &Path, extra: &[&str], nofile: u64) -> Broker {
-        Self::spawn_limited(data_dir, extra, Some(nofile), None, &[]).wait()
+        Self::spawn_limited(data_dir, extra, Some(nofile), None, &[], &[]).wait()
     }
 
-    fn spawn_limited(data_dir: &Path, extra: &[&str], nofile: Option<u64>, stderr: Option<&Path>, wrapper: &[String]) -> Starting {
+    /// Starts a broker with a fresh temp data dir and these environment variables set in its
+    /// process (failpoints, e.g. `RUNNEL_FAILPOINT_FLUSH_DELAY_MS`).
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Broker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut b = Self::spawn_limited(tmp.path(), extra, None, None, &[], env).wait();
+        b._tmp = Some(tmp);
+        b
+    }
+
+    fn spawn_limited(data_dir: &Path, extra: &[&str], nofile: Option<u64>, stderr: Option<&Path>, wrapper: &[String], env: &[(&str, &str)]) -> Starting {
         use std::os::unix::process::CommandExt;
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let wrapper = wrapper.to_vec();
@@ -106,6 +115,7 @@ impl Broker {
             .env("RUST_LOG", std::env::var("RUNNEL_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             // Tests run brokers side by side: the admin listener too takes a free port.
             .env("RUNNEL_ADMIN_LISTEN", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr.map_or_else(Stdio::inherit, |p| Stdio::from(std::fs::File::create(p).expect("broker log file"))))
             .spawn()
@@ -241,7 +251,7 @@ impl Broker {
         let log = PathBuf::from(format!("{}.restart.log", self.data_dir.display()));
         let mut attempt = 0;
         let mut next = loop {
-            match Broker::spawn_limited(&self.data_dir, &extra, None, Some(&log), &self.wrapper).wait_for_start() {
+            match Broker::spawn_limited(&self.data_dir, &extra, None, Some(&log), &self.wrapper, &[]).wait_for_start() {
                 Ok(b) => break b,
                 Err(e) => {
                     let reason = std::fs::read_to_string(&log).unwrap_or_default();
