@@ -178,3 +178,19 @@ pub fn run(brokers: &str, topic: &str, rate: u64, duration: Duration, keys: u64)
         requests: producer_requests + consumer_requests,
     })
 }
+
+/// The worst of several runs: each percentile's highest and the lowest rate achieved;
+/// samples and requests added up.
+pub fn worst(runs: &[Latency]) -> Latency {
+    let mut w = runs[0];
+    for l in &runs[1..] {
+        w.p50 = w.p50.max(l.p50);
+        w.p99 = w.p99.max(l.p99);
+        w.p999 = w.p999.max(l.p999);
+        w.max = w.max.max(l.max);
+        w.sent_rate = w.sent_rate.min(l.sent_rate);
+        w.samples += l.samples;
+        w.requests += l.requests;
+    }
+    w
+}

@@ -80,6 +80,10 @@ struct Args {
     /// Do not append to the results file.
     #[arg(long)]
     no_record: bool,
+    /// Runs of each latency row; the row reports the worst of them (each percentile's
+    /// highest) [default: 5; --quick: 1].
+    #[arg(long)]
+    repetitions: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,6 +97,7 @@ struct Plan {
     records_small: u64,
     max_time: Duration,
     latency_time: Duration,
+    latency_runs: u32,
     loopback_time: Duration,
     disk_bytes: u64,
     large_records: u64,
@@ -109,6 +114,7 @@ impl Plan {
             records_small,
             max_time: Duration::from_secs_f64(a.duration.unwrap_or(if q { 3.0 } else { 20.0 })),
             latency_time: Duration::from_secs_f64(a.duration.unwrap_or(if q { 2.0 } else { 10.0 })),
+            latency_runs: a.repetitions.unwrap_or(if q { 1 } else { 5 }).max(1),
             loopback_time: Duration::from_secs(if q { 1 } else { 3 }),
             disk_bytes: if q { 64 << 20 } else { 512 << 20 },
             large_records,
@@ -388,6 +394,15 @@ impl Bench {
         row.of_loopback = Some(1.0);
         self.push(row)?;
 
+        for rate in [10_000u64, 20_000] {
+            self.progress.begin(&format!("request/response floor at {} req/s", report::thousands(rate)));
+            let us = limits::request_floor(rate, self.plan.loopback_time)?;
+            let mut row = Row::new(Group::Limits, format!("loopback request/response floor, 100 B each way, {} req/s", report::thousands(rate)));
+            row.rec_s = Some(rate as f64);
+            row.result = Some(format!("server thread CPU {us:.1} µs/request (one read + one write, blocking)"));
+            self.push(row)?;
+        }
+
         self.progress.begin("disk sequential write + fsync");
         let dir = match &self.broker {
             Broker::Ours(b) => b.data_dir.clone(),
@@ -532,27 +547,72 @@ impl Bench {
     }
 
     fn latency(&mut self) -> Result<()> {
-        for rate in [10_000u64, 100_000] {
+        let target = |l: &latency::Latency, ms: f64| Target { text: format!("p99 ≤ {ms} ms"), met: Some(l.p99 <= ms) };
+        for (rate, p99) in [(10_000u64, 1.0), (100_000, 3.0)] {
             let label = format!("100 B at {} rec/s, acks=all, linger.ms=0, p=1", report::thousands(rate));
-            self.progress.begin(&format!("latency {label}"));
-            let topic = format!("bench-latency-{rate}");
-            clients::create_topic(self.broker.addr(), &topic, 1, &[])?;
-            let meter = self.meter();
-            let l = latency::run(self.broker.addr(), &topic, rate, self.plan.latency_time, 0)?;
-            let usage = meter.stop();
-            let mut row = Row::new(Group::Latency, label);
-            row.rec_s = Some(l.sent_rate);
-            row.latency = Some(l);
-            row.requests = Some(l.requests);
-            row.result = Some(format!("{} samples", l.samples));
-            row.usage = Some(usage);
-            if rate == 10_000 {
-                row.target = Some(Target { text: "p99 ≤ 3 ms".into(), met: Some(l.p99 <= 3.0) });
-            }
-            self.push(row)?;
-            clients::delete_topic(self.broker.addr(), &topic)?;
+            self.latency_row(&label, rate, &[], 0, None, |l| target(l, p99))?;
         }
+        // Right after a bulk load: the page cache full of dirty data being written back.
+        let bulk = self.plan.records_small / 5;
+        let label = format!("100 B at 10,000 rec/s, acks=all, linger.ms=0, p=1, right after a bulk load of {} × 100 B", report::thousands(bulk));
+        self.latency_row(&label, 10_000, &[], 0, Some(bulk), |l| target(l, 1.0))?;
         self.latency_while_cleaning()
+    }
+
+    /// One latency row: `latency_runs` runs at `rate` on a new topic each (with `configs`,
+    /// keyed when `keys` > 0), each run after a bulk load of `bulk` records to another
+    /// topic if given. The row shows the worst of the runs (each percentile's highest), the
+    /// lowest rate achieved, and the CPU and requests of all runs together.
+    fn latency_row(
+        &mut self,
+        label: &str,
+        rate: u64,
+        configs: &[(&str, &str)],
+        keys: u64,
+        bulk: Option<u64>,
+        target: impl Fn(&latency::Latency) -> Target,
+    ) -> Result<()> {
+        let runs = self.plan.latency_runs;
+        let mut all: Vec<latency::Latency> = Vec::new();
+        let mut usage = procstat::RunUsage::default();
+        let mut extra = String::new();
+        for run in 1..=runs {
+            self.progress.begin(&format!("latency {label}, run {run} of {runs}"));
+            if let Some(records) = bulk {
+                let topic = "bench-bulk-load";
+                clients::create_topic(self.broker.addr(), topic, 1, &[])?;
+                let config = clients::producer_config(self.broker.addr(), "1", "none", &[]);
+                let load = ProduceRun { config, topic, partitions: 1, size: 100, records, max_time: self.plan.max_time };
+                throughput::produce(&load, &self.payloads).context("bulk load")?;
+                clients::delete_topic(self.broker.addr(), topic)?;
+            }
+            let topic = format!("bench-latency-{rate}-run{run}");
+            clients::create_topic(self.broker.addr(), &topic, 1, configs)?;
+            let meter = self.meter();
+            let l = latency::run(self.broker.addr(), &topic, rate, self.plan.latency_time, keys)?;
+            usage = usage.plus(&meter.stop());
+            if keys > 0 {
+                // Retention moved the low watermark: the cleaner really worked during the run.
+                let (low, high) = clients::watermarks(self.broker.addr(), &topic)?;
+                extra = format!("; low/high watermark {low}/{high} (last run)");
+            }
+            clients::delete_topic(self.broker.addr(), &topic)?;
+            all.push(l);
+        }
+        let worst = latency::worst(&all);
+        let mut row = Row::new(Group::Latency, label);
+        row.rec_s = Some(worst.sent_rate);
+        row.latency = Some(worst);
+        row.requests = Some(worst.requests);
+        let p99s: Vec<String> = all.iter().map(|l| report::ms(l.p99)).collect();
+        row.result = Some(if runs == 1 {
+            format!("{} samples{extra}", worst.samples)
+        } else {
+            format!("worst of {runs} runs, p99 per run {} ms; {} samples{extra}", p99s.join(" / "), worst.samples)
+        });
+        row.usage = Some(usage);
+        row.target = Some(target(&worst));
+        self.push(row)
     }
 
     /// The 10,000 rec/s latency run on a partition that is compacted, trimmed by retention
@@ -561,10 +621,7 @@ impl Bench {
     /// fsync every ~0.1 s on the produce path), with the broker's cleaner and retention
     /// checks every 200 ms. None of that work may hold the lock produce and fetch wait on.
     fn latency_while_cleaning(&mut self) -> Result<()> {
-        let rate = 10_000u64;
-        let label = format!("100 B at {} rec/s, acks=all, p=1, keyed, while compaction, retention and fsyncs run", report::thousands(rate));
-        self.progress.begin(&format!("latency {label}"));
-        let topic = "bench-latency-cleaning";
+        let label = "100 B at 10,000 rec/s, acks=all, p=1, keyed, while compaction, retention and fsyncs run";
         // Kafka 4 refuses segment.bytes below 1 MiB (KIP-1030): there segments are 1 MiB.
         let segment_bytes = if self.kind == Kind::ApacheKafka { "1048576" } else { "262144" };
         let configs = [
@@ -574,21 +631,7 @@ impl Bench {
             ("retention.bytes", "4000000"),
             ("flush.messages", "1000"),
         ];
-        clients::create_topic(self.broker.addr(), topic, 1, &configs)?;
-        let meter = self.meter();
-        let l = latency::run(self.broker.addr(), topic, rate, self.plan.latency_time, 1_000)?;
-        let usage = meter.stop();
-        let mut row = Row::new(Group::Latency, label);
-        row.rec_s = Some(l.sent_rate);
-        row.latency = Some(l);
-        row.requests = Some(l.requests);
-        // Retention moved the low watermark: the cleaner really worked during the run.
-        let (low, high) = clients::watermarks(self.broker.addr(), topic)?;
-        row.result = Some(format!("{} samples; low/high watermark {low}/{high}", l.samples));
-        row.usage = Some(usage);
-        row.target = Some(Target { text: "p99 ≤ 3 ms".into(), met: Some(l.p99 <= 3.0) });
-        self.push(row)?;
-        clients::delete_topic(self.broker.addr(), topic)
+        self.latency_row(label, 10_000, &configs, 1_000, None, |l| Target { text: "p99 ≤ 3 ms".into(), met: Some(l.p99 <= 3.0) })
     }
 
     /// Kafka's own `kafka-producer-perf-test` (the Java producer with its defaults:

@@ -98,6 +98,17 @@ pub struct RunUsage {
     pub client_cpu_s: f64,
 }
 
+impl RunUsage {
+    /// Two runs together: CPU times added, memory the larger.
+    pub fn plus(&self, other: &RunUsage) -> RunUsage {
+        let broker = match (self.broker, other.broker) {
+            (Some(a), Some(b)) => Some(Usage { cpu_s: a.cpu_s + b.cpu_s, rss: a.rss.max(b.rss), peak: a.peak.max(b.peak) }),
+            (a, b) => a.or(b),
+        };
+        RunUsage { broker, client_cpu_s: self.client_cpu_s + other.client_cpu_s }
+    }
+}
+
 impl RunMeter {
     pub fn start(broker_pid: Option<u32>) -> RunMeter {
         let me = std::process::id();

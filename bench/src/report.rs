@@ -179,7 +179,7 @@ fn percent(f: f64) -> String {
     }
 }
 
-fn ms(v: f64) -> String {
+pub fn ms(v: f64) -> String {
     if v < 10.0 {
         format!("{v:.2}")
     } else {
