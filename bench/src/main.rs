@@ -51,7 +51,7 @@ struct Args {
     /// Run only these groups (comma-separated). `consume` produces its data first.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Group>,
-    /// Run only the produce/consume cases whose label contains this text, e.g. "100 B acks=1 p=1 none".
+    /// Run only the produce/consume and latency cases whose label contains this text, e.g. "100 B acks=1 p=1 none".
     #[arg(long)]
     filter: Option<String>,
     /// Seconds: the cap of each throughput run and the measured length of each latency run
@@ -572,6 +572,9 @@ impl Bench {
         bulk: Option<u64>,
         target: impl Fn(&latency::Latency) -> Target,
     ) -> Result<()> {
+        if !self.selected(label) {
+            return Ok(());
+        }
         let runs = self.plan.latency_runs;
         let mut all: Vec<latency::Latency> = Vec::new();
         let mut usage = procstat::RunUsage::default();
