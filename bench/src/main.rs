@@ -310,7 +310,7 @@ impl Bench {
     fn step_count(&self) -> usize {
         let mut n = 0;
         if self.wants(Group::Limits) {
-            n += 2;
+            n += 4;
         }
         for size in SIZES {
             for p in PARTITIONS {
@@ -328,7 +328,7 @@ impl Bench {
             n += 2;
         }
         if self.wants(Group::Latency) {
-            n += 3;
+            n += self.latency_labels().iter().filter(|l| self.selected(l)).count() * self.plan.latency_runs as usize;
         }
         if self.wants(Group::Perftest) {
             n += 1;
@@ -546,17 +546,30 @@ impl Bench {
         clients::delete_topic(self.broker.addr(), topic)
     }
 
+    /// The latency rows' labels: 10,000 and 100,000 rec/s, after a bulk load, while cleaning.
+    fn latency_labels(&self) -> [String; 4] {
+        let at = |rate: u64| format!("100 B at {} rec/s, acks=all, linger.ms=0, p=1", report::thousands(rate));
+        [
+            at(10_000),
+            at(100_000),
+            format!("{}, right after a bulk load of {} × 100 B", at(10_000), report::thousands(self.bulk_records())),
+            "100 B at 10,000 rec/s, acks=all, p=1, keyed, while compaction, retention and fsyncs run".into(),
+        ]
+    }
+
+    /// Records of the bulk load before each run of the "right after a bulk load" row.
+    fn bulk_records(&self) -> u64 {
+        self.plan.records_small / 5
+    }
+
     fn latency(&mut self) -> Result<()> {
         let target = |l: &latency::Latency, ms: f64| Target { text: format!("p99 ≤ {ms} ms"), met: Some(l.p99 <= ms) };
-        for (rate, p99) in [(10_000u64, 1.0), (100_000, 3.0)] {
-            let label = format!("100 B at {} rec/s, acks=all, linger.ms=0, p=1", report::thousands(rate));
-            self.latency_row(&label, rate, &[], 0, None, |l| target(l, p99))?;
-        }
+        let [at_10k, at_100k, after_bulk, cleaning] = self.latency_labels();
+        self.latency_row(&at_10k, 10_000, &[], 0, None, |l| target(l, 1.0))?;
+        self.latency_row(&at_100k, 100_000, &[], 0, None, |l| target(l, 3.0))?;
         // Right after a bulk load: the page cache full of dirty data being written back.
-        let bulk = self.plan.records_small / 5;
-        let label = format!("100 B at 10,000 rec/s, acks=all, linger.ms=0, p=1, right after a bulk load of {} × 100 B", report::thousands(bulk));
-        self.latency_row(&label, 10_000, &[], 0, Some(bulk), |l| target(l, 1.0))?;
-        self.latency_while_cleaning()
+        self.latency_row(&after_bulk, 10_000, &[], 0, Some(self.bulk_records()), |l| target(l, 1.0))?;
+        self.latency_while_cleaning(&cleaning)
     }
 
     /// One latency row: `latency_runs` runs at `rate` on a new topic each (with `configs`,
@@ -623,8 +636,7 @@ impl Bench {
     /// compaction due at 1 % dirty, `retention.bytes` 4 MB, `flush.messages=1000` (an
     /// fsync every ~0.1 s on the produce path), with the broker's cleaner and retention
     /// checks every 200 ms. None of that work may hold the lock produce and fetch wait on.
-    fn latency_while_cleaning(&mut self) -> Result<()> {
-        let label = "100 B at 10,000 rec/s, acks=all, p=1, keyed, while compaction, retention and fsyncs run";
+    fn latency_while_cleaning(&mut self, label: &str) -> Result<()> {
         // Kafka 4 refuses segment.bytes below 1 MiB (KIP-1030): there segments are 1 MiB.
         let segment_bytes = if self.kind == Kind::ApacheKafka { "1048576" } else { "262144" };
         let configs = [

@@ -103,13 +103,7 @@ public final class Broker {
       throw new IllegalStateException("unexpected runnel startup line: " + line + "; stderr: "
           + Files.readString(data.resolve("stderr.log")));
     }
-    Thread drain = new Thread(() -> {
-      try {
-        while (out.readLine() != null) { }
-      } catch (IOException ignored) { }
-    });
-    drain.setDaemon(true);
-    drain.start();
+    drain(out);
     return new Broker("runnel", m.group(1) + ":" + m.group(2), p, data);
   }
 
@@ -206,5 +200,16 @@ public final class Broker {
     while (p != null && !Files.exists(p.resolve("scripts/apache-kafka"))) p = p.getParent();
     if (p == null) throw new IllegalStateException("run from inside the Runnel repository");
     return p;
+  }
+
+  /** Reads the rest of a broker's stdout on a daemon thread, so that it never blocks on a full pipe. */
+  static void drain(BufferedReader out) {
+    Thread drain = new Thread(() -> {
+      try {
+        while (out.readLine() != null) { }
+      } catch (IOException ignored) { }
+    });
+    drain.setDaemon(true);
+    drain.start();
   }
 }

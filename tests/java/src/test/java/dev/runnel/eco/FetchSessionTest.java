@@ -76,13 +76,7 @@ class FetchSessionTest {
       }
       bootstrap = m.group(1) + ":" + m.group(2);
       admin = a.group(1);
-      Thread drain = new Thread(() -> {
-        try {
-          while (out.readLine() != null) { }
-        } catch (Exception ignored) { }
-      });
-      drain.setDaemon(true);
-      drain.start();
+      Broker.drain(out);
     }
 
     void stop() throws Exception {
