@@ -23,6 +23,50 @@ mod topics;
 
 pub type Partitions = HashMap<(String, i32), Arc<Partition>>;
 
+/// A `(topic, index)` key of [`Partitions`] as borrowed parts, so that a lookup by
+/// `(&str, i32)` builds no `String` (one runs for every partition of every Produce and
+/// Fetch). Hashes as the owned key does: a `String` hashes as its `str`.
+trait PartitionKeyRef {
+    fn parts(&self) -> (&str, i32);
+}
+
+impl PartitionKeyRef for (String, i32) {
+    fn parts(&self) -> (&str, i32) {
+        (&self.0, self.1)
+    }
+}
+
+impl PartitionKeyRef for (&str, i32) {
+    fn parts(&self) -> (&str, i32) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn PartitionKeyRef + 'a> for (String, i32) {
+    fn borrow(&self) -> &(dyn PartitionKeyRef + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn PartitionKeyRef + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn PartitionKeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn PartitionKeyRef + '_ {}
+
+/// Looks `(topic, index)` up in a map keyed by `(String, i32)` without allocating.
+fn by_partition<'m, V>(map: &'m HashMap<(String, i32), V>, topic: &str, index: i32) -> Option<&'m V> {
+    map.get(&(topic, index) as &dyn PartitionKeyRef)
+}
+
 /// The image's ACLs and client quotas, read by every request when the authorizer or
 /// quotas are on.
 #[derive(Debug, Default)]
@@ -475,13 +519,13 @@ impl Broker {
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
-        self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&(topic.to_string(), index)).cloned()
+        by_partition(&self.partitions.read().unwrap_or_else(|p| p.into_inner()), topic, index).cloned()
     }
 
     /// Why a partition of a live topic is offline (it could not be opened at startup, or
     /// its log went offline after a failed fsync); `None` if it serves.
     pub fn offline_reason(&self, topic: &str, index: i32) -> Option<String> {
-        if let Some(why) = self.offline_at_open.get(&(topic.to_string(), index)) {
+        if let Some(why) = by_partition(&self.offline_at_open, topic, index) {
             return Some(why.clone());
         }
         self.partition(topic, index).and_then(|p| p.log().offline_reason().map(str::to_string))
@@ -565,3 +609,25 @@ fn open_partition(data_dir: &Path, topic: &TopicRef, index: i32, settings: &Topi
 
 /// A topic's name and id.
 pub(crate) type TopicRef<'a> = (&'a str, Uuid);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lookup by borrowed parts finds exactly what a lookup by the owned key finds.
+    #[test]
+    fn partition_lookup_by_borrowed_parts_matches_the_owned_key() {
+        let names = ["", "a", "ab", "a.b", "ab-", "topic", "topic-1", "tópico"];
+        let mut map: HashMap<(String, i32), usize> = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            for index in [0, 1, 7] {
+                map.insert((name.to_string(), index), i * 10 + index as usize);
+            }
+        }
+        for name in names.iter().chain(&["b", "topic-2", "tópic"]) {
+            for index in [-1, 0, 1, 2, 7, i32::MAX] {
+                assert_eq!(by_partition(&map, name, index), map.get(&(name.to_string(), index)), "{name:?} {index}");
+            }
+        }
+    }
+}
