@@ -99,6 +99,8 @@ struct Plan {
     max_time: Duration,
     latency_time: Duration,
     latency_runs: u32,
+    /// The pause before the latency rows when groups before them deleted their topics.
+    settle: Duration,
     loopback_time: Duration,
     disk_bytes: u64,
     large_records: u64,
@@ -116,6 +118,7 @@ impl Plan {
             max_time: Duration::from_secs_f64(a.duration.unwrap_or(if q { 3.0 } else { 20.0 })),
             latency_time: Duration::from_secs_f64(a.duration.unwrap_or(if q { 2.0 } else { 10.0 })),
             latency_runs: a.repetitions.unwrap_or(if q { 1 } else { 5 }).max(1),
+            settle: Duration::from_secs(if q { 0 } else { 30 }),
             loopback_time: Duration::from_secs(if q { 1 } else { 3 }),
             disk_bytes: if q { 64 << 20 } else { 512 << 20 },
             large_records,
@@ -261,6 +264,9 @@ fn measure(args: Args, kind: Kind, machine: &str) -> Result<Vec<Row>> {
         b.large()?;
     }
     if b.wants(Group::Latency) {
+        if b.wants(Group::Produce) || b.wants(Group::Consume) || b.wants(Group::Large) {
+            b.settle();
+        }
         b.latency()?;
     }
     if b.wants(Group::Perftest) {
@@ -302,6 +308,18 @@ fn results_path(args: &Args) -> PathBuf {
 impl Bench {
     fn wants(&self, g: Group) -> bool {
         self.args.only.is_empty() || self.args.only.contains(&g)
+    }
+
+    /// Waits before the latency rows after groups that deleted gigabytes of topics. On this
+    /// kind of VM (ext4 mounted with `discard`) a large deletion slows every process for
+    /// 10–20 s, whatever wrote the files (measured: bench/RESULTS.md, 2026-12-02 10:00),
+    /// which would put the deletion, not the broker, in the first latency runs.
+    fn settle(&mut self) {
+        if self.plan.settle.is_zero() {
+            return;
+        }
+        eprintln!("waiting {} s before the latency rows: the groups before deleted their topics (see bench/README.md)", self.plan.settle.as_secs());
+        std::thread::sleep(self.plan.settle);
     }
 
     fn selected(&self, label: &str) -> bool {
