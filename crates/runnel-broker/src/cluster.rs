@@ -256,7 +256,7 @@ impl Cluster {
                 }
                 match change {
                     MetadataRecord::CreateTopic { name, configs, .. } | MetadataRecord::SetTopicConfigs { name, configs } => {
-                        broker.apply_topic_configs(&name, &configs);
+                        broker.apply_topic_configs(&name);
                         self.open_hosted(broker, &name, &topic_id, &configs)
                     }
                     MetadataRecord::CreatePartitions { name, .. } => {

@@ -127,12 +127,18 @@ impl Session {
         self.parts.len()
     }
 
-    /// Adds a partition at the end of the order, or updates its parameters in place.
+    /// Adds a partition at the end of the order, or updates its parameters in place. A
+    /// new key's topic name is copied: the request's is a slice of the whole request frame,
+    /// which the session would otherwise keep in memory for as long as it lives.
     pub fn upsert(&mut self, key: PartitionKey, params: Params) {
         if let Some(c) = self.parts.get_mut(&key) {
             c.params = params;
             return;
         }
+        let key = match key {
+            (TopicKey::Name(name), index) => (TopicKey::Name(StrBytes::from_string(name.to_string())), index),
+            id => id,
+        };
         let seq = self.bump();
         self.order.insert(seq, key.clone());
         self.parts.insert(key, Cached { params, answered: Answered::NONE, seq });
@@ -268,6 +274,11 @@ impl FetchSessionCache {
     }
 
     /// Sessions cached, and their partitions.
+    /// The most partitions a session may hold.
+    pub fn max_partitions(&self) -> usize {
+        self.max_partitions
+    }
+
     pub fn sizes(&self) -> (usize, usize) {
         let inner = lock(&self.inner);
         (inner.sessions.len(), inner.partitions)
@@ -391,8 +402,9 @@ impl FetchSessionCache {
         } else {
             let candidates = if privileged { &inner.evictable_by_privileged } else { &inner.evictable_by_all };
             match candidates.first() {
-                // Less valuable than the new session (ties go to the new one, as in Kafka).
-                Some(&(p, s, id)) if (p, s) <= (privileged, size) => id,
+                // Less valuable than the new session; on a tie the old one stays, as in
+                // Kafka (its new key, id 0, ranks below every existing one).
+                Some(&(p, s, id)) if (p, s) < (privileged, size) => id,
                 _ => return false,
             }
         };
@@ -520,6 +532,7 @@ mod tests {
         assert!(cache.incremental(follower, 1, false, later, |_| {}).is_ok());
         assert!(cache.incremental(large, 1, false, later, |_| {}).is_ok());
         assert_eq!(cache.create(later, false, false, parts(2)), INVALID_SESSION_ID, "not by a smaller one");
+        assert_eq!(cache.create(later, false, false, parts(5)), INVALID_SESSION_ID, "nor by one of the same size (Kafka keeps the old)");
         let larger = cache.create(later, false, false, parts(6));
         assert_ne!(larger, INVALID_SESSION_ID);
         assert!(cache.incremental(large, 2, false, later, |_| {}).is_err());
@@ -529,6 +542,22 @@ mod tests {
         assert_ne!(cache.create(much_later, false, false, parts(1)), INVALID_SESSION_ID);
         assert!(cache.incremental(follower, 2, false, much_later, |_| {}).is_err(), "the stale follower session went");
         assert_eq!(cache.evictions.get(), 3);
+    }
+
+    #[test]
+    fn a_session_keeps_no_part_of_the_request_frame() {
+        // A decoded topic name is a slice of its request's frame.
+        let frame = bytes::Bytes::from(vec![b't'; 1 << 20]);
+        let name = StrBytes::from_utf8(frame.slice(10..11)).unwrap();
+        let mut s = Session::new(1, false);
+        s.upsert((TopicKey::Name(name.clone()), 0), params(0));
+        s.upsert((TopicKey::Name(name), 0), params(5));
+        let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        let stored: Vec<_> = s.partitions().map(|(k, p)| (k.clone(), p.fetch_offset)).collect();
+        assert_eq!(stored.len(), 1);
+        let (TopicKey::Name(n), offset) = (&stored[0].0 .0, stored[0].1) else { panic!("a name key") };
+        assert_eq!((&**n, offset), ("t", 5), "found by the request's name, updated in place");
+        assert!(!frame_range.contains(&(n.as_ptr() as usize)), "the session holds its own copy of the name");
     }
 
     #[test]

@@ -104,6 +104,13 @@ pub struct Broker {
     /// The broker settings in effect (static, then the image's dynamic configs), copied
     /// out after each change of the dynamic ones.
     settings: RwLock<Arc<crate::dynamic_config::BrokerSettings>>,
+    /// Held while the settings in effect (broker and topic) are recomputed from the image:
+    /// each recomputation reads the image under it, so a slower one never puts older
+    /// values back over a newer one's.
+    config_refresh: Mutex<()>,
+    /// Cluster mode: held across the read, edit and commit of a config change made through
+    /// this broker, so two alters made here never lose each other's changes.
+    config_writes: Mutex<()>,
     /// Client quota budgets (produce and fetch byte rates).
     quotas: crate::quota::Quotas,
     /// Topics whose partition directories are being created, or retired by a delete,
@@ -206,6 +213,8 @@ impl Broker {
             authorizer,
             security: RwLock::default(),
             settings: RwLock::new(Arc::new(crate::dynamic_config::BrokerSettings::new(static_settings, BTreeMap::new(), BTreeMap::new()))),
+            config_refresh: Mutex::new(()),
+            config_writes: Mutex::new(()),
             quotas,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
@@ -263,6 +272,8 @@ impl Broker {
             authorizer,
             security: RwLock::default(),
             settings: RwLock::new(Arc::new(crate::dynamic_config::BrokerSettings::new(static_settings, BTreeMap::new(), BTreeMap::new()))),
+            config_refresh: Mutex::new(()),
+            config_writes: Mutex::new(()),
             quotas,
             creating: Mutex::default(),
             producer_ids: Mutex::new((0, 0)),
@@ -373,6 +384,7 @@ impl Broker {
     /// be called under the metadata lock.
     pub fn refresh_dynamic_configs(&self) {
         use runnel_metadata::ConfigResource;
+        let _serial = self.config_refresh.lock().unwrap_or_else(|p| p.into_inner());
         let node = self.config.node_id.to_string();
         let (default, mine) = self.with_image(|i| (i.resource_configs(ConfigResource::Broker, ""), i.resource_configs(ConfigResource::Broker, &node)));
         let new = Arc::new(crate::dynamic_config::BrokerSettings::new(self.config.settings.clone(), default, mine));
@@ -383,8 +395,8 @@ impl Broker {
             changed
         };
         if changed {
-            for t in self.with_image(|i| i.topics().map(|t| (t.name.clone(), t.configs.clone())).collect::<Vec<_>>()) {
-                self.apply_topic_configs(&t.0, &t.1);
+            for name in self.with_image(|i| i.topics().map(|t| t.name.clone()).collect::<Vec<_>>()) {
+                self.apply_topic_configs_serialized(&name);
             }
         }
     }
@@ -392,8 +404,10 @@ impl Broker {
     /// Read-modify-write of a broker's (or the cluster default's) or a group's dynamic
     /// configs under the metadata lock (one node) or through the quorum: `edit` maps the
     /// current configs to the new ones, or refuses (then nothing is committed). Blocking.
-    /// (Cluster mode: as for topic configs, the edit reads this broker's image, so an alter
-    /// racing through another broker can still be overwritten.)
+    /// A change that changes nothing writes no record.
+    /// (Cluster mode: alters made through this broker are serialized, but the edit reads
+    /// this broker's image, so an alter racing through another broker can still be
+    /// overwritten.)
     pub fn update_resource_configs<E>(
         &self,
         resource: runnel_metadata::ConfigResource,
@@ -402,21 +416,29 @@ impl Broker {
     ) -> Result<Result<(), E>, StateError> {
         let record = |configs| MetadataRecord::SetResourceConfigs { resource, name: name.to_string(), configs };
         if let Some(c) = self.cluster() {
+            let _serial = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
             let current = self.with_image(|i| i.resource_configs(resource, name));
             let configs = match edit(&current) {
                 Ok(c) => c,
                 Err(e) => return Ok(Err(e)),
             };
-            c.commit_topic(Uuid::nil(), record(configs), Vec::new())?;
-        } else {
-            let mut md = self.local();
-            let current = md.image().resource_configs(resource, name);
-            let configs = match edit(&current) {
-                Ok(c) => c,
-                Err(e) => return Ok(Err(e)),
-            };
-            md.commit(record(configs))?;
+            if configs != current {
+                // Applied here by the publisher before `commit` returns.
+                c.commit_topic(Uuid::nil(), record(configs), Vec::new())?;
+            }
+            return Ok(Ok(()));
         }
+        let mut md = self.local();
+        let current = md.image().resource_configs(resource, name);
+        let configs = match edit(&current) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        if configs == current {
+            return Ok(Ok(()));
+        }
+        md.commit(record(configs))?;
+        drop(md);
         self.refresh_dynamic_configs();
         Ok(Ok(()))
     }

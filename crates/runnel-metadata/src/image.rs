@@ -128,6 +128,11 @@ impl MetadataImage {
         self.resource_configs.get(&(resource, name.to_string())).cloned().unwrap_or_default()
     }
 
+    /// How many brokers (or groups) have dynamic configs.
+    pub fn resource_config_count(&self, resource: ConfigResource) -> usize {
+        self.resource_configs.keys().filter(|(r, _)| *r == resource).count()
+    }
+
     /// The SCRAM credential of `user` for `mechanism` (`SCRAM-SHA-256` …).
     pub fn scram_credential(&self, user: &str, mechanism: &str) -> Option<&ScramCredentialImage> {
         self.scram.get(&(user.to_string(), mechanism.to_string()))

@@ -160,6 +160,13 @@ fn group_configs_are_stored_checked_and_described() {
         assert_eq!(incremental(&addr, GROUP, "g1", &[(name, SET, Some(value))], false), (INVALID_CONFIG, message.to_string()));
     }
     assert_eq!(incremental(&addr, GROUP, "g1", &[("consumer.session.timeout.ms", SET, Some("55000"))], true).0, 0, "validate_only");
+    // A key named twice in one resource is refused, as Kafka refuses it, and changes nothing.
+    let twice = [("consumer.session.timeout.ms", SET, Some("51000")), ("consumer.session.timeout.ms", DELETE, None)];
+    assert_eq!(incremental(&addr, GROUP, "g1", &twice, false), (INVALID_REQUEST, "Error due to duplicate config keys".into()));
+    // Group configs stay bounded: a group id longer than 255 bytes gets none.
+    let long = "g".repeat(256);
+    assert_eq!(incremental(&addr, GROUP, &long, &[("consumer.session.timeout.ms", SET, Some("50000"))], false).0, INVALID_REQUEST);
+    assert_eq!(incremental(&addr, GROUP, &long[..255], &[("consumer.session.timeout.ms", SET, Some("50000"))], false).0, 0);
 
     b.kill9();
     b.restart();
@@ -171,6 +178,32 @@ fn group_configs_are_stored_checked_and_described() {
     assert_eq!(entry(&describe(&addr, GROUP, "g2"), "consumer.heartbeat.interval.ms").unwrap().0, "6000");
     assert_eq!(incremental(&addr, GROUP, "g1", &[("consumer.session.timeout.ms", DELETE, None)], false).0, 0);
     assert_eq!(entry(&describe(&addr, GROUP, "g1"), "consumer.session.timeout.ms").unwrap().1, DEFAULT);
+}
+
+/// Alters of the cluster-wide default sent at once, each setting its own key, all take
+/// effect: each recomputation of the settings in effect reads the latest stored values, so
+/// a slower one never puts an older set back.
+#[test]
+fn alters_sent_at_once_all_take_effect() {
+    let b = Broker::start(&[]);
+    let addr = b.addr.clone();
+    let keys = ["log.retention.bytes", "log.roll.ms", "log.flush.interval.messages", "log.retention.ms", "background.threads", "log.cleaner.delete.retention.ms"];
+    std::thread::scope(|s| {
+        for (i, key) in keys.iter().enumerate() {
+            let addr = &addr;
+            s.spawn(move || {
+                for round in 0..5 {
+                    let value = (3_600_000 + 1000 * i + round).to_string();
+                    assert_eq!(incremental(addr, BROKER, "", &[(key, SET, Some(&value))], false), (0, String::new()), "{key}");
+                }
+            });
+        }
+    });
+    let r = describe(&addr, BROKER, "1");
+    for (i, key) in keys.iter().enumerate() {
+        let e = entry(&r, key).unwrap_or_else(|| panic!("{key} described"));
+        assert_eq!((e.0.clone(), e.1), ((3_600_004 + 1000 * i).to_string(), DYNAMIC_DEFAULT_BROKER), "{key} in effect");
+    }
 }
 
 /// `producer.id.expiration.ms` is read afresh by each expiry pass: a dynamic value makes an

@@ -284,10 +284,18 @@ fn target(ctx: &Ctx, resource_type: i8, name: &str) -> Result<Target, Refusal> {
             format!("broker '{name}' is not this broker ({}): send a broker's configs to that broker, or use '' for every broker", ctx.broker.config.node_id),
         )),
         RESOURCE_GROUP if name.is_empty() => Err((KafkaError::InvalidRequest, "a group config resource needs a group id".into())),
+        RESOURCE_GROUP if name.len() > MAX_GROUP_NAME => {
+            Err((KafkaError::InvalidRequest, format!("dynamic configs are kept for group ids of at most {MAX_GROUP_NAME} bytes")))
+        }
         RESOURCE_GROUP => Ok(Target::Resource(ConfigResource::Group, name.to_string())),
         t => Err((KafkaError::InvalidRequest, format!("resource type {t} is not supported; use 2 (topic), 4 (broker) or 32 (group)"))),
     }
 }
+
+/// Most groups that may have dynamic configs, and the longest group id that may: any
+/// client may set them (with no authorizer), and nothing removes them but a client.
+const MAX_GROUP_CONFIGS: usize = 10_000;
+const MAX_GROUP_NAME: usize = 255;
 
 /// Validates and stores the configs `edit` computes for `target` (unless `validate_only`).
 async fn apply(
@@ -312,8 +320,15 @@ async fn apply_resource(
     edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
     validate_only: bool,
 ) -> Result<(), Refusal> {
+    // Read before the write (not under its lock): concurrent alters may pass the bound by
+    // a few, which keeps it a bound.
+    let groups_full = resource == ConfigResource::Group
+        && ctx.broker.with_image(|i| i.resource_config_count(ConfigResource::Group)) >= MAX_GROUP_CONFIGS;
     let checked = move |current: &BTreeMap<String, String>| {
         let configs = edit(current)?;
+        if groups_full && current.is_empty() && !configs.is_empty() {
+            return Err((KafkaError::PolicyViolation, format!("{MAX_GROUP_CONFIGS} groups have dynamic configs already, the most this broker keeps; delete some first")));
+        }
         for (k, v) in configs.iter().filter(|(k, v)| current.get(*k) != Some(*v)) {
             match resource {
                 ConfigResource::Broker => dynamic_config::validate_broker(k, v).map_err(|m| (KafkaError::InvalidRequest, m))?,
@@ -427,8 +442,15 @@ pub async fn incremental_alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -
             Ok(target) => {
                 let ops: Vec<(i8, String, Option<String>)> =
                     r.configs.iter().map(|c| (c.config_operation, c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect();
-                let lists = list_bases(ctx, &target, &ops);
-                apply(ctx, target, move |current| incremental(current, &ops, &lists), req.validate_only).await
+                let mut names: Vec<&str> = ops.iter().map(|(_, n, _)| n.as_str()).collect();
+                names.sort_unstable();
+                if names.windows(2).any(|w| w[0] == w[1]) {
+                    // As Kafka: the resource is refused, the others of the request go ahead.
+                    Err((KafkaError::InvalidRequest, "Error due to duplicate config keys".to_string()))
+                } else {
+                    let lists = list_bases(ctx, &target, &ops);
+                    apply(ctx, target, move |current| incremental(current, &ops, &lists), req.validate_only).await
+                }
             }
         };
         let (error_code, error_message) = split(outcome);

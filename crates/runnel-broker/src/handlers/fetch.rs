@@ -152,8 +152,14 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         cache.remove(session_id);
         if epoch == INITIAL_EPOCH { Mode::Full } else { Mode::Sessionless }
     } else {
+        let cap = cache.max_partitions();
         let updated = cache.incremental(session_id, epoch, use_ids, std::time::Instant::now(), |s| {
             for (key, params) in &named {
+                // Past the bound the session is closed anyway: stop growing it (under the
+                // cache's lock) now rather than after millions of names.
+                if s.len() > cap {
+                    return;
+                }
                 s.upsert(key.clone(), *params);
             }
             for f in &req.forgotten_topics_data {

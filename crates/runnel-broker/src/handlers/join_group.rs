@@ -3,6 +3,7 @@
 //! does; new dynamic members of v4+ first get MEMBER_ID_REQUIRED with their id. The state
 //! machine is in `crate::group`.
 
+use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
@@ -34,7 +35,9 @@ pub async fn handle(ctx: &Ctx, req: JoinGroupRequest) -> JoinGroupResponse {
         session_timeout_ms: req.session_timeout_ms,
         rebalance_timeout_ms: if ctx.version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
         protocol_type: req.protocol_type.to_string(),
-        protocols: req.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+        // Copied: the decoded bytes are a slice of the whole request frame, which the
+        // member would otherwise keep for as long as it is in the group.
+        protocols: req.protocols.into_iter().map(|p| (p.name.to_string(), Bytes::copy_from_slice(&p.metadata))).collect(),
         require_known_member_id: ctx.version >= KNOWN_MEMBER_ID_VERSION,
     };
     let coordinator = ctx.broker.groups().clone();

@@ -2,6 +2,7 @@
 //! member's answer waits for it (while the group is CompletingRebalance), or gets its
 //! current assignment at once (Stable).
 
+use bytes::Bytes;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use runnel_metadata::acl::AclOperation;
@@ -27,7 +28,8 @@ pub async fn handle(ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupResponse {
     let v5 = ctx.version >= PROTOCOL_VERSION;
     let protocol_type = if v5 { req.protocol_type.map(|s| s.to_string()) } else { None };
     let protocol_name = if v5 { req.protocol_name.map(|s| s.to_string()) } else { None };
-    let assignments: Vec<_> = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+    // Copied out of the request frame, which the group would otherwise keep whole.
+    let assignments: Vec<_> = req.assignments.into_iter().map(|a| (a.member_id.to_string(), Bytes::copy_from_slice(&a.assignment))).collect();
     let generation = req.generation_id;
     let coordinator = ctx.broker.groups().clone();
     let outcome = blocking(move || {

@@ -164,6 +164,7 @@ impl Broker {
         edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, E>,
     ) -> Result<Result<(), E>, StateError> {
         if let Some(c) = self.cluster() {
+            let _serial = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
             let Some(t) = self.topic(name) else { return Err(StateError::UnknownTopic(name.into())) };
             let configs = match edit(&t.configs) {
                 Ok(c) => c,
@@ -180,15 +181,23 @@ impl Broker {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        md.commit(MetadataRecord::SetTopicConfigs { name: name.into(), configs: configs.clone() })?;
+        md.commit(MetadataRecord::SetTopicConfigs { name: name.into(), configs })?;
         drop(md);
-        self.apply_topic_configs(name, &configs);
+        self.apply_topic_configs(name);
         Ok(Ok(()))
     }
 
-    /// Applies a topic's config overrides to its open partitions.
-    pub(crate) fn apply_topic_configs(&self, name: &str, configs: &BTreeMap<String, String>) {
-        let settings = TopicSettings::resolve(configs, &self.settings().merged);
+    /// Applies a topic's config overrides, as the image holds them now, to its open
+    /// partitions (serialized with `refresh_dynamic_configs`, see `config_refresh`).
+    pub(crate) fn apply_topic_configs(&self, name: &str) {
+        let _serial = self.config_refresh.lock().unwrap_or_else(|p| p.into_inner());
+        self.apply_topic_configs_serialized(name);
+    }
+
+    /// [`Self::apply_topic_configs`], with `config_refresh` held by the caller.
+    pub(crate) fn apply_topic_configs_serialized(&self, name: &str) {
+        let Some(configs) = self.with_image(|i| i.topic(name).map(|t| t.configs.clone())) else { return };
+        let settings = TopicSettings::resolve(&configs, &self.settings().merged);
         let count = self.topic(name).map(|t| t.partitions).unwrap_or(0);
         for p in 0..count as i32 {
             if let Some(part) = self.partition(name, p) {

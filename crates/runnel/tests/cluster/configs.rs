@@ -1,8 +1,9 @@
 //! Dynamic broker and group configs in a cluster: they are metadata records the quorum
 //! replicates, so the cluster-wide default altered through one broker is described by
 //! every other broker (and applies to their topics), a group config set through one broker
-//! is described by another, a broker's own config set through itself stays its own, and a
-//! node killed and restarted describes them all again.
+//! is described by another, a broker's own config set through itself stays its own, a
+//! node killed and restarted describes them all again, and alters sent at once through
+//! one broker lose none of each other's changes.
 
 use super::{start_cluster, wait_until};
 use crate::common::configs::*;
@@ -44,6 +45,25 @@ fn dynamic_configs_altered_on_one_node_are_described_on_the_others() {
             && entry(&r, "background.threads").is_some_and(|e| (e.0.as_str(), e.1) == ("9", DYNAMIC_BROKER))
     });
     assert_eq!(entry(&describe(&addr, GROUP, "g"), "consumer.session.timeout.ms").unwrap().0, "50000");
+    // Alters sent at once through one broker keep each other's changes: each reads what
+    // the one before it committed (they replace the resource's whole set of values).
+    let first = c.nodes[0].addr.clone();
+    let keys = [("log.retention.bytes", "100000"), ("log.roll.ms", "3600000"), ("log.flush.interval.messages", "1000"), ("background.threads", "1")];
+    std::thread::scope(|s| {
+        for (key, base) in keys {
+            let first = &first;
+            s.spawn(move || {
+                for round in 0..3 {
+                    let value = format!("{base}{round}");
+                    assert_eq!(incremental(first, BROKER, "", &[(key, SET, Some(&value))], false), (0, String::new()), "{key}");
+                }
+            });
+        }
+    });
+    let r = describe(&first, BROKER, "");
+    for (key, base) in keys {
+        assert_eq!(entry(&r, key).map(|e| e.0.clone()), Some(format!("{base}2")), "{key}: the last value set, lost by no other alter");
+    }
     // Brokers name only themselves: another's id is refused (Kafka's admin client sends a
     // broker's resource to that broker).
     assert_eq!(incremental(&c.nodes[0].addr, BROKER, "2", &[("background.threads", SET, Some("8"))], false).0, 42);
