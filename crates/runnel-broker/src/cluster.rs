@@ -88,6 +88,7 @@ impl Cluster {
         let rt = tokio::runtime::Handle::current();
         let (offset, _) = rt.block_on(self.controller.propose(record)).map_err(|e| match e {
             ProposeError::Rejected(Rejection::TopicExists) => StateError::TopicExists(String::new()),
+            ProposeError::Rejected(Rejection::StaleConfigs) => StateError::StaleConfigs,
             ProposeError::Rejected(r) => StateError::Refused(r.to_string()),
             e => StateError::Quorum(e.to_string()),
         })?;
@@ -255,7 +256,7 @@ impl Cluster {
                     return Ok(());
                 }
                 match change {
-                    MetadataRecord::CreateTopic { name, configs, .. } | MetadataRecord::SetTopicConfigs { name, configs } => {
+                    MetadataRecord::CreateTopic { name, configs, .. } | MetadataRecord::SetTopicConfigs { name, configs, .. } => {
                         broker.apply_topic_configs(&name);
                         self.open_hosted(broker, &name, &topic_id, &configs)
                     }

@@ -137,6 +137,8 @@ pub enum StateError {
     Quorum(String),
     #[error("refused by the controller: {0}")]
     Refused(String),
+    #[error("the configs kept changing while this alter was applied (other alters through other brokers); send it again")]
+    StaleConfigs,
     #[error("metadata: {0}")]
     Metadata(#[from] runnel_metadata::MetadataError),
     #[error("storage: {0}")]
@@ -404,29 +406,21 @@ impl Broker {
     /// Read-modify-write of a broker's (or the cluster default's) or a group's dynamic
     /// configs under the metadata lock (one node) or through the quorum: `edit` maps the
     /// current configs to the new ones, or refuses (then nothing is committed). Blocking.
-    /// A change that changes nothing writes no record.
-    /// (Cluster mode: alters made through this broker are serialized, but the edit reads
-    /// this broker's image, so an alter racing through another broker can still be
-    /// overwritten.)
+    /// A change that changes nothing writes no record. Cluster mode: see
+    /// [`Self::alter_in_cluster`] (no alter through any broker is lost).
     pub fn update_resource_configs<E>(
         &self,
         resource: runnel_metadata::ConfigResource,
         name: &str,
-        edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, E>,
+        edit: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, E>,
     ) -> Result<Result<(), E>, StateError> {
-        let record = |configs| MetadataRecord::SetResourceConfigs { resource, name: name.to_string(), configs };
+        let record = |configs, expected| MetadataRecord::SetResourceConfigs { resource, name: name.to_string(), configs, expected };
         if let Some(c) = self.cluster() {
-            let _serial = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
-            let current = self.with_image(|i| i.resource_configs(resource, name));
-            let configs = match edit(&current) {
-                Ok(c) => c,
-                Err(e) => return Ok(Err(e)),
-            };
-            if configs != current {
-                // Applied here by the publisher before `commit` returns.
-                c.commit_topic(Uuid::nil(), record(configs), Vec::new())?;
-            }
-            return Ok(Ok(()));
+            return self.alter_in_cluster(
+                || Ok((Uuid::nil(), self.with_image(|i| i.resource_configs(resource, name)))),
+                edit,
+                |id, configs, expected| c.commit_topic(id, record(configs, Some(expected)), Vec::new()),
+            );
         }
         let mut md = self.local();
         let current = md.image().resource_configs(resource, name);
@@ -437,10 +431,43 @@ impl Broker {
         if configs == current {
             return Ok(Ok(()));
         }
-        md.commit(record(configs))?;
+        md.commit(record(configs, None))?;
         drop(md);
         self.refresh_dynamic_configs();
         Ok(Ok(()))
+    }
+
+    /// Cluster mode: a read-modify-write of a resource's configs through the quorum.
+    /// `read` gives the record's key and the current values (this node's image), `edit` the
+    /// new ones, and `commit` proposes them with the values read as the ones expected. If
+    /// another alter committed in between (through any broker), the controller refuses the
+    /// record and this reads again, once this node's image has caught up. Alters through
+    /// this broker are serialized besides, so they do not refuse each other. A change that
+    /// changes nothing writes no record. The publisher applies a committed record here
+    /// before `commit` returns.
+    pub(crate) fn alter_in_cluster<E>(
+        &self,
+        read: impl Fn() -> Result<(Uuid, BTreeMap<String, String>), StateError>,
+        edit: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, E>,
+        commit: impl Fn(Uuid, BTreeMap<String, String>, BTreeMap<String, String>) -> Result<(), StateError>,
+    ) -> Result<Result<(), E>, StateError> {
+        const ATTEMPTS: u32 = 10;
+        let _serial = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
+        for attempt in 1..=ATTEMPTS {
+            let (id, current) = read()?;
+            let configs = match edit(&current) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            if configs == current {
+                return Ok(Ok(()));
+            }
+            match commit(id, configs, current) {
+                Err(StateError::StaleConfigs) if attempt < ATTEMPTS => std::thread::sleep(std::time::Duration::from_millis(10 * u64::from(attempt))),
+                done => return done.map(Ok),
+            }
+        }
+        Err(StateError::StaleConfigs)
     }
 
     pub(crate) fn with_image<T>(&self, f: impl FnOnce(&MetadataImage) -> T) -> T {

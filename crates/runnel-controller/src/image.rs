@@ -63,8 +63,21 @@ impl ClusterImage {
                             return Err(Rejection::InvalidAssignment);
                         }
                     }
-                    MetadataRecord::SetTopicConfigs { name, .. } | MetadataRecord::DeleteTopic { name } => {
+                    MetadataRecord::SetTopicConfigs { name, expected, .. } => {
+                        let t = by_name(name).ok_or(Rejection::UnknownTopic)?;
+                        if expected.as_ref().is_some_and(|e| *e != t.configs) {
+                            return Err(Rejection::StaleConfigs);
+                        }
+                    }
+                    MetadataRecord::DeleteTopic { name } => {
                         by_name(name).ok_or(Rejection::UnknownTopic)?;
+                    }
+                    // Read-modify-write of a broker's or group's configs: refused when
+                    // another alter committed in between.
+                    MetadataRecord::SetResourceConfigs { resource, name, expected: Some(e), .. } => {
+                        if self.topics.resource_configs(*resource, name) != *e {
+                            return Err(Rejection::StaleConfigs);
+                        }
                     }
                     // Not a topic change (keyed by the nil id): a block of producer ids,
                     // which must lie above every block handed out so far.
@@ -80,7 +93,7 @@ impl ClusterImage {
                     MetadataRecord::CreateAcls { .. }
                     | MetadataRecord::DeleteAcls { .. }
                     | MetadataRecord::AlterClientQuota { .. }
-                    | MetadataRecord::SetResourceConfigs { .. } => {}
+                    | MetadataRecord::SetResourceConfigs { expected: None, .. } => {}
                 }
                 Ok(())
             }
@@ -342,6 +355,36 @@ mod tests {
         let back = ClusterImage::from_snapshot(&image.to_snapshot(), 8, 2);
         assert_eq!(back.topics.topic("t").unwrap().topic_id, new);
         assert_eq!(back.to_snapshot(), image.to_snapshot());
+    }
+
+    #[test]
+    fn a_config_change_read_from_values_changed_since_is_refused() {
+        use runnel_metadata::ConfigResource;
+        let mut image = ClusterImage::default();
+        let kv = |k: &str, v: &str| std::iter::once((k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+        let set = |configs, expected| ControllerRecord::Topic {
+            topic_id: Uuid::nil(),
+            change: MetadataRecord::SetResourceConfigs { resource: ConfigResource::Broker, name: String::new(), configs, expected },
+            assignments: vec![],
+        };
+        assert_eq!(image.apply(1, 1, &set(kv("a", "1"), Some(BTreeMap::new()))), Outcome::Applied);
+        // Two alters read {a=1}: the first commits, the second is refused and changes nothing.
+        assert_eq!(image.apply(2, 1, &set(kv("a", "2"), Some(kv("a", "1")))), Outcome::Applied);
+        assert_eq!(image.apply(3, 1, &set(kv("b", "1"), Some(kv("a", "1")))), Outcome::Rejected(Rejection::StaleConfigs));
+        assert_eq!(image.topics.resource_configs(ConfigResource::Broker, ""), kv("a", "2"));
+        // Without an expectation (records of earlier versions) the record is applied as it is.
+        assert_eq!(image.apply(4, 1, &set(kv("c", "1"), None)), Outcome::Applied);
+        // The same for a topic's overrides.
+        let id = Uuid::new_v4();
+        assert_eq!(image.apply(5, 1, &create("t", id)), Outcome::Applied);
+        let topic = |configs, expected| ControllerRecord::Topic {
+            topic_id: id,
+            change: MetadataRecord::SetTopicConfigs { name: "t".into(), configs, expected },
+            assignments: vec![],
+        };
+        assert_eq!(image.apply(6, 1, &topic(kv("retention.ms", "1"), Some(BTreeMap::new()))), Outcome::Applied);
+        assert_eq!(image.apply(7, 1, &topic(kv("segment.ms", "1"), Some(BTreeMap::new()))), Outcome::Rejected(Rejection::StaleConfigs));
+        assert_eq!(image.topics.topic("t").unwrap().configs, kv("retention.ms", "1"));
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub enum Rejection {
     StalePartitionEpoch,
     #[error("the ISR must hold the leader and live replicas of the partition only")]
     InvalidIsr,
+    #[error("the configs changed since they were read")]
+    StaleConfigs,
 }
 
 /// What applying a record answered: the record changed the image, or it was refused

@@ -67,7 +67,7 @@ impl MetadataImage {
                     t.partitions = t.partitions.max(*total);
                 }
             }
-            MetadataRecord::SetTopicConfigs { name, configs } => {
+            MetadataRecord::SetTopicConfigs { name, configs, .. } => {
                 if let Some(t) = self.topics.get_mut(name) {
                     t.configs = configs.clone();
                 }
@@ -111,7 +111,7 @@ impl MetadataImage {
                     self.quotas.remove(entity);
                 }
             }
-            MetadataRecord::SetResourceConfigs { resource, name, configs } => {
+            MetadataRecord::SetResourceConfigs { resource, name, configs, .. } => {
                 let key = (*resource, name.clone());
                 if configs.is_empty() {
                     self.resource_configs.remove(&key);
@@ -177,7 +177,7 @@ impl MetadataImage {
             out.push(MetadataRecord::AlterClientQuota { entity: entity.clone(), ops });
         }
         for ((resource, name), configs) in &self.resource_configs {
-            out.push(MetadataRecord::SetResourceConfigs { resource: *resource, name: name.clone(), configs: configs.clone() });
+            out.push(MetadataRecord::SetResourceConfigs { resource: *resource, name: name.clone(), configs: configs.clone(), expected: None });
         }
         out
     }
@@ -234,6 +234,7 @@ mod tests {
             resource: ConfigResource::Broker,
             name: name.into(),
             configs: kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            expected: None,
         };
         image.apply(&set("", &[("log.retention.ms", "1000")]));
         image.apply(&set("1", &[("background.threads", "9")]));

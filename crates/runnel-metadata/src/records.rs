@@ -22,8 +22,15 @@ pub enum MetadataRecord {
     },
     /// A topic's partition count grows to `total`.
     CreatePartitions { name: String, total: u32 },
-    /// A topic's config overrides are replaced by `configs`.
-    SetTopicConfigs { name: String, configs: BTreeMap<String, String> },
+    /// A topic's config overrides are replaced by `configs`. With `expected`, only if they
+    /// are still those (cluster mode: the controller refuses the record otherwise, so two
+    /// alters read from the same values cannot both be committed).
+    SetTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<BTreeMap<String, String>>,
+    },
     /// A topic is deleted.
     DeleteTopic { name: String },
     /// A broker reserved the producer ids `[next_producer_id - block, next_producer_id)`
@@ -52,8 +59,15 @@ pub enum MetadataRecord {
     AlterClientQuota { entity: QuotaEntity, ops: Vec<(String, Option<QuotaValue>)> },
     /// The dynamic configs of a broker (`name` its id, or empty: the cluster-wide default)
     /// or of a group are replaced by `configs` (Kafka's ConfigRecord for BROKER and GROUP
-    /// resources); empty `configs` removes them all.
-    SetResourceConfigs { resource: ConfigResource, name: String, configs: BTreeMap<String, String> },
+    /// resources); empty `configs` removes them all. With `expected`, only if they are
+    /// still those (as for `SetTopicConfigs`).
+    SetResourceConfigs {
+        resource: ConfigResource,
+        name: String,
+        configs: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected: Option<BTreeMap<String, String>>,
+    },
 }
 
 /// A config resource other than a topic, as Kafka's ConfigResource types it.
@@ -80,5 +94,25 @@ impl MetadataRecord {
                 | MetadataRecord::AlterClientQuota { .. }
                 | MetadataRecord::SetResourceConfigs { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_records_without_an_expectation_are_written_and_read_as_before() {
+        let configs: BTreeMap<String, String> = [("log.retention.ms".to_string(), "1000".to_string())].into();
+        let plain = MetadataRecord::SetResourceConfigs { resource: ConfigResource::Broker, name: String::new(), configs: configs.clone(), expected: None };
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("expected"), "the same bytes as records written before the field existed: {json}");
+        assert_eq!(serde_json::from_str::<MetadataRecord>(&json).unwrap(), plain);
+        let topic = MetadataRecord::SetTopicConfigs { name: "t".into(), configs: configs.clone(), expected: Some(BTreeMap::new()) };
+        let json = serde_json::to_string(&topic).unwrap();
+        assert_eq!(serde_json::from_str::<MetadataRecord>(&json).unwrap(), topic);
+        let old = json.replace(r#","expected":{}"#, "");
+        assert_ne!(old, json);
+        assert_eq!(serde_json::from_str::<MetadataRecord>(&old).unwrap(), MetadataRecord::SetTopicConfigs { name: "t".into(), configs, expected: None });
     }
 }

@@ -301,7 +301,7 @@ const MAX_GROUP_NAME: usize = 255;
 async fn apply(
     ctx: &Ctx,
     target: Target,
-    edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
+    edit: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
     validate_only: bool,
 ) -> Result<(), Refusal> {
     match target {
@@ -317,7 +317,7 @@ async fn apply_resource(
     ctx: &Ctx,
     resource: ConfigResource,
     name: String,
-    edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
+    edit: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
     validate_only: bool,
 ) -> Result<(), Refusal> {
     // Read before the write (not under its lock): concurrent alters may pass the bound by
@@ -361,7 +361,7 @@ async fn apply_resource(
 async fn apply_topic(
     ctx: &Ctx,
     name: &str,
-    edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
+    edit: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
     validate_only: bool,
 ) -> Result<(), Refusal> {
     let internal = name.to_string();
@@ -413,7 +413,7 @@ pub async fn alter(ctx: &Ctx, req: AlterConfigsRequest) -> AlterConfigsResponse 
                 // AlterConfigs replaces the whole set of the resource; a null value removes it.
                 let configs: BTreeMap<String, String> =
                     r.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
-                apply(ctx, target, move |_| Ok(configs), req.validate_only).await
+                apply(ctx, target, move |_| Ok(configs.clone()), req.validate_only).await
             }
         };
         let (error_code, error_message) = split(outcome);

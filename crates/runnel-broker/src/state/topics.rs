@@ -156,22 +156,21 @@ impl Broker {
     /// Read-modify-write of a topic's config overrides under the metadata lock, so two
     /// concurrent alters never lose each other's changes: `edit` maps the current
     /// overrides to the new ones, or refuses (then nothing is committed). The new overrides
-    /// apply to the topic's open partitions. (Cluster mode: the edit reads this broker's
-    /// image, so an alter racing through another broker can still be overwritten.)
+    /// apply to the topic's open partitions. Cluster mode: see `Broker::alter_in_cluster`.
     pub fn update_topic_configs<E>(
         &self,
         name: &str,
-        edit: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, E>,
+        edit: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, E>,
     ) -> Result<Result<(), E>, StateError> {
         if let Some(c) = self.cluster() {
-            let _serial = self.config_writes.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(t) = self.topic(name) else { return Err(StateError::UnknownTopic(name.into())) };
-            let configs = match edit(&t.configs) {
-                Ok(c) => c,
-                Err(e) => return Ok(Err(e)),
-            };
-            c.commit_topic(t.topic_id, MetadataRecord::SetTopicConfigs { name: name.into(), configs }, Vec::new())?;
-            return Ok(Ok(()));
+            return self.alter_in_cluster(
+                || self.topic(name).map(|t| (t.topic_id, t.configs)).ok_or_else(|| StateError::UnknownTopic(name.into())),
+                edit,
+                |topic_id, configs, expected| {
+                    let record = MetadataRecord::SetTopicConfigs { name: name.into(), configs, expected: Some(expected) };
+                    c.commit_topic(topic_id, record, Vec::new())
+                },
+            );
         }
         let mut md = self.local();
         let Some(current) = md.image().topic(name).map(|t| t.configs.clone()) else {
@@ -181,7 +180,7 @@ impl Broker {
             Ok(c) => c,
             Err(e) => return Ok(Err(e)),
         };
-        md.commit(MetadataRecord::SetTopicConfigs { name: name.into(), configs })?;
+        md.commit(MetadataRecord::SetTopicConfigs { name: name.into(), configs, expected: None })?;
         drop(md);
         self.apply_topic_configs(name);
         Ok(Ok(()))

@@ -2,8 +2,8 @@
 //! replicates, so the cluster-wide default altered through one broker is described by
 //! every other broker (and applies to their topics), a group config set through one broker
 //! is described by another, a broker's own config set through itself stays its own, a
-//! node killed and restarted describes them all again, and alters sent at once through
-//! one broker lose none of each other's changes.
+//! node killed and restarted describes them all again, and alters sent at once, through
+//! one broker or through two, lose none of each other's changes.
 
 use super::{start_cluster, wait_until};
 use crate::common::configs::*;
@@ -64,6 +64,31 @@ fn dynamic_configs_altered_on_one_node_are_described_on_the_others() {
     for (key, base) in keys {
         assert_eq!(entry(&r, key).map(|e| e.0.clone()), Some(format!("{base}2")), "{key}: the last value set, lost by no other alter");
     }
+    // The same through two brokers at once, for the cluster-wide default and for a topic:
+    // the controller refuses a record written from values another alter has changed since,
+    // and the alter reads them again.
+    let second = c.nodes[2].addr.clone();
+    let admin: rdkafka::admin::AdminClient<_> = super::client(&first).create().expect("admin client");
+    super::create(&admin, "cfg", 1, 3).expect("topic cfg");
+    let topic_keys = [("retention.ms", "3600000"), ("segment.bytes", "10485760"), ("max.message.bytes", "100000"), ("segment.ms", "3600000")];
+    std::thread::scope(|s| {
+        for (i, ((key, base), (topic_key, topic_base))) in keys.into_iter().zip(topic_keys).enumerate() {
+            let via = if i % 2 == 0 { &first } else { &second };
+            s.spawn(move || {
+                for round in 5..8 {
+                    let value = format!("{base}{round}");
+                    assert_eq!(incremental(via, BROKER, "", &[(key, SET, Some(&value))], false), (0, String::new()), "{key}");
+                    let value = format!("{topic_base}{round}");
+                    assert_eq!(incremental(via, TOPIC, "cfg", &[(topic_key, SET, Some(&value))], false), (0, String::new()), "{topic_key}");
+                }
+            });
+        }
+    });
+    wait_until("each alter's last value, through either broker, is kept", || {
+        let (defaults, topic) = (describe(&first, BROKER, ""), describe(&first, TOPIC, "cfg"));
+        keys.iter().all(|(k, base)| entry(&defaults, k).is_some_and(|e| e.0 == format!("{base}7")))
+            && topic_keys.iter().all(|(k, base)| entry(&topic, k).is_some_and(|e| e.0 == format!("{base}7")))
+    });
     // Brokers name only themselves: another's id is refused (Kafka's admin client sends a
     // broker's resource to that broker).
     assert_eq!(incremental(&c.nodes[0].addr, BROKER, "2", &[("background.threads", SET, Some("8"))], false).0, 42);
