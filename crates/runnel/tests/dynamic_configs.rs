@@ -64,7 +64,9 @@ fn broker_configs_are_dynamic_per_broker_and_cluster_wide_and_survive_a_restart(
     // IncrementalAlterConfigs: APPEND and SUBTRACT on a list, DELETE back to the level below.
     assert_eq!(incremental(&addr, BROKER, "1", &[("log.cleanup.policy", APPEND, Some("compact"))], false).0, 0);
     assert_eq!(entry(&describe(&addr, BROKER, "1"), "log.cleanup.policy").unwrap().0, "delete,compact");
-    assert_eq!(incremental(&addr, BROKER, "1", &[("log.cleanup.policy", SUBTRACT, Some("compact")), ("log.retention.ms", DELETE, None)], false).0, 0);
+    // A broker id is read as a number, as Kafka reads it: "01" is broker 1.
+    assert_eq!(entry(&describe(&addr, BROKER, "01"), "log.cleanup.policy").unwrap().0, "delete,compact");
+    assert_eq!(incremental(&addr, BROKER, "01", &[("log.cleanup.policy", SUBTRACT, Some("compact")), ("log.retention.ms", DELETE, None)], false).0, 0);
     let r = describe(&addr, BROKER, "1");
     assert_eq!(entry(&r, "log.cleanup.policy").unwrap().0, "delete");
     assert_eq!(entry(&r, "log.retention.ms").unwrap().0, "3600000", "DELETE falls back to the cluster default");
@@ -167,6 +169,8 @@ fn group_configs_are_stored_checked_and_described() {
     let long = "g".repeat(256);
     assert_eq!(incremental(&addr, GROUP, &long, &[("consumer.session.timeout.ms", SET, Some("50000"))], false).0, INVALID_REQUEST);
     assert_eq!(incremental(&addr, GROUP, &long[..255], &[("consumer.session.timeout.ms", SET, Some("50000"))], false).0, 0);
+    // A group resource names a group (Kafka refuses an empty name).
+    assert_eq!(describe(&addr, GROUP, "").error_code, INVALID_REQUEST);
 
     b.kill9();
     b.restart();

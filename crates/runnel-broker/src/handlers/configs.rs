@@ -115,7 +115,7 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRespon
                         e
                     })
                     .collect()),
-                RESOURCE_BROKER if name == b.config.node_id.to_string() => Ok(broker_entries()
+                RESOURCE_BROKER if is_this_broker(&name, b.config.node_id) => Ok(broker_entries()
                     .into_iter()
                     .filter(|(n, _)| wanted(n))
                     .map(|(n, default)| {
@@ -131,6 +131,7 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRespon
                     })
                     .collect()),
                 RESOURCE_BROKER => Err((KafkaError::InvalidRequest, format!("broker '{name}' is not this broker ({})", b.config.node_id))),
+                RESOURCE_GROUP if name.is_empty() => Err((KafkaError::InvalidRequest, "a group config resource needs a group id".into())),
                 RESOURCE_GROUP => {
                     let stored = b.with_image(|i| i.resource_configs(ConfigResource::Group, &name));
                     Ok(GROUP_CONFIGS
@@ -267,6 +268,11 @@ enum Target {
     Resource(ConfigResource, String),
 }
 
+/// Whether a BROKER resource name is this broker's id, read as a number as Kafka reads it.
+fn is_this_broker(name: &str, node_id: i32) -> bool {
+    name.parse::<i32>().is_ok_and(|id| id == node_id)
+}
+
 /// Checks a resource named in an alter request: authorized, existing, and (a broker)
 /// this broker or the cluster-wide default.
 fn target(ctx: &Ctx, resource_type: i8, name: &str) -> Result<Target, Refusal> {
@@ -276,8 +282,10 @@ fn target(ctx: &Ctx, resource_type: i8, name: &str) -> Result<Target, Refusal> {
             Err((KafkaError::UnknownTopicOrPartition, format!("topic '{name}' does not exist")))
         }
         RESOURCE_TOPIC => Ok(Target::Topic(name.to_string())),
-        RESOURCE_BROKER if name.is_empty() || name == ctx.broker.config.node_id.to_string() => {
-            Ok(Target::Resource(ConfigResource::Broker, name.to_string()))
+        RESOURCE_BROKER if name.is_empty() => Ok(Target::Resource(ConfigResource::Broker, String::new())),
+        // Stored under the id as Runnel writes it ("01" names broker 1, as Kafka parses it).
+        RESOURCE_BROKER if is_this_broker(name, ctx.broker.config.node_id) => {
+            Ok(Target::Resource(ConfigResource::Broker, ctx.broker.config.node_id.to_string()))
         }
         RESOURCE_BROKER => Err((
             KafkaError::InvalidRequest,

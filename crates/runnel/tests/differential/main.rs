@@ -495,6 +495,8 @@ fn runnel_answers_as_apache_kafka_does() {
     d.kafka_shows_config("retention.ms", "7200000");
     d.step("describe-configs-after-alter", 4, describe_configs_req(2, TOPIC, &keys));
     d.step("alter-configs-bad-value", 1, alter_configs_req(TOPIC, &[("retention.ms", 0, Some("soon"))]));
+    d.step("alter-configs-duplicate-keys", 1, alter_configs_req(TOPIC, &[("retention.ms", 0, Some("7200000")), ("retention.ms", 1, None)]));
+    d.step("describe-configs-group-without-a-name", 4, describe_configs_req(32, "", &["consumer.session.timeout.ms"]));
     d.step("alter-configs-delete", 1, alter_configs_req(TOPIC, &[("retention.ms", 1, None)]));
     d.kafka_shows_config("retention.ms", "604800000");
     d.step("describe-configs-after-delete", 4, describe_configs_req(2, TOPIC, &keys));
