@@ -328,26 +328,28 @@ async fn apply_resource(
     edit: impl Fn(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, Refusal> + Send + 'static,
     validate_only: bool,
 ) -> Result<(), Refusal> {
-    // Read before the write (not under its lock): concurrent alters may pass the bound by
-    // a few, which keeps it a bound.
-    let groups_full = resource == ConfigResource::Group
-        && ctx.broker.with_image(|i| i.resource_config_count(ConfigResource::Group)) >= MAX_GROUP_CONFIGS;
-    let checked = move |current: &BTreeMap<String, String>| {
-        let configs = edit(current)?;
-        if groups_full && current.is_empty() && !configs.is_empty() {
-            return Err((KafkaError::PolicyViolation, format!("{MAX_GROUP_CONFIGS} groups have dynamic configs already, the most this broker keeps; delete some first")));
-        }
-        for (k, v) in configs.iter().filter(|(k, v)| current.get(*k) != Some(*v)) {
-            match resource {
-                ConfigResource::Broker => dynamic_config::validate_broker(k, v).map_err(|m| (KafkaError::InvalidRequest, m))?,
-                ConfigResource::Group => dynamic_config::validate_group(k, v).map_err(|m| (KafkaError::InvalidConfig, m))?,
-            }
-        }
-        Ok(configs)
-    };
     let broker = ctx.broker.clone();
     let n = name.clone();
+    // On the blocking pool: reading the image waits for the metadata lock, held across
+    // metadata fsyncs.
     let outcome = blocking(move || {
+        // Read before the write (not under its lock): concurrent alters may pass the bound
+        // by a few, which keeps it a bound.
+        let groups_full = resource == ConfigResource::Group
+            && broker.with_image(|i| i.resource_config_count(ConfigResource::Group)) >= MAX_GROUP_CONFIGS;
+        let checked = move |current: &BTreeMap<String, String>| {
+            let configs = edit(current)?;
+            if groups_full && current.is_empty() && !configs.is_empty() {
+                return Err((KafkaError::PolicyViolation, format!("{MAX_GROUP_CONFIGS} groups have dynamic configs already, the most this broker keeps; delete some first")));
+            }
+            for (k, v) in configs.iter().filter(|(k, v)| current.get(*k) != Some(*v)) {
+                match resource {
+                    ConfigResource::Broker => dynamic_config::validate_broker(k, v).map_err(|m| (KafkaError::InvalidRequest, m))?,
+                    ConfigResource::Group => dynamic_config::validate_group(k, v).map_err(|m| (KafkaError::InvalidConfig, m))?,
+                }
+            }
+            Ok(configs)
+        };
         if validate_only {
             let current = broker.with_image(|i| i.resource_configs(resource, &n));
             return Ok(checked(&current).map(|_| ()));
