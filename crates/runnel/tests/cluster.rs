@@ -68,16 +68,26 @@ fn start_cluster(order: [usize; 3]) -> Cluster {
     start_cluster_with(order, "")
 }
 
-/// [`start_cluster`] with more broker settings (`name=value,…`).
+/// [`start_cluster`] with more broker settings (`name=value,…`). The controller ports are
+/// found free and then bound by the nodes, so another process can take one in between
+/// (the tests run side by side): a cluster whose node could not start is started again,
+/// on new ports, up to three times.
 fn start_cluster_with(order: [usize; 3], settings: &str) -> Cluster {
-    let hosts: Vec<Host> = (0..3)
-        .map(|_| Host {
-            ip: "127.0.0.1".to_string(),
-            controller_port: std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
-            wrapper: Vec::new(),
-        })
-        .collect();
-    start_cluster_on(order, settings, &hosts)
+    for attempt in 1..=3 {
+        let hosts: Vec<Host> = (0..3)
+            .map(|_| Host {
+                ip: "127.0.0.1".to_string(),
+                controller_port: std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+                wrapper: Vec::new(),
+            })
+            .collect();
+        match try_start_cluster_on(order, settings, &hosts) {
+            Ok(c) => return c,
+            Err(e) if attempt < 3 => eprintln!("a node did not start ({e}; a port taken meanwhile?): starting the cluster again"),
+            Err(e) => panic!("a node did not start three times: {e}"),
+        }
+    }
+    unreachable!()
 }
 
 /// Where a node runs: the address its listeners bind (the Kafka listener on a free port),
@@ -91,6 +101,11 @@ struct Host {
 
 /// [`start_cluster_with`] on the given hosts, node `i + 1` on `hosts[i]`.
 fn start_cluster_on(order: [usize; 3], settings: &str, hosts: &[Host]) -> Cluster {
+    try_start_cluster_on(order, settings, hosts).unwrap_or_else(|e| panic!("broker did not print its startup line: {e}"))
+}
+
+/// [`start_cluster_on`], or why a node did not start (the nodes that did are stopped).
+fn try_start_cluster_on(order: [usize; 3], settings: &str, hosts: &[Host]) -> Result<Cluster, std::sync::mpsc::RecvTimeoutError> {
     let dir = tempfile::tempdir().unwrap();
     let quorum = hosts.iter().enumerate().map(|(i, h)| format!("{}@{}:{}", i + 1, h.ip, h.controller_port)).collect::<Vec<_>>().join(",");
     let mut starting: Vec<Option<common::Starting>> = (0..3).map(|_| None).collect();
@@ -120,8 +135,11 @@ fn start_cluster_on(order: [usize; 3], settings: &str, hosts: &[Host]) -> Cluste
         starting[i] = Some(Broker::spawn_wrapped(&wrapper, &data, &args));
         std::thread::sleep(Duration::from_millis(300));
     }
-    let nodes = starting.into_iter().map(|s| s.unwrap().wait()).collect();
-    Cluster { _dir: dir, nodes }
+    // Every node is waited for (a failed one's process is gone; the others stop when
+    // dropped).
+    let started: Vec<_> = starting.into_iter().map(|s| s.unwrap().wait_for_start()).collect();
+    let nodes = started.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(Cluster { _dir: dir, nodes })
 }
 
 fn metadata(addr: &str) -> MetadataResponse {
