@@ -397,8 +397,8 @@ impl Broker {
             changed
         };
         if changed {
-            for name in self.with_image(|i| i.topics().map(|t| t.name.clone()).collect::<Vec<_>>()) {
-                self.apply_topic_configs_serialized(&name);
+            for t in self.with_image(|i| i.topics().cloned().collect::<Vec<_>>()) {
+                self.apply_topic_image(&t);
             }
         }
     }

@@ -190,16 +190,17 @@ impl Broker {
     /// partitions (serialized with `refresh_dynamic_configs`, see `config_refresh`).
     pub(crate) fn apply_topic_configs(&self, name: &str) {
         let _serial = self.config_refresh.lock().unwrap_or_else(|p| p.into_inner());
-        self.apply_topic_configs_serialized(name);
+        if let Some(t) = self.topic(name) {
+            self.apply_topic_image(&t);
+        }
     }
 
-    /// [`Self::apply_topic_configs`], with `config_refresh` held by the caller.
-    pub(crate) fn apply_topic_configs_serialized(&self, name: &str) {
-        let Some(configs) = self.with_image(|i| i.topic(name).map(|t| t.configs.clone())) else { return };
-        let settings = TopicSettings::resolve(&configs, &self.settings().merged);
-        let count = self.topic(name).map(|t| t.partitions).unwrap_or(0);
-        for p in 0..count as i32 {
-            if let Some(part) = self.partition(name, p) {
+    /// Applies the overrides of `t` (read from the image under `config_refresh`, which the
+    /// caller holds) to its open partitions.
+    pub(crate) fn apply_topic_image(&self, t: &TopicImage) {
+        let settings = TopicSettings::resolve(&t.configs, &self.settings().merged);
+        for p in 0..t.partitions as i32 {
+            if let Some(part) = self.partition(&t.name, p) {
                 part.set_settings(settings.clone());
             }
         }
